@@ -1,0 +1,1 @@
+"""odibi_dagster: run ODIBI CORE's config-driven pipelines on Dagster."""

@@ -1,0 +1,111 @@
+"""Config-declared data checks (``checks:`` on a step) as Dagster asset checks.
+
+Checks run inside the step right after its datasets are persisted, with DuckDB over
+the persisted files (whatever engine produced them), so a blocking check stops
+downstream steps before they start.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dagster as dg
+
+from odibi_dagster.config.models import CheckConfig, Step
+from odibi_dagster.config.templating import sql_literal
+from odibi_dagster.engines.base import DatasetRef
+from odibi_dagster.observe.metadata import sample_markdown
+
+FAILING_SAMPLE_ROWS = 5
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def check_target(step: Step, check: CheckConfig) -> str:
+    """The dataset a check applies to: ``dataset:`` or the step's first output."""
+    return check.dataset or next(iter(step.outputs.values()))
+
+
+def check_spec(step: Step, check: CheckConfig, asset_key: dg.AssetKey) -> dg.AssetCheckSpec:
+    """The AssetCheckSpec of one configured check; ``severity: error`` makes it blocking."""
+    return dg.AssetCheckSpec(
+        name=check.check_name,
+        asset=asset_key,
+        description=check.description or f"{check.kind} check from the ODIBI config of step '{step.name}'",
+        blocking=check.severity == "error",
+    )
+
+
+def run_check(check: CheckConfig, ref: DatasetRef, inputs: dict[str, DatasetRef], asset_key: dg.AssetKey,
+              ) -> dg.AssetCheckResult:
+    """Evaluate ``check`` over a persisted dataset."""
+    from odibi_dagster.engines.pandas_duckdb import PandasDuckDBContext
+
+    ctx = PandasDuckDBContext()
+    try:
+        ctx.register_temp("data", ref)
+        for name, input_ref in inputs.items():
+            if name != "data":
+                ctx.register_temp(name, input_ref)
+        passed, failing, sample, extra = _evaluate(ctx, check)
+    finally:
+        ctx.close()
+    metadata: dict[str, Any] = {"odibi/check": check.kind, "failing_rows": dg.MetadataValue.int(int(failing)), **extra}
+    if sample is not None and len(sample):
+        metadata["failing_sample"] = dg.MetadataValue.md(sample_markdown(sample, rows=FAILING_SAMPLE_ROWS))
+    return dg.AssetCheckResult(
+        asset_key=asset_key,
+        check_name=check.check_name,
+        passed=bool(passed),
+        severity=dg.AssetCheckSeverity.ERROR if check.severity == "error" else dg.AssetCheckSeverity.WARN,
+        metadata=metadata,
+    )
+
+
+def _failing(ctx: Any, where_sql: str) -> tuple[int, Any]:
+    count = ctx.execute_sql(f"SELECT COUNT(*) FROM data WHERE {where_sql}").fetchone()[0]
+    sample = ctx.execute_sql(f"SELECT * FROM data WHERE {where_sql} LIMIT {FAILING_SAMPLE_ROWS}").df()
+    return int(count), sample
+
+
+def _evaluate(ctx: Any, check: CheckConfig) -> tuple[bool, int, Any, dict[str, Any]]:
+    kind = check.kind
+    if kind == "not_null":
+        cond = " OR ".join(f"{_ident(c)} IS NULL" for c in check.not_null or [])
+        failing, sample = _failing(ctx, cond)
+        return failing == 0, failing, sample, {}
+    if kind == "unique":
+        cols = ", ".join(_ident(c) for c in check.unique or [])
+        dupes = f"SELECT {cols}, COUNT(*) AS n FROM data GROUP BY {cols} HAVING COUNT(*) > 1"
+        failing = ctx.execute_sql(f"SELECT COALESCE(SUM(n), 0) FROM ({dupes})").fetchone()[0]
+        sample = ctx.execute_sql(f"{dupes} ORDER BY n DESC LIMIT {FAILING_SAMPLE_ROWS}").df()
+        return int(failing) == 0, int(failing), sample, {}
+    if kind == "accepted_values":
+        av = check.accepted_values
+        assert av is not None
+        values = ", ".join(sql_literal(v) for v in av.values)
+        col = _ident(av.column)
+        failing, sample = _failing(ctx, f"{col} IS NOT NULL AND CAST({col} AS VARCHAR) NOT IN "
+                                        f"({', '.join(sql_literal(str(v)) for v in av.values)})")
+        return failing == 0, failing, sample, {"accepted_values": dg.MetadataValue.text(values)}
+    if kind == "row_count":
+        bounds = check.row_count
+        assert bounds is not None
+        rows = int(ctx.execute_sql("SELECT COUNT(*) FROM data").fetchone()[0])
+        ok = (bounds.min is None or rows >= bounds.min) and (bounds.max is None or rows <= bounds.max)
+        return ok, 0 if ok else rows, None, {"row_count": dg.MetadataValue.int(rows),
+                                             "min": bounds.min if bounds.min is not None else "-",
+                                             "max": bounds.max if bounds.max is not None else "-"}
+    if kind == "expected_columns":
+        actual = [c[0] for c in ctx.execute_sql("SELECT * FROM data LIMIT 0").description]
+        missing = [c for c in check.expected_columns or [] if c not in actual]
+        return not missing, len(missing), None, {"missing_columns": dg.MetadataValue.json(missing),
+                                                  "actual_columns": dg.MetadataValue.json(actual)}
+    if kind == "sql":
+        rel = ctx.execute_sql(check.sql)
+        failing = int(rel.aggregate("COUNT(*)").fetchone()[0])
+        sample = rel.limit(FAILING_SAMPLE_ROWS).df()
+        return failing == 0, failing, sample, {"query": dg.MetadataValue.md(f"```sql\n{check.sql}\n```")}
+    raise ValueError(f"unknown check kind {kind}")

@@ -1,0 +1,38 @@
+"""Validation problems and the one error that carries all of them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One thing wrong with a config: where (file, step, field) and what."""
+
+    file: str
+    step: str | None
+    field: str | None
+    message: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        step = f"step '{self.step}'" if self.step is not None else "pipeline"
+        field = self.field or "-"
+        return f"{where}: {step}: {field}: {self.message}"
+
+
+class ConfigValidationError(Exception):
+    """Raised when a config is invalid. ``problems`` lists every problem found, not just the first."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = sorted(set(problems), key=lambda p: (p.file, p.line or 0, p.step or "", p.field or ""))
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        n = len(self.problems)
+        head = f"{n} problem{'s' if n != 1 else ''} in pipeline config:"
+        return "\n".join([head, *(f"  {p}" for p in self.problems)])
+
+    def __str__(self) -> str:
+        return self._render()

@@ -1,0 +1,288 @@
+"""Pydantic models of ODIBI CORE steps and of the pipeline document that wraps them.
+
+Shapes only: these models reject unknown keys and wrong types. Cross-step rules
+(duplicates, missing inputs, cycles, SQL, imports, cron...) live in ``validation``
+so that every problem is reported at once with ODIBI's wording.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+VALID_LAYERS = ("connect", "ingest", "transform", "store", "publish")
+VALID_ENGINES = ("pandas", "spark")
+VALID_TYPES = ("sql", "function", "config_op", "api")
+DATA_LAYERS = ("ingest", "transform")
+SINK_LAYERS = ("store", "publish")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+def _none_to_empty(value: Any) -> Any:
+    # ODIBI's Step dataclass turns None into {} for params/inputs/outputs/metadata.
+    return {} if value is None else value
+
+
+class RetryConfig(_Strict):
+    """Retries of a failing step (ODIBI's retry logic, run by Dagster's RetryPolicy)."""
+
+    max_retries: int = Field(0, ge=0, le=100)
+    delay_seconds: float = Field(0, ge=0)
+    backoff: Literal["linear", "exponential"] | None = None
+    jitter: Literal["full", "plus_minus"] | None = None
+
+
+class AcceptedValues(_Strict):
+    column: str
+    values: list[Any] = Field(min_length=1)
+
+
+class RowCountBounds(_Strict):
+    min: int | None = Field(None, ge=0)
+    max: int | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RowCountBounds:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        return self
+
+
+CHECK_KINDS = ("not_null", "unique", "accepted_values", "row_count", "expected_columns", "sql")
+
+
+class CheckConfig(_Strict):
+    """One data check on a step's output, e.g. ``{not_null: [id], severity: error}``."""
+
+    not_null: list[str] | None = None
+    unique: list[str] | None = None
+    accepted_values: AcceptedValues | None = None
+    row_count: RowCountBounds | None = None
+    expected_columns: list[str] | None = None
+    sql: str | None = None
+    severity: Literal["error", "warn"] = "warn"
+    name: str | None = None
+    description: str | None = None
+    dataset: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> CheckConfig:
+        kinds = [k for k in CHECK_KINDS if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise ValueError(f"a check needs exactly one of {', '.join(CHECK_KINDS)} (got {kinds or 'none'})")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in CHECK_KINDS if getattr(self, k) is not None)
+
+    @property
+    def check_name(self) -> str:
+        if self.name:
+            return self.name
+        arg = getattr(self, self.kind)
+        if isinstance(arg, list):
+            return f"{self.kind}__{'_'.join(str(a) for a in arg)}"
+        if isinstance(arg, AcceptedValues):
+            return f"accepted_values__{arg.column}"
+        return self.kind
+
+
+class PartitionMappingConfig(_Strict):
+    """How a step reads upstream partitions: identity (default) or a trailing window."""
+
+    type: Literal["identity", "window", "all"] = "identity"
+    start_offset: int = Field(0, le=0)
+    end_offset: int = Field(0, le=0)
+
+
+class Step(_Strict):
+    """ODIBI CORE's Step: the unit of a config-driven pipeline.
+
+    ``layer`` and ``name`` are required; ``type`` defaults to ``config_op`` and
+    ``engine`` to the pipeline's engine (``pandas`` for ODIBI's bare JSON lists).
+    """
+
+    layer: str
+    name: str
+    type: str = "config_op"
+    engine: str | None = None
+    value: str = ""
+    params: dict[str, Any] = Field(default_factory=dict)
+    inputs: dict[str, str] = Field(default_factory=dict)
+    outputs: dict[str, str] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    checks: list[CheckConfig] = Field(default_factory=list)
+    retry: RetryConfig | None = None
+    partition_mapping: PartitionMappingConfig | None = None
+    enabled: bool = True
+    line: int | None = Field(None, exclude=True, description="Line of the step in its file (set by the loader).")
+
+    @field_validator("params", "inputs", "outputs", "metadata", mode="before")
+    @classmethod
+    def _none_is_empty(cls, v: Any) -> Any:
+        return _none_to_empty(v)
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _value_text(cls, v: Any) -> Any:
+        return "" if v is None else v
+
+    @field_validator("checks", mode="before")
+    @classmethod
+    def _checks_list(cls, v: Any) -> Any:
+        return [] if v is None else v
+
+    @property
+    def resolved_engine(self) -> str:
+        return self.engine or "pandas"
+
+
+class PartitionsConfig(_Strict):
+    """Partitions of a pipeline: time windows, a static list, or dynamic keys."""
+
+    type: Literal["daily", "hourly", "weekly", "monthly", "static", "dynamic"]
+    start: str | None = None
+    end: str | None = None
+    timezone: str = "UTC"
+    values: list[str] | None = None
+    name: str | None = None
+    fmt: str | None = None
+    end_offset: int = 0
+
+
+class ScheduleConfig(_Strict):
+    """A cron schedule (``cron``) or ODIBI's interval mode (``every: 300s``)."""
+
+    cron: str | None = None
+    every: str | int | None = None
+    timezone: str = "UTC"
+    name: str | None = None
+    enabled: bool = True
+
+    @model_validator(mode="after")
+    def _one_of(self) -> ScheduleConfig:
+        if (self.cron is None) == (self.every is None):
+            raise ValueError("a schedule needs exactly one of 'cron' or 'every'")
+        return self
+
+
+class FileWatchSensorConfig(_Strict):
+    """Start one run per new or changed file in ``path`` matching ``pattern``."""
+
+    type: Literal["file_watch"]
+    path: str
+    pattern: str = "*"
+    step: str
+    recursive: bool = False
+    min_interval_seconds: int = Field(30, ge=1)
+    dynamic_partitions: bool = False
+    name: str | None = None
+    enabled: bool = True
+
+
+class PollingSensorConfig(_Strict):
+    """ODIBI's INTERVAL / INCREMENTAL streaming: poll a SQL source past a watermark."""
+
+    type: Literal["incremental", "interval"]
+    step: str
+    source: str = Field(description="SQLAlchemy URL, or the name of a connect step")
+    table: str | None = None
+    query: str | None = None
+    watermark_column: str
+    start_value: str | int | float | None = None
+    min_interval_seconds: int = Field(60, ge=1)
+    name: str | None = None
+    enabled: bool = True
+
+    @model_validator(mode="after")
+    def _table_or_query(self) -> PollingSensorConfig:
+        if (self.table is None) == (self.query is None):
+            raise ValueError("a polling sensor needs exactly one of 'table' or 'query'")
+        return self
+
+
+SensorConfig = FileWatchSensorConfig | PollingSensorConfig
+
+VALID_EVENTS = ("pipeline_start", "pipeline_complete", "pipeline_error", "node_start", "node_complete", "node_error")
+
+
+class HookConfig(_Strict):
+    """A function called on one of ODIBI's events, e.g. ``pipeline_complete``."""
+
+    event: str
+    function: str
+    priority: Literal["high", "medium", "low"] = "medium"
+    steps: list[str] | None = None
+
+
+class BackfillConfig(_Strict):
+    """How backfills run: one run per partition, or single runs over a range."""
+
+    policy: Literal["single_run", "multi_run"] = "multi_run"
+    max_partitions_per_run: int | None = Field(None, ge=1)
+
+
+class StoryConfig(_Strict):
+    sample_rows: int = Field(5, ge=0, le=1000)
+    max_cell_chars: int = Field(40, ge=4)
+    enabled: bool = True
+
+
+class PipelineConfig(_Strict):
+    """A pipeline document: pipeline-wide settings wrapping ODIBI steps."""
+
+    pipeline: str | None = None
+    description: str | None = None
+    engine: str = "pandas"
+    owners: list[str] = Field(default_factory=list)
+    tags: dict[str, str] = Field(default_factory=dict)
+    partitions: PartitionsConfig | None = None
+    schedule: ScheduleConfig | None = None
+    sensors: list[SensorConfig] = Field(default_factory=list)
+    hooks: list[HookConfig] = Field(default_factory=list)
+    retry: RetryConfig | None = None
+    backfill: BackfillConfig | None = None
+    story: StoryConfig = Field(default_factory=StoryConfig)
+    explanations: dict[str, str] = Field(default_factory=dict)
+    column_schema_change_checks: bool = False
+    steps: list[Step]
+
+    _source: Path | None = PrivateAttr(default=None)
+
+    @property
+    def source(self) -> Path | None:
+        """The file this pipeline was loaded from, if any."""
+        return self._source
+
+    @property
+    def name(self) -> str:
+        """``pipeline:`` or the source file's stem."""
+        if self.pipeline:
+            return self.pipeline
+        if self._source is not None:
+            return self._source.stem
+        return "pipeline"
+
+    @property
+    def config_dir(self) -> Path:
+        return self._source.parent if self._source is not None else Path.cwd()
+
+    def with_source(self, source: Path | None) -> PipelineConfig:
+        self._source = source
+        return self
+
+    def step(self, name: str) -> Step:
+        return next(s for s in self.steps if s.name == name)
+
+    def producers(self) -> dict[str, Step]:
+        """dataset key -> the step producing it."""
+        return {ds: s for s in self.steps for ds in s.outputs.values()}
+
+    def step_engine(self, step: Step) -> str:
+        return step.engine or self.engine

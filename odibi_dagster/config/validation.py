@@ -1,0 +1,457 @@
+"""ODIBI's ConfigValidator, extended: every problem of every config in one error.
+
+Runs before any Dagster object exists. Each problem names the file, the step and
+the field. Messages keep ODIBI CORE's wording where it has one ("Duplicate step
+names found", "Circular dependency: a → b → a", "has invalid layer").
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import sqlglot
+from pydantic import ValidationError
+
+from odibi_dagster.config.errors import ConfigValidationError, Problem
+from odibi_dagster.config.imports import FunctionImportError, resolve_callable
+from odibi_dagster.config.loaders import RawPipeline, discover, read_raw
+from odibi_dagster.config.models import (
+    DATA_LAYERS,
+    SINK_LAYERS,
+    VALID_ENGINES,
+    VALID_EVENTS,
+    VALID_LAYERS,
+    VALID_TYPES,
+    FileWatchSensorConfig,
+    PipelineConfig,
+    PollingSensorConfig,
+    Step,
+)
+from odibi_dagster.config.sql import dialect_for, parse_sql, referenced_tables
+from odibi_dagster.config.templating import (
+    KNOWN_VARIABLES,
+    PARTITION_VARIABLES,
+    has_template,
+    render_sql,
+    sample_variables,
+    template_variables,
+)
+
+
+def _loc_to_field(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(p) for p in loc) or "-"
+
+
+def _pydantic_message(err: dict[str, Any]) -> str:
+    kind = err.get("type", "")
+    if kind == "missing":
+        return f"missing required field '{err['loc'][-1]}'" if err.get("loc") else "missing required field"
+    if kind == "extra_forbidden":
+        return f"unknown key '{err['loc'][-1]}'"
+    msg = str(err.get("msg", "invalid value"))
+    return msg.removeprefix("Value error, ")
+
+
+class _Collector:
+    def __init__(self, raw: RawPipeline):
+        self.file = raw.file
+        self.lines = raw.lines
+        self.problems: list[Problem] = list(raw.problems)
+        self.step_lines: dict[str, int] = {}
+
+    def add(self, step: Step | str | None, field: str | None, message: str, line: int | None = None) -> None:
+        if isinstance(step, Step):
+            line = line if line is not None else step.line
+            step = step.name
+        if line is None and step is not None:
+            line = self.step_lines.get(step)
+        self.problems.append(Problem(self.file, step, field, message, line))
+
+
+def _step_label(item: Any, index: int) -> str:
+    if isinstance(item, dict) and isinstance(item.get("name"), str) and item["name"].strip():
+        return item["name"]
+    return f"#{index + 1}"
+
+
+def _parse_document(raw: RawPipeline, col: _Collector) -> tuple[PipelineConfig | None, list[Step]]:
+    doc = dict(raw.document or {})
+    steps_raw = doc.pop("steps", None)
+    if raw.default_name and "pipeline" not in doc:
+        doc["pipeline"] = raw.default_name
+    pipeline: PipelineConfig | None = None
+    try:
+        pipeline = PipelineConfig.model_validate({**doc, "steps": []})
+    except ValidationError as exc:
+        for err in exc.errors():
+            col.add(None, _loc_to_field(err["loc"]), _pydantic_message(err))
+    if steps_raw is None:
+        col.add(None, "steps", "missing required field 'steps'")
+        return pipeline, []
+    if not isinstance(steps_raw, list):
+        col.add(None, "steps", "steps must be a list")
+        return pipeline, []
+    if not steps_raw:
+        col.add(None, "steps", "Config is empty - no steps found")
+        return pipeline, []
+    steps: list[Step] = []
+    for i, item in enumerate(steps_raw):
+        label = _step_label(item, i)
+        line = raw.lines.get(i)
+        if line is not None:
+            col.step_lines.setdefault(label, line)
+        if not isinstance(item, dict):
+            col.add(label, None, f"a step must be a mapping, got {type(item).__name__}", line)
+            continue
+        try:
+            step = Step.model_validate(item)
+        except ValidationError as exc:
+            bad_fields = set()
+            for err in exc.errors():
+                col.add(label, _loc_to_field(err["loc"]), _pydantic_message(err), line)
+                if err["loc"]:
+                    bad_fields.add(err["loc"][0])
+            # Drop the broken fields and keep checking the rest of the step, so one
+            # typo does not hide the step's other problems.
+            try:
+                step = Step.model_validate({k: v for k, v in item.items() if k not in bad_fields})
+            except ValidationError:
+                continue
+        if not step.name.strip():
+            col.add(label, "name", "name must not be empty", line)
+            continue
+        step.line = line
+        if step.enabled:
+            steps.append(step)
+    return pipeline, steps
+
+
+def _check_names_and_outputs(steps: list[Step], col: _Collector) -> None:
+    names = [s.name for s in steps]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    for s in steps:
+        if s.name in dupes:
+            col.add(s, "name", f"Duplicate step names found: {dupes}")
+    producers: dict[str, str] = {}
+    for s in steps:
+        for logical, dataset in s.outputs.items():
+            if dataset in producers and producers[dataset] != s.name:
+                col.add(s, f"outputs.{logical}",
+                        f"Duplicate output '{dataset}': also produced by step '{producers[dataset]}'")
+            elif dataset in producers:
+                col.add(s, f"outputs.{logical}", f"Duplicate output '{dataset}' within the step")
+            producers.setdefault(dataset, s.name)
+
+
+def _check_step_kinds(steps: list[Step], pipeline_engine: str, col: _Collector) -> None:
+    for s in steps:
+        if s.layer not in VALID_LAYERS:
+            col.add(s, "layer", f"Step '{s.name}' has invalid layer: '{s.layer}' (valid: {', '.join(VALID_LAYERS)})")
+        engine = s.engine or pipeline_engine
+        if engine not in VALID_ENGINES:
+            col.add(s, "engine", f"Step '{s.name}' has invalid engine: '{engine}' (valid: {', '.join(VALID_ENGINES)})")
+        if s.type not in VALID_TYPES:
+            col.add(s, "type", f"Step '{s.name}' has invalid type: '{s.type}' (valid: {', '.join(VALID_TYPES)})")
+        if s.layer == "transform":
+            if not s.inputs:
+                col.add(s, "inputs", "transform step has no inputs")
+            if s.type not in ("sql", "function") and s.type in VALID_TYPES:
+                col.add(s, "type", f"transform step must be of type 'sql' or 'function', not '{s.type}'")
+        if s.layer in DATA_LAYERS and not s.outputs:
+            col.add(s, "outputs", f"{s.layer} step has no outputs")
+        if s.layer == "ingest" and not s.value.strip():
+            col.add(s, "value", "ingest step has an empty value (expected a source path, URL or table)")
+        if s.layer in SINK_LAYERS:
+            if not s.inputs:
+                col.add(s, "inputs", f"{s.layer} step has no inputs")
+            if not s.value.strip():
+                col.add(s, "value", f"{s.layer} step has an empty value (expected a target path or table)")
+        if s.layer == "connect":
+            if not s.value.strip():
+                col.add(s, "value", "connect step has an empty value (expected a connection string)")
+            if s.inputs or s.outputs:
+                col.add(s, "inputs" if s.inputs else "outputs", "connect steps take no inputs or outputs")
+        if s.layer in SINK_LAYERS and s.outputs:
+            col.add(s, "outputs", f"{s.layer} steps write a target and produce no datasets; remove 'outputs'")
+
+
+def _check_inputs_and_cycles(steps: list[Step], col: _Collector) -> None:
+    producers = {ds: s.name for s in steps for ds in s.outputs.values()}
+    for s in steps:
+        for logical, dataset in s.inputs.items():
+            if dataset not in producers:
+                col.add(s, f"inputs.{logical}", f"Input '{dataset}' is not produced by any step")
+    graph: dict[str, list[str]] = {s.name: [] for s in steps}
+    for s in steps:
+        for dataset in s.inputs.values():
+            if dataset in producers:
+                graph[s.name].append(producers[dataset])
+    # Iterative DFS (deep pipelines must not hit the recursion limit).
+    state: dict[str, int] = {}  # 1 = on stack, 2 = done
+    reported: set[frozenset[str]] = set()
+    for root in graph:
+        if root in state:
+            continue
+        stack: list[tuple[str, int]] = [(root, 0)]
+        path: list[str] = []
+        while stack:
+            node, idx = stack.pop()
+            if idx == 0:
+                state[node] = 1
+                path.append(node)
+            deps = graph[node]
+            if idx < len(deps):
+                stack.append((node, idx + 1))
+                nxt = deps[idx]
+                if state.get(nxt) == 1:
+                    cycle = [*path[path.index(nxt):], nxt]
+                    key = frozenset(cycle)
+                    if key not in reported:
+                        reported.add(key)
+                        # ODIBI prints the path in dependency order: a needs b needs a.
+                        col.add(cycle[0], "inputs", f"Circular dependency: {' → '.join(cycle)}")
+                elif nxt not in state:
+                    stack.append((nxt, 0))
+            else:
+                state[node] = 2
+                path.pop()
+
+
+def _check_templates(text: str, where: str, step: Step, partitioned: bool, col: _Collector) -> bool:
+    """Check the variables of one template string; False when it cannot be rendered."""
+    if not has_template(text):
+        return True
+    try:
+        used = template_variables(text)
+    except jinja2.TemplateSyntaxError as exc:
+        col.add(step, where, f"template syntax error: {exc.message} (line {exc.lineno})")
+        return False
+    ok = True
+    for var in sorted(used - KNOWN_VARIABLES):
+        col.add(step, where,
+                f"unknown template variable '{var}' (known: {', '.join(sorted(KNOWN_VARIABLES))})")
+        ok = False
+    if not partitioned:
+        for var in sorted(used & PARTITION_VARIABLES):
+            col.add(step, where, f"template variable '{var}' is only defined when the pipeline has partitions")
+            ok = False
+    return ok
+
+
+def _walk_strings(obj: Any, prefix: str) -> Iterable[tuple[str, str]]:
+    if isinstance(obj, str):
+        yield prefix, obj
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _walk_strings(v, f"{prefix}.{k}")
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from _walk_strings(v, f"{prefix}[{i}]")
+
+
+def _check_sql(sql: str, step: Step, where: str, engine: str, allowed: set[str], partitioned: bool,
+               col: _Collector) -> None:
+    dialect = dialect_for(engine)
+    try:
+        rendered = render_sql(sql, sample_variables(partitioned), dialect)
+        statements = parse_sql(rendered, dialect)
+    except sqlglot.errors.ParseError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else "syntax error"
+        col.add(step, where, f"SQL does not parse ({dialect} dialect): {first}")
+        return
+    except Exception as exc:  # rendering failure already reported by template checks
+        col.add(step, where, f"SQL cannot be rendered: {exc}")
+        return
+    for table in sorted(referenced_tables(statements)):
+        if table not in allowed:
+            names = ", ".join(sorted(allowed)) or "none"
+            col.add(step, where, f"SQL names table '{table}' which is not one of the step's inputs ({names})")
+
+
+def _check_step_details(pipeline: PipelineConfig, steps: list[Step], col: _Collector) -> None:
+    partitioned = pipeline.partitions is not None
+    connect_steps = {s.name for s in steps if s.layer == "connect"}
+    search = [pipeline.config_dir]
+    for s in steps:
+        engine = s.engine or pipeline.engine
+        texts_ok = _check_templates(s.value, "value", s, partitioned, col)
+        for where, text in _walk_strings(s.params, "params"):
+            _check_templates(text, where, s, partitioned, col)
+        if s.type == "sql" and s.value.strip() and texts_ok and s.layer != "connect":
+            _check_sql(s.value, s, "value", engine, set(s.inputs), partitioned, col)
+        if s.type == "function":
+            if not s.value.strip():
+                col.add(s, "value", "function step has an empty value (expected 'package.module.function')")
+            else:
+                try:
+                    resolve_callable(s.value, search)
+                except FunctionImportError as exc:
+                    col.add(s, "value", str(exc))
+        conn = s.params.get("connection")
+        if conn is not None and (not isinstance(conn, str) or conn not in connect_steps):
+            col.add(s, "params.connection",
+                    f"connection '{conn}' is not a connect step (connect steps: {', '.join(sorted(connect_steps)) or 'none'})")
+        for key, value in s.params.items():
+            if isinstance(value, dict) and "secret" in value and (set(value) != {"secret"} or not isinstance(value["secret"], str)):
+                col.add(s, f"params.{key}", "a secret reference must be exactly {\"secret\": \"ENV_VAR_NAME\"}")
+        for i, check in enumerate(s.checks):
+            if check.sql is not None:
+                allowed = {"data", *s.inputs, *s.outputs}
+                _check_sql(check.sql, s, f"checks[{i}].sql", engine, allowed, partitioned, col)
+            if check.dataset is not None and check.dataset not in s.outputs.values():
+                col.add(s, f"checks[{i}].dataset", f"'{check.dataset}' is not an output of this step")
+            if s.layer not in DATA_LAYERS and s.layer in VALID_LAYERS:
+                col.add(s, f"checks[{i}]", "checks apply to ingest and transform steps (their output datasets)")
+        if s.partition_mapping is not None and not partitioned:
+            col.add(s, "partition_mapping", "a partition mapping needs pipeline 'partitions'")
+
+
+def _check_pipeline(pipeline: PipelineConfig, steps: list[Step], col: _Collector) -> None:
+    from odibi_dagster.triggers.partitions import build_partitions_def
+    from odibi_dagster.triggers.schedules import interval_seconds, is_valid_cron
+
+    if pipeline.engine not in VALID_ENGINES:
+        col.add(None, "engine", f"invalid engine: '{pipeline.engine}' (valid: {', '.join(VALID_ENGINES)})")
+    if pipeline.partitions is not None:
+        try:
+            zoneinfo.ZoneInfo(pipeline.partitions.timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            col.add(None, "partitions.timezone", f"unknown timezone '{pipeline.partitions.timezone}'")
+        else:
+            for key in ("start", "end"):
+                value = getattr(pipeline.partitions, key)
+                if value is not None and pipeline.partitions.type not in ("static", "dynamic"):
+                    try:
+                        dt.datetime.fromisoformat(value)
+                    except ValueError:
+                        col.add(None, f"partitions.{key}", f"'{value}' is not a date (YYYY-MM-DD or ISO datetime)")
+            try:
+                build_partitions_def(pipeline.partitions, pipeline.name)
+            except Exception as exc:
+                col.add(None, "partitions", f"bad partition settings: {exc}")
+    if pipeline.schedule is not None:
+        sch = pipeline.schedule
+        if sch.cron is not None and not is_valid_cron(sch.cron):
+            col.add(None, "schedule.cron", f"'{sch.cron}' is not a valid cron expression")
+        if sch.every is not None:
+            try:
+                interval_seconds(sch.every)
+            except ValueError as exc:
+                col.add(None, "schedule.every", str(exc))
+        try:
+            zoneinfo.ZoneInfo(sch.timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            col.add(None, "schedule.timezone", f"unknown timezone '{sch.timezone}'")
+    by_name = {s.name: s for s in steps}
+    for i, sensor in enumerate(pipeline.sensors):
+        where = f"sensors[{i}].step"
+        target = by_name.get(sensor.step)
+        if target is None:
+            col.add(None, where, f"sensor names unknown step '{sensor.step}'")
+        elif target.layer != "ingest":
+            col.add(None, where, f"sensor step '{sensor.step}' must be an ingest step, not {target.layer}")
+        if isinstance(sensor, FileWatchSensorConfig) and sensor.dynamic_partitions:
+            if pipeline.partitions is None or pipeline.partitions.type != "dynamic":
+                col.add(None, f"sensors[{i}].dynamic_partitions",
+                        "dynamic_partitions needs pipeline 'partitions: {type: dynamic}'")
+        if isinstance(sensor, PollingSensorConfig) and "://" not in sensor.source and sensor.source not in by_name:
+            col.add(None, f"sensors[{i}].source", f"'{sensor.source}' is neither a URL nor a connect step")
+    for i, hook in enumerate(pipeline.hooks):
+        if hook.event not in VALID_EVENTS:
+            col.add(None, f"hooks[{i}].event", f"unknown event '{hook.event}' (valid: {', '.join(VALID_EVENTS)})")
+        try:
+            resolve_callable(hook.function, [pipeline.config_dir])
+        except FunctionImportError as exc:
+            col.add(None, f"hooks[{i}].function", str(exc))
+        for name in hook.steps or []:
+            if name not in by_name:
+                col.add(None, f"hooks[{i}].steps", f"hook names unknown step '{name}'")
+    for name in pipeline.explanations:
+        if name not in by_name:
+            col.add(None, f"explanations.{name}", f"explanation for unknown step '{name}'")
+
+
+def validate_raw(raw: RawPipeline) -> tuple[PipelineConfig | None, list[Problem]]:
+    """Validate one raw config; returns the model (when valid) and every problem found."""
+    col = _Collector(raw)
+    if raw.document is None:
+        return None, col.problems
+    pipeline, steps = _parse_document(raw, col)
+    source = Path(raw.file) if raw.file and not raw.file.startswith("<") else None
+    engine = pipeline.engine if pipeline is not None else "pandas"
+    _check_names_and_outputs(steps, col)
+    _check_step_kinds(steps, engine, col)
+    _check_inputs_and_cycles(steps, col)
+    if pipeline is not None:
+        pipeline = pipeline.model_copy(update={"steps": steps}).with_source(source)
+        _check_step_details(pipeline, steps, col)
+        _check_pipeline(pipeline, steps, col)
+    if raw.document.get("steps") and not steps and not col.problems:
+        col.add(None, "steps", "Config is empty - no enabled steps found")
+    if col.problems:
+        return None, col.problems
+    return pipeline, []
+
+
+def load_pipelines(*paths: str | Path, project: str | None = None, enabled_only: bool = True) -> list[PipelineConfig]:
+    """Load and validate every config at ``paths`` (files or directories).
+
+    Raises :class:`ConfigValidationError` listing every problem of every file.
+    """
+    problems: list[Problem] = []
+    pipelines: list[PipelineConfig] = []
+    files = [f for p in paths for f in discover(p)]
+    if not files:
+        raise ConfigValidationError([Problem(str(p), None, None, "no config files found") for p in paths])
+    for f in files:
+        for raw in read_raw(f, project=project, enabled_only=enabled_only):
+            pipeline, found = validate_raw(raw)
+            problems.extend(found)
+            if pipeline is not None:
+                pipelines.append(pipeline)
+    seen: dict[str, str] = {}
+    for p in pipelines:
+        if p.name in seen:
+            problems.append(Problem(str(p.source), None, "pipeline",
+                                    f"pipeline name '{p.name}' is also used by {seen[p.name]}"))
+        seen.setdefault(p.name, str(p.source))
+    if problems:
+        raise ConfigValidationError(problems)
+    return pipelines
+
+
+def load_pipeline(path: str | Path, *, project: str | None = None, enabled_only: bool = True) -> PipelineConfig:
+    """Load and validate one pipeline config file (JSON, YAML, SQLite or CSV)."""
+    pipelines = load_pipelines(path, project=project, enabled_only=enabled_only)
+    if len(pipelines) != 1:
+        names = ", ".join(p.name for p in pipelines)
+        raise ConfigValidationError([Problem(str(path), None, "project",
+                                             f"holds {len(pipelines)} pipelines ({names}); pass project=...")])
+    return pipelines[0]
+
+
+def validate_pipeline(config: PipelineConfig | list[dict[str, Any]] | dict[str, Any] | list[Step],
+                      file: str = "<config>") -> PipelineConfig:
+    """Validate an in-memory config: a PipelineConfig, a document dict, or a list of steps."""
+    if isinstance(config, PipelineConfig):
+        source = config.source
+        doc = config.model_dump(exclude_none=True, exclude_defaults=False)
+        doc["steps"] = [s.model_dump(exclude_none=True) for s in config.steps]
+        file = str(source) if source is not None else file
+        default = config.name
+    else:
+        if isinstance(config, list):
+            config = {"steps": [s.model_dump(exclude_none=True) if isinstance(s, Step) else s for s in config]}
+        doc = config
+        source = None
+        default = "pipeline"
+    pipeline, problems = validate_raw(RawPipeline(file, doc, default_name=default))
+    if problems:
+        raise ConfigValidationError(problems)
+    assert pipeline is not None
+    return pipeline.with_source(source)

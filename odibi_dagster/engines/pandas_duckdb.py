@@ -1,0 +1,323 @@
+"""ODIBI's pandas engine on DuckDB: lazy relations, SQL over logical names, atomic writes.
+
+The native frame is a :class:`duckdb.DuckDBPyRelation`. Relations stay lazy through
+``read`` -> ``execute_sql`` -> ``write``/``persist``, so a chain of SQL steps never
+converts to pandas; ``to_pandas`` exists for ``function`` steps only. pandas
+DataFrames, Arrow tables/datasets and :class:`DatasetRef` are accepted wherever a
+frame is.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import dagster as dg
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from odibi_dagster.engines import formats, paths
+from odibi_dagster.engines.base import DatasetFormat, DatasetRef, Snapshot, WriteInfo
+
+SecretSource = Mapping[str, str] | Callable[[str], str | None]
+
+__all__ = [
+    "PandasDuckDBContext",
+    "PandasDuckDBEngine",
+    "SecretNotFoundError",
+    "persist_frame",
+]
+
+
+class SecretNotFoundError(KeyError):
+    """A secret that is neither in the configured secrets nor in the environment."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+    def __str__(self) -> str:  # KeyError would repr() the message; keep it readable
+        return (
+            f"secret {self.key!r} is not set: define the environment variable {self.key} "
+            f"or add it to the engine's secrets"
+        )
+
+
+def _is_arrow_like(obj: Any) -> bool:
+    import pyarrow.dataset as pads
+
+    return isinstance(obj, pa.Table | pa.RecordBatch | pads.Dataset) or hasattr(obj, "__arrow_c_stream__")
+
+
+def _relation_parquet(rel: duckdb.DuckDBPyRelation, path: str, compression: str | None = None) -> int:
+    """Stream a relation to a Parquet file with DuckDB's writer; returns the row count."""
+    rel.write_parquet(path, compression=compression)
+    # The footer has the count: no second scan of the data.
+    return int(pq.ParquetFile(path).metadata.num_rows)
+
+
+def persist_frame(obj: Any, path: str) -> WriteInfo:
+    """Write a relation / pandas / Arrow object to Parquet at ``path`` atomically.
+
+    The data goes to a temp file beside ``path`` (fsynced, then ``os.replace``), or for
+    remote paths (``abfs://``, ``az://``...) to a local temp file then ``fs.put``. A
+    relation is written by DuckDB itself, streaming with all threads, never via pandas.
+    """
+    path = str(path)
+    with paths.atomic_output(path) as tmp:
+        if isinstance(obj, duckdb.DuckDBPyRelation):
+            rows = _relation_parquet(obj, tmp)
+        elif isinstance(obj, pd.DataFrame):
+            table = pa.Table.from_pandas(obj, preserve_index=False)
+            pq.write_table(table, tmp)
+            rows = table.num_rows
+        elif isinstance(obj, pa.RecordBatchReader):
+            with pq.ParquetWriter(tmp, obj.schema) as writer:
+                rows = 0
+                for batch in obj:
+                    writer.write_batch(batch)
+                    rows += batch.num_rows
+        elif _is_arrow_like(obj):
+            # Datasets and other Arrow streams: let DuckDB scan and write them lazily.
+            with duckdb.connect() as conn:
+                rows = _relation_parquet(conn.from_arrow(obj), tmp)
+        else:
+            raise TypeError(f"cannot persist a {type(obj).__name__}; expected a relation, pandas or Arrow")
+    return WriteInfo(uri=path, format="parquet", rows=rows)
+
+
+class PandasDuckDBContext:
+    """ODIBI's PandasEngineContext on one DuckDB connection (one per step execution).
+
+    Args:
+        threads: DuckDB worker threads (default: all cores).
+        memory_limit: DuckDB memory limit such as ``"8GB"`` (default: DuckDB's 80% of RAM).
+        secrets: a mapping or a callable ``name -> value | None`` consulted before the
+            environment by :meth:`get_secret`.
+        temp_directory: where DuckDB spills when a query exceeds memory.
+        database: DuckDB database (``":memory:"`` by default).
+    """
+
+    engine = "pandas"
+
+    def __init__(
+        self,
+        *,
+        threads: int | None = None,
+        memory_limit: str | None = None,
+        secrets: SecretSource | None = None,
+        temp_directory: str | None = None,
+        database: str = ":memory:",
+    ) -> None:
+        config: dict[str, Any] = {}
+        if threads is not None:
+            config["threads"] = int(threads)
+        if memory_limit:
+            config["memory_limit"] = str(memory_limit)
+        if temp_directory:
+            os.makedirs(temp_directory, exist_ok=True)
+            config["temp_directory"] = str(temp_directory)
+        self.conn: duckdb.DuckDBPyConnection = duckdb.connect(database, config=config)
+        self._secrets = secrets
+        self._delta_scan: bool | None = None
+        self._closed = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def close(self) -> None:
+        """Close the DuckDB connection (relations from this context become unusable)."""
+        if not self._closed:
+            self._closed = True
+            self.conn.close()
+
+    def __enter__(self) -> PandasDuckDBContext:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ frames
+
+    def relation(self, df: Any) -> duckdb.DuckDBPyRelation:
+        """Any accepted frame (relation, pandas, Arrow, :class:`DatasetRef`) as a relation."""
+        if isinstance(df, duckdb.DuckDBPyRelation):
+            return df
+        if isinstance(df, DatasetRef):
+            return self.load(df)
+        if isinstance(df, pd.DataFrame):
+            return self.conn.from_df(df)
+        if isinstance(df, pa.RecordBatchReader):
+            # A reader is one-shot but a relation may be scanned several times.
+            return self.conn.from_arrow(df.read_all())
+        if _is_arrow_like(df):
+            return self.conn.from_arrow(df)
+        raise TypeError(
+            f"unsupported frame type {type(df).__name__}; expected a DuckDB relation, "
+            "pandas DataFrame, Arrow table/dataset or DatasetRef"
+        )
+
+    def read(self, source: str, **params: Any) -> duckdb.DuckDBPyRelation:
+        """Read ``source`` into a lazy relation; see :mod:`odibi_dagster.engines.formats`."""
+        return formats.read_source(self.conn, str(source), **params)
+
+    def write(self, df: Any, target: str, **params: Any) -> WriteInfo:
+        """Write ``df`` to ``target`` atomically (``format``/``source_type``, ``mode``, options)."""
+        return formats.write_target(self.conn, self.relation(df), str(target), **params)
+
+    def execute_sql(self, query: str) -> duckdb.DuckDBPyRelation:
+        """Run ``query`` over the registered names; returns a lazy relation."""
+        return self.conn.sql(query)
+
+    def register_temp(self, name: str, df: Any) -> None:
+        """Make ``df`` queryable as ``name`` (a temp view; replaces an earlier one)."""
+        if isinstance(df, DatasetRef):
+            self._register_ref(name, df)
+            return
+        if isinstance(df, pa.RecordBatchReader):
+            df = df.read_all()
+        if isinstance(df, duckdb.DuckDBPyRelation | pd.DataFrame) or _is_arrow_like(df):
+            self._drop_view(name)
+            self.conn.register(name, df)
+            return
+        raise TypeError(f"cannot register a {type(df).__name__} as {name!r}")
+
+    def _drop_view(self, name: str) -> None:
+        # A SQL view from a DatasetRef and a python-registered object share one namespace.
+        self.conn.unregister(name)
+        self.conn.execute(f"DROP VIEW IF EXISTS temp.main.{formats.quote_ident(name)}").fetchall()
+
+    def _register_ref(self, name: str, ref: DatasetRef) -> None:
+        self._drop_view(name)
+        rel = self.load(ref)
+        self.conn.register(name, rel)
+
+    # ------------------------------------------------------------------ datasets
+
+    def _delta_scan_available(self) -> bool:
+        """Whether DuckDB's delta extension is installed (never downloads: offline-safe)."""
+        if self._delta_scan is None:
+            try:
+                rows = self.conn.execute(
+                    "SELECT installed FROM duckdb_extensions() WHERE extension_name = 'delta'"
+                ).fetchall()
+                self._delta_scan = bool(rows and rows[0][0])
+                if self._delta_scan:
+                    self.conn.execute("LOAD delta").fetchall()
+            except duckdb.Error:
+                self._delta_scan = False
+        return self._delta_scan
+
+    def load(self, ref: DatasetRef) -> duckdb.DuckDBPyRelation:
+        """A lazy relation over a persisted dataset (Parquet files or a Delta table)."""
+        if not ref.paths:
+            raise ValueError(f"DatasetRef {ref.asset_key} has no paths")
+        if ref.format == "parquet":
+            return formats.read_parquet(self.conn, list(ref.paths))
+        if ref.format == "delta":
+            rels = [self._delta_relation(p) for p in ref.paths]
+            out = rels[0]
+            for r in rels[1:]:
+                out = out.union(r)
+            return out
+        raise ValueError(f"unknown DatasetRef format {ref.format!r}")
+
+    def _delta_relation(self, path: str) -> duckdb.DuckDBPyRelation:
+        if not paths.is_remote(path) and self._delta_scan_available():
+            return self.conn.sql(f"SELECT * FROM delta_scan({formats.sql_literal(paths.local_path(path))})")
+        return self.conn.from_arrow(formats.open_delta_dataset(path))
+
+    def persist(self, df: Any, path: str, format: DatasetFormat = "parquet") -> WriteInfo:
+        """Persist a dataset between steps at ``path`` (Parquet file or Delta table), atomically."""
+        rel = self.relation(df)
+        if format == "parquet":
+            return persist_frame(rel, path)
+        if format == "delta":
+            return formats.write_delta(self.conn, rel, path, mode="overwrite", schema_mode="overwrite")
+        raise ValueError(f"unknown dataset format {format!r}; use 'parquet' or 'delta'")
+
+    # ------------------------------------------------------------------ inspection
+
+    def collect_sample(self, df: Any, n: int = 5) -> pd.DataFrame:
+        """The first ``n`` rows as pandas (``LIMIT n``: the frame is not collected)."""
+        if isinstance(df, pd.DataFrame):
+            return df.head(n).reset_index(drop=True)
+        return self.relation(df).limit(int(n)).df()
+
+    def to_pandas(self, df: Any) -> pd.DataFrame:
+        """The whole frame as pandas (``function`` steps only)."""
+        if isinstance(df, pd.DataFrame):
+            return df
+        return self.relation(df).df()
+
+    def schema(self, df: Any) -> tuple[tuple[str, str], ...]:
+        """``(column, Arrow type string)`` pairs, e.g. ``("id", "int64")``, without scanning data."""
+        arrow_schema = self.relation(df).limit(0).to_arrow_table().schema
+        return tuple((f.name, str(f.type)) for f in arrow_schema)
+
+    def row_count(self, df: Any) -> int:
+        """Number of rows (``count(*)`` in DuckDB; metadata-only for Parquet files)."""
+        if isinstance(df, pd.DataFrame):
+            return len(df)
+        if isinstance(df, pa.Table):
+            return df.num_rows
+        rows = self.relation(df).aggregate("count(*)").fetchall()
+        return int(rows[0][0]) if rows else 0
+
+    def snapshot(self, df: Any, sample_rows: int = 5) -> Snapshot:
+        """Rows, Arrow-typed schema and a ``LIMIT`` sample of ``df``."""
+        rel = self.relation(df)
+        sample = rel.limit(int(sample_rows)).df() if sample_rows > 0 else None
+        return Snapshot(row_count=self.row_count(rel), schema=self.schema(rel), sample=sample)
+
+    # ------------------------------------------------------------------ secrets
+
+    def get_secret(self, key: str) -> str:
+        """A secret from the configured ``secrets`` (mapping or callable), else the environment.
+
+        Raises :class:`SecretNotFoundError` (a ``KeyError``) naming the secret, never a value.
+        """
+        value: str | None = None
+        if callable(self._secrets):
+            value = self._secrets(key)
+        elif self._secrets is not None:
+            value = self._secrets.get(key)
+        if value is None:
+            value = os.environ.get(key)
+        if value is None:
+            raise SecretNotFoundError(key)
+        return str(value)
+
+    def temp_name(self, prefix: str = "odibi") -> str:
+        """A fresh name for registering intermediate frames."""
+        return f"__{prefix}_{uuid.uuid4().hex[:12]}"
+
+
+class PandasDuckDBEngine(dg.ConfigurableResource):
+    """Dagster resource for the pandas+DuckDB engine: ``with engine.context() as ctx: ...``."""
+
+    threads: int | None = None
+    memory_limit: str | None = None
+    temp_directory: str | None = None
+
+    def context(self, secrets: SecretSource | None = None) -> PandasDuckDBContext:
+        """A new :class:`PandasDuckDBContext` (one DuckDB connection); close it, or use ``with``."""
+        return PandasDuckDBContext(
+            threads=self.threads,
+            memory_limit=self.memory_limit,
+            temp_directory=self.temp_directory,
+            secrets=secrets,
+        )
+
+    @contextmanager
+    def session(self, secrets: SecretSource | None = None) -> Iterator[PandasDuckDBContext]:
+        """Same as ``with self.context() as ctx``, as a generator-based context manager."""
+        ctx = self.context(secrets)
+        try:
+            yield ctx
+        finally:
+            ctx.close()

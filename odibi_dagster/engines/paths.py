@@ -1,0 +1,228 @@
+"""Path helpers shared by the engines: local vs remote paths, fsspec filesystems, joins,
+and the atomic-replace helper every file writer goes through.
+
+Remote paths are anything with an fsspec protocol other than ``file`` (``abfs://``,
+``az://``, ``abfss://`` through adlfs, ``memory://`` in tests, ``s3://`` ...).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import fsspec
+
+AZURE_PROTOCOLS = frozenset({"abfs", "abfss", "az"})
+
+# ``C:\data`` / ``C:/data`` must not be taken for a URL with protocol ``c``.
+_PROTOCOL_RE = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.\-]+)://")
+
+
+def protocol_of(path: str) -> str | None:
+    """The URL protocol of ``path`` (``"abfs"``, ``"file"``...), ``None`` for a plain path."""
+    m = _PROTOCOL_RE.match(str(path))
+    return m.group(1).lower() if m else None
+
+
+def is_remote(path: str) -> bool:
+    """True when ``path`` lives on a non-local fsspec filesystem (``abfs://``, ``memory://``...)."""
+    proto = protocol_of(path)
+    return proto is not None and proto not in ("file", "local")
+
+
+def local_path(path: str) -> str:
+    """``path`` without a ``file://`` prefix (a no-op for plain paths)."""
+    p = str(path)
+    if protocol_of(p) in ("file", "local"):
+        return p.split("://", 1)[1]
+    return p
+
+
+def _parse_connection_string(conn_str: str) -> dict[str, str]:
+    parts: dict[str, str] = {}
+    for item in conn_str.split(";"):
+        if "=" in item:
+            k, v = item.split("=", 1)
+            parts[k.strip()] = v.strip()
+    return parts
+
+
+def storage_options_for(path: str) -> dict[str, Any]:
+    """fsspec storage options for ``path`` taken from the environment.
+
+    Azure (``abfs``/``abfss``/``az``): ``AZURE_STORAGE_CONNECTION_STRING`` wins, else
+    ``AZURE_STORAGE_ACCOUNT_NAME`` with ``AZURE_STORAGE_ACCOUNT_KEY`` or
+    ``AZURE_STORAGE_SAS_TOKEN``. Other protocols get no options (their own env handling).
+    """
+    if protocol_of(path) not in AZURE_PROTOCOLS:
+        return {}
+    env = os.environ
+    if env.get("AZURE_STORAGE_CONNECTION_STRING"):
+        return {"connection_string": env["AZURE_STORAGE_CONNECTION_STRING"]}
+    opts: dict[str, Any] = {}
+    if env.get("AZURE_STORAGE_ACCOUNT_NAME"):
+        opts["account_name"] = env["AZURE_STORAGE_ACCOUNT_NAME"]
+    if env.get("AZURE_STORAGE_ACCOUNT_KEY"):
+        opts["account_key"] = env["AZURE_STORAGE_ACCOUNT_KEY"]
+    elif env.get("AZURE_STORAGE_SAS_TOKEN"):
+        opts["sas_token"] = env["AZURE_STORAGE_SAS_TOKEN"]
+    return opts
+
+
+def delta_storage_options(path: str, extra: dict[str, Any] | None = None) -> dict[str, str] | None:
+    """Storage options for ``deltalake`` (object_store keys) for ``path``.
+
+    object_store already reads ``AZURE_STORAGE_ACCOUNT_NAME``/``_KEY`` from the
+    environment; a connection string (Azurite, typically) is translated here because
+    object_store does not understand it.
+    """
+    opts: dict[str, str] = {}
+    if protocol_of(path) in AZURE_PROTOCOLS:
+        conn_str = os.environ.get("AZURE_STORAGE_CONNECTION_STRING")
+        if conn_str:
+            parts = _parse_connection_string(conn_str)
+            if "AccountName" in parts:
+                opts["azure_storage_account_name"] = parts["AccountName"]
+            if "AccountKey" in parts:
+                opts["azure_storage_account_key"] = parts["AccountKey"]
+            if "SharedAccessSignature" in parts:
+                opts["azure_storage_sas_key"] = parts["SharedAccessSignature"]
+            endpoint = parts.get("BlobEndpoint")
+            if endpoint:
+                opts["azure_storage_endpoint"] = endpoint
+                if endpoint.startswith("http://"):
+                    opts["allow_http"] = "true"
+                if "127.0.0.1" in endpoint or "localhost" in endpoint:
+                    opts["azure_storage_use_emulator"] = "true"
+    if extra:
+        opts.update({k: str(v) for k, v in extra.items()})
+    return opts or None
+
+
+def fs_for(path: str, **storage_options: Any) -> fsspec.AbstractFileSystem:
+    """The fsspec filesystem for ``path``; Azure credentials come from the environment.
+
+    fsspec methods accept the full URL, so callers pass ``path`` unchanged to them.
+    """
+    proto = protocol_of(path) or "file"
+    opts = {**storage_options_for(path), **storage_options}
+    if proto in ("file", "local"):
+        return fsspec.filesystem("file")
+    return fsspec.filesystem(proto, **opts)
+
+
+def join(base: str, *parts: str) -> str:
+    """Join path parts; URLs always use ``/``, local paths use ``os.path.join``."""
+    base = str(base)
+    if protocol_of(base) is not None:
+        out = base.rstrip("/")
+        for p in parts:
+            p = str(p).strip("/")
+            if p:
+                out = f"{out}/{p}"
+        return out
+    return os.path.join(base, *[str(p) for p in parts])
+
+
+def parent(path: str) -> str:
+    """The parent directory of ``path`` (URL-aware)."""
+    if protocol_of(path) is not None:
+        proto, rest = path.split("://", 1)
+        rest = rest.rstrip("/")
+        head = rest.rsplit("/", 1)[0] if "/" in rest else ""
+        return f"{proto}://{head}"
+    return os.path.dirname(os.path.abspath(path))
+
+
+def basename(path: str) -> str:
+    """The last component of ``path`` (URL-aware)."""
+    return str(path).rstrip("/").rsplit("/", 1)[-1].rsplit(os.sep, 1)[-1]
+
+
+def exists(path: str) -> bool:
+    """Whether ``path`` exists (local or remote)."""
+    if is_remote(path):
+        return bool(fs_for(path).exists(path))
+    return os.path.exists(local_path(path))
+
+
+def isdir(path: str) -> bool:
+    """Whether ``path`` is a directory (local or remote)."""
+    if is_remote(path):
+        return bool(fs_for(path).isdir(path))
+    return os.path.isdir(local_path(path))
+
+
+def _fsync_file(path: str) -> None:
+    if os.path.isfile(path):
+        with open(path, "rb") as fh:
+            os.fsync(fh.fileno())
+
+
+def _fsync_dir(path: str) -> None:
+    # Makes the rename itself durable; not supported everywhere (Windows), hence suppress.
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+
+
+def temp_name(path: str) -> str:
+    """A hidden sibling name for a temporary file beside ``path``."""
+    return f".{basename(path)}.{uuid.uuid4().hex[:12]}.tmp"
+
+
+@contextlib.contextmanager
+def atomic_output(path: str) -> Iterator[str]:
+    """Yield a local temporary path; on success it atomically replaces ``path``.
+
+    Local targets: the temp file is a hidden sibling in the same directory (so
+    ``os.replace`` is an atomic rename on the same filesystem), fsynced first.
+    Remote targets: the temp file is local and is uploaded with ``fs.put`` at the end
+    (a blob upload only becomes visible once complete). If the body raises, the temp
+    file is removed and the previous ``path`` is left untouched. Parent directories
+    are created.
+    """
+    if is_remote(path):
+        tmp_dir = tempfile.mkdtemp(prefix="odibi-")
+        tmp = os.path.join(tmp_dir, basename(path) or "data")
+        try:
+            yield tmp
+            fs = fs_for(path)
+            with contextlib.suppress(Exception):  # blob stores have no real directories
+                fs.makedirs(parent(path), exist_ok=True)
+            fs.put(tmp, path, recursive=os.path.isdir(tmp))
+        finally:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+        return
+
+    target = os.path.abspath(local_path(path))
+    directory = os.path.dirname(target)
+    os.makedirs(directory, exist_ok=True)
+    tmp = os.path.join(directory, temp_name(target))
+    try:
+        yield tmp
+        if not os.path.exists(tmp):
+            raise FileNotFoundError(f"writer produced no output for {path}")
+        _fsync_file(tmp)
+        os.replace(tmp, target)
+        _fsync_dir(directory)
+    except BaseException:
+        _remove(tmp)
+        raise

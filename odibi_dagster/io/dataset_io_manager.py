@@ -1,0 +1,123 @@
+"""The IO manager that hands datasets from step to step through persisted files.
+
+Every dataset is written under ``base_dir`` (local or ``abfs://``), one Parquet
+file (pandas engine) or one Delta/Parquet table (Spark engine) per asset and
+partition, atomically. Downstream steps receive a :class:`DatasetRef` rather than
+loaded data, so a SQL step queries the files in place and a step can run in any
+process or on any machine that sees ``base_dir``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+from urllib.parse import quote
+
+import dagster as dg
+
+from odibi_dagster.engines import paths
+from odibi_dagster.engines.base import DatasetFormat, DatasetRef, WriteInfo
+
+UNPARTITIONED = "data"
+
+
+def _is_spark_frame(obj: Any) -> bool:
+    return type(obj).__module__.startswith("pyspark.")
+
+
+def persist_any(obj: Any, path_without_suffix: str, spark_format: DatasetFormat = "delta") -> tuple[str, WriteInfo]:
+    """Persist a frame of any supported engine; returns (path, WriteInfo)."""
+    if _is_spark_frame(obj):
+        from odibi_dagster.engines.spark import persist_frame as spark_persist
+
+        path = f"{path_without_suffix}.{spark_format}"
+        return path, spark_persist(obj, path, spark_format)
+    from odibi_dagster.engines.pandas_duckdb import persist_frame as pandas_persist
+
+    path = f"{path_without_suffix}.parquet"
+    return path, pandas_persist(obj, path)
+
+
+def partition_file_stem(partition_key: str | None) -> str:
+    """File name (without suffix) of one partition; any key is safe as a file name."""
+    if partition_key is None:
+        return UNPARTITIONED
+    return "partition=" + quote(partition_key, safe="")
+
+
+class OdibiIOManager(dg.ConfigurableIOManager):
+    """Persists every dataset under ``base_dir`` and loads it as a :class:`DatasetRef`.
+
+    Layout: ``<base_dir>/datasets/<asset key parts>/<data|partition=KEY>.<parquet|delta>``.
+    """
+
+    base_dir: str
+    spark_format: Literal["delta", "parquet"] = "delta"
+
+    def asset_dir(self, asset_key: dg.AssetKey) -> str:
+        return paths.join(self.base_dir, "datasets", *[quote(p, safe="") for p in asset_key.path])
+
+    def path_stem(self, asset_key: dg.AssetKey, partition_key: str | None) -> str:
+        return paths.join(self.asset_dir(asset_key), partition_file_stem(partition_key))
+
+    def existing(self, asset_key: dg.AssetKey, partition_key: str | None) -> tuple[str, DatasetFormat] | None:
+        """Where a materialized dataset is, and in which format (None when never materialized)."""
+        stem = self.path_stem(asset_key, partition_key)
+        for suffix in ("parquet", "delta"):
+            candidate = f"{stem}.{suffix}"
+            if paths.exists(candidate):
+                fmt: DatasetFormat = "delta" if paths.isdir(candidate) and paths.exists(
+                    paths.join(candidate, "_delta_log")) else "parquet"
+                return candidate, fmt
+        return None
+
+    def persist(self, obj: Any, asset_key: dg.AssetKey, partition_key: str | None) -> tuple[DatasetRef, WriteInfo]:
+        """Write ``obj`` as the dataset of ``asset_key`` (one partition) and return its ref."""
+        stem = self.path_stem(asset_key, partition_key)
+        path, info = persist_any(obj, stem, self.spark_format)
+        # A dataset can change engine between runs: drop the other format's leftovers.
+        for other in ("parquet", "delta"):
+            stale = f"{stem}.{other}"
+            if stale != path and paths.exists(stale):
+                paths.fs_for(stale).rm(stale, recursive=True)
+        fmt: DatasetFormat = "parquet" if path.endswith(".parquet") else self.spark_format
+        ref = DatasetRef((path,), fmt, tuple(asset_key.path), (partition_key,) if partition_key is not None else ())
+        return ref, info
+
+    def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
+        if obj is None or isinstance(obj, DatasetRef):
+            return  # odibi assets persist through `persist` themselves, with their metadata
+        keys = context.asset_partition_keys if context.has_asset_partitions else [None]
+        if len(keys) != 1:
+            raise dg.DagsterInvariantViolationError(
+                f"{context.asset_key.to_user_string()}: cannot store one object for {len(keys)} partitions"
+            )
+        ref, info = self.persist(obj, context.asset_key, keys[0])
+        context.add_output_metadata({"dagster/uri": dg.MetadataValue.path(ref.paths[0])}
+                                    | ({"dagster/row_count": info.rows} if info.rows is not None else {}))
+
+    def load_input(self, context: dg.InputContext) -> DatasetRef:
+        asset_key = context.asset_key
+        keys: list[str | None] = list(context.asset_partition_keys) if context.has_asset_partitions else [None]
+        found: list[str] = []
+        formats: set[str] = set()
+        missing: list[str] = []
+        for key in keys:
+            hit = self.existing(asset_key, key)
+            if hit is None:
+                missing.append(key or "(unpartitioned)")
+                continue
+            found.append(hit[0])
+            formats.add(hit[1])
+        if missing:
+            shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+            raise dg.Failure(
+                description=(
+                    f"Dataset {asset_key.to_user_string()} has not been materialized"
+                    f"{' for partition(s) ' + shown if keys != [None] else ''} under {self.asset_dir(asset_key)}; "
+                    "materialize it first."
+                )
+            )
+        fmt: DatasetFormat = "delta" if formats == {"delta"} else "parquet"
+        if len(formats) > 1:
+            raise dg.Failure(description=f"Dataset {asset_key.to_user_string()} mixes Parquet and Delta partitions")
+        return DatasetRef(tuple(found), fmt, tuple(asset_key.path), tuple(k for k in keys if k is not None))

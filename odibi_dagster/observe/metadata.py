@@ -1,0 +1,136 @@
+"""Dagster materialization metadata for a data asset, from tracker snapshots.
+
+Standard keys (``dagster/row_count``, ``dagster/partition_row_count``,
+``dagster/column_schema``, ``dagster/column_lineage``, ``dagster/uri``) make Dagster's
+own schema-change and metadata-bounds checks and its UI work unchanged; ``odibi/*``
+keys carry ODIBI's tracker fields (schema diff, row delta, sample, timing, story).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+
+from odibi_dagster.engines.base import Snapshot
+from odibi_dagster.observe.redact import Redactor, redact_url
+from odibi_dagster.observe.snapshot import schema_diff
+
+__all__ = ["column_schema", "dataset_metadata", "sample_markdown"]
+
+ELLIPSIS = "…"
+
+
+def column_schema(snapshot: Snapshot) -> dg.TableSchema:
+    """The snapshot's schema as a Dagster ``TableSchema`` (name and Arrow type per column)."""
+    return dg.TableSchema(columns=[dg.TableColumn(name=str(c), type=str(t)) for c, t in snapshot.schema])
+
+
+def _cell_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and math.isnan(value):
+        return "NaN"
+    if value is pd.NaT:
+        return "NaT"
+    if isinstance(value, pd.Timestamp | _dt.datetime | _dt.date):
+        return value.isoformat()
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).hex()
+    return str(value)
+
+
+def _md_cell(value: Any, max_chars: int) -> str:
+    text = _cell_text(value)
+    if max_chars > 0 and len(text) > max_chars:
+        text = text[: max(max_chars - 1, 0)] + ELLIPSIS  # cut before escaping: count what users see
+    # Backslash first so the escapes we add stay unambiguous; <, > and & as entities so no raw
+    # HTML reaches the markdown renderer; pipes would split cells, newlines would end the row.
+    text = text.replace("\\", "\\\\").replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = text.replace("|", "\\|").replace("\r\n", "\\n").replace("\n", "\\n").replace("\r", "\\n")
+    return text
+
+
+def sample_markdown(
+    sample: pd.DataFrame | None,
+    *,
+    rows: int = 5,
+    max_cell_chars: int = 40,
+    redactor: Redactor | None = None,
+) -> str:
+    """A small markdown table of the first ``rows`` rows of ``sample``.
+
+    Values longer than ``max_cell_chars`` are cut with "…"; pipes, newlines and HTML
+    are escaped so every value stays inside its cell as plain text.
+    """
+    if sample is None or len(sample.columns) == 0:
+        return "_no sample_"
+    head = sample.head(rows)
+    redact = redactor.redact_text if redactor is not None else (lambda s: s)
+    header = "| " + " | ".join(_md_cell(redact(str(c)), max_cell_chars) for c in head.columns) + " |"
+    rule = "| " + " | ".join("---" for _ in head.columns) + " |"
+    lines = [header, rule]
+    for record in head.itertuples(index=False, name=None):
+        cells = (_md_cell(redact(_cell_text(v)), max_cell_chars) for v in record)
+        lines.append("| " + " | ".join(cells) + " |")
+    if len(head) == 0:
+        lines.append("| " + " | ".join("" for _ in head.columns) + " |")
+    return "\n".join(lines)
+
+
+def dataset_metadata(
+    after: Snapshot,
+    before: Snapshot | None,
+    *,
+    duration_s: float,
+    lineage: dg.TableColumnLineage | None = None,
+    uri: str | None = None,
+    story_path: str | None = None,
+    sample_rows: int = 5,
+    max_cell_chars: int = 40,
+    partition: bool = False,
+    total_row_count: int | None = None,
+    redactor: Redactor | None = None,
+) -> dict[str, Any]:
+    """Materialization metadata of a data asset, standard Dagster keys plus ODIBI's tracker fields.
+
+    ``after`` is the snapshot of what the step produced, ``before`` the snapshot of its
+    (main) input, ``None`` for sources. With ``partition=True`` the snapshot's count is
+    ``dagster/partition_row_count`` and ``dagster/row_count`` is ``total_row_count``
+    (the whole asset) when given, else the partition's count. ``uri`` goes through
+    :func:`~odibi_dagster.observe.redact.redact_url` (and ``redactor``) so no credential
+    reaches Dagster's event log.
+    """
+    md: dict[str, Any] = {}
+    rows = int(after.row_count)
+    if partition:
+        md["dagster/partition_row_count"] = dg.MetadataValue.int(rows)
+        md["dagster/row_count"] = dg.MetadataValue.int(
+            int(total_row_count if total_row_count is not None else rows)
+        )
+    else:
+        md["dagster/row_count"] = dg.MetadataValue.int(rows)
+    md["dagster/column_schema"] = dg.MetadataValue.table_schema(column_schema(after))
+    if lineage is not None:
+        md["dagster/column_lineage"] = dg.MetadataValue.column_lineage(lineage)
+    if uri:
+        clean = redactor.redact_text(uri) if redactor is not None else redact_url(uri)
+        md["dagster/uri"] = dg.MetadataValue.text(clean)
+
+    if before is not None:
+        md["odibi/schema_diff"] = dg.MetadataValue.json(schema_diff(before, after))
+        md["odibi/rows_before"] = dg.MetadataValue.int(int(before.row_count))
+        md["odibi/row_delta"] = dg.MetadataValue.int(rows - int(before.row_count))
+    md["odibi/sample"] = dg.MetadataValue.md(
+        sample_markdown(after.sample, rows=sample_rows, max_cell_chars=max_cell_chars, redactor=redactor)
+    )
+    duration_ms = max(float(duration_s), 0.0) * 1000.0
+    md["odibi/duration_ms"] = dg.MetadataValue.float(round(duration_ms, 3))
+    if duration_s > 0:
+        md["odibi/rows_per_second"] = dg.MetadataValue.float(round(rows / duration_s, 3))
+    if story_path:
+        md["odibi/story"] = dg.MetadataValue.path(story_path)
+    return md

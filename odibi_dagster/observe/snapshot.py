@@ -1,0 +1,196 @@
+"""Tracker snapshots of persisted datasets and pandas frames, and ODIBI's schema diff.
+
+A snapshot is ODIBI's "photograph" of a dataset: its row count, its schema as
+``(column, type)`` pairs and a few sample rows. Persisted datasets are never read
+whole: Parquet row counts and schemas come from the file footers, Delta row counts
+from the transaction log's add-action statistics, and samples from the first rows.
+Types are Arrow type names (``str(pyarrow.DataType)``) everywhere, so the schema of a
+pandas frame and the schema of the Parquet file it was written to compare equal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+
+from odibi_dagster.engines.base import DatasetRef, Snapshot
+
+__all__ = ["schema_diff", "snapshot_frame_pandas", "snapshot_ref", "snapshot_table_arrow"]
+
+SchemaLike = Snapshot | Sequence[Sequence[str]] | Mapping[str, str] | None
+
+
+def _filesystem(path: str, storage_options: Mapping[str, Any] | None) -> tuple[Any, str]:
+    """(filesystem, path-in-filesystem) for ``path``; ``None`` means pyarrow's local FS."""
+    if path.startswith("file://"):
+        return None, path[len("file://") :]
+    if "://" not in path:
+        return None, path
+    import fsspec  # only needed for remote paths (abfs://, s3://, memory://, ...)
+
+    fs, root = fsspec.core.url_to_fs(path, **dict(storage_options or {}))
+    return fs, root
+
+
+def _arrow_schema_pairs(schema: pa.Schema) -> tuple[tuple[str, str], ...]:
+    return tuple((field.name, str(field.type)) for field in schema)
+
+
+def _table_to_pandas(table: pa.Table) -> pd.DataFrame:
+    try:
+        return table.to_pandas()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError, OverflowError):
+        # Out-of-range timestamps, odd extension types: keep Python objects instead.
+        return table.to_pandas(timestamp_as_object=True, date_as_object=True, ignore_metadata=True)
+
+
+def _unified_schema(schemas: list[pa.Schema]) -> pa.Schema:
+    try:
+        return pa.unify_schemas(schemas, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return schemas[0]
+
+
+def _head_across(datasets: list[Any], n: int, schema: pa.Schema) -> pa.Table:
+    """The first ``n`` rows across ``datasets`` (each exposes ``head``), reading no more than needed."""
+    parts: list[pa.Table] = []
+    remaining = n
+    for dataset in datasets:
+        if remaining <= 0:
+            break
+        part = dataset.head(remaining)
+        if part.num_rows:
+            parts.append(part)
+            remaining -= part.num_rows
+    if not parts:
+        return schema.empty_table()
+    try:
+        return pa.concat_tables(parts, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return parts[0]
+
+
+def _snapshot_parquet(
+    paths: Sequence[str], sample_rows: int, storage_options: Mapping[str, Any] | None
+) -> Snapshot:
+    datasets = []
+    for path in paths:
+        fs, root = _filesystem(path, storage_options)
+        # One dataset per path (a file or a folder of files); partitions may differ in schema,
+        # so they are counted and sampled one by one instead of unioned.
+        datasets.append(ds.dataset(root, format="parquet", filesystem=fs, partitioning="hive"))
+    schema = _unified_schema([d.schema for d in datasets])
+    # count_rows() without a filter is answered from the Parquet footers.
+    rows = sum(int(d.count_rows()) for d in datasets)
+    sample = _table_to_pandas(_head_across(datasets, sample_rows, schema)) if sample_rows > 0 else None
+    return Snapshot(row_count=rows, schema=_arrow_schema_pairs(schema), sample=sample)
+
+
+def _delta_row_count(table: Any) -> int:
+    """Rows of a Delta table from add-action stats, falling back to a (footer) count."""
+    try:
+        actions = pa.table(table.get_add_actions(flatten=True))
+        if "num_records" in actions.column_names:
+            counts = actions.column("num_records")
+            # Files written without stats have null num_records: their count is unknown.
+            if counts.null_count == 0:
+                return int(pc.sum(counts).as_py() or 0)
+    except Exception:
+        pass
+    return int(table.to_pyarrow_dataset().count_rows())
+
+
+def _snapshot_delta(
+    paths: Sequence[str], sample_rows: int, storage_options: Mapping[str, Any] | None
+) -> Snapshot:
+    from deltalake import DeltaTable
+
+    tables = [
+        DeltaTable(path, storage_options=dict(storage_options) if storage_options else None)
+        for path in dict.fromkeys(paths)  # one Delta table may back several partitions
+    ]
+    schema = _unified_schema([pa.schema(t.schema().to_arrow()) for t in tables])
+    rows = sum(_delta_row_count(t) for t in tables)
+    sample = None
+    if sample_rows > 0:
+        sample = _table_to_pandas(_head_across([t.to_pyarrow_dataset() for t in tables], sample_rows, schema))
+    return Snapshot(row_count=rows, schema=_arrow_schema_pairs(schema), sample=sample)
+
+
+def snapshot_ref(
+    ref: DatasetRef, sample_rows: int = 5, *, storage_options: Mapping[str, Any] | None = None
+) -> Snapshot:
+    """Snapshot a persisted dataset without reading it whole.
+
+    Parquet: row count and schema from the footers (``pyarrow.dataset``), sample from
+    ``dataset.head``. Delta: schema from the log, row count from the add-actions'
+    ``num_records`` (a footer count when stats are missing), sample from the first rows.
+    ``storage_options`` are passed to fsspec / deltalake for remote paths (``abfs://``).
+    """
+    if not ref.paths:
+        return Snapshot(row_count=0, schema=(), sample=None)
+    if ref.format == "delta":
+        return _snapshot_delta(ref.paths, sample_rows, storage_options)
+    return _snapshot_parquet(ref.paths, sample_rows, storage_options)
+
+
+def _pandas_column_type(series: pd.Series) -> str:
+    try:
+        return str(pa.Array.from_pandas(series.head(1000)).type)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError):
+        return str(series.dtype)
+
+
+def snapshot_frame_pandas(df: pd.DataFrame, sample_rows: int = 5) -> Snapshot:
+    """Snapshot a pandas DataFrame: ``len(df)``, Arrow-typed schema, first ``sample_rows`` rows.
+
+    Types are the Arrow types the frame would be written with, so they compare equal
+    to the schema of a Parquet snapshot of the same data.
+    """
+    try:
+        schema = _arrow_schema_pairs(pa.Schema.from_pandas(df, preserve_index=False))
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError):
+        # Mixed-type object columns: type each column on its own, dtype name as last resort.
+        schema = tuple((str(col), _pandas_column_type(df[col])) for col in df.columns)
+    sample = df.head(sample_rows).reset_index(drop=True) if sample_rows > 0 else None
+    return Snapshot(row_count=len(df), schema=schema, sample=sample)
+
+
+def snapshot_table_arrow(table: pa.Table, sample_rows: int = 5) -> Snapshot:
+    """Snapshot an in-memory Arrow table (rows, schema, first rows as pandas)."""
+    sample = _table_to_pandas(table.slice(0, sample_rows)) if sample_rows > 0 else None
+    return Snapshot(row_count=table.num_rows, schema=_arrow_schema_pairs(table.schema), sample=sample)
+
+
+def _schema_map(value: SchemaLike) -> dict[str, str]:
+    if value is None:
+        return {}
+    if isinstance(value, Snapshot):
+        return {str(c): str(t) for c, t in value.schema}
+    if isinstance(value, Mapping):
+        return {str(c): str(t) for c, t in value.items()}
+    return {str(pair[0]): str(pair[1]) for pair in value}
+
+
+def schema_diff(before: SchemaLike, after: SchemaLike) -> dict[str, Any]:
+    """ODIBI's schema diff between two snapshots (or schemas as ``(column, type)`` pairs).
+
+    Returns ``{"added_columns": [...], "removed_columns": [...],
+    "changed_types": [{"column", "before", "after"}, ...]}``, columns in schema order.
+    """
+    before_cols = _schema_map(before)
+    after_cols = _schema_map(after)
+    return {
+        "added_columns": [c for c in after_cols if c not in before_cols],
+        "removed_columns": [c for c in before_cols if c not in after_cols],
+        "changed_types": [
+            {"column": c, "before": before_cols[c], "after": after_cols[c]}
+            for c in before_cols
+            if c in after_cols and before_cols[c] != after_cols[c]
+        ],
+    }

@@ -1,0 +1,137 @@
+"""``build_definitions``: validated pipeline configs -> one ``dagster.Definitions``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from odibi_dagster.config.models import PipelineConfig, Step
+from odibi_dagster.config.validation import load_pipelines, validate_pipeline
+from odibi_dagster.engines.connections import OdibiConnection
+from odibi_dagster.io.dataset_io_manager import OdibiIOManager
+from odibi_dagster.translate.assets import build_step_assets
+from odibi_dagster.translate.plan import PANDAS_ENGINE_KEY, SPARK_ENGINE_KEY, PipelinePlan, make_plan
+from odibi_dagster.translate.translator import OdibiStep, OdibiTranslator
+
+PathOrConfig = str | os.PathLike[str] | PipelineConfig
+
+
+def load_configs(paths_or_configs: Sequence[PathOrConfig]) -> list[PipelineConfig]:
+    """Load (and validate) every path; validate in-memory configs. One error lists every problem."""
+    paths = [p for p in paths_or_configs if not isinstance(p, PipelineConfig)]
+    configs = load_pipelines(*paths) if paths else []
+    configs += [validate_pipeline(c) for c in paths_or_configs if isinstance(c, PipelineConfig)]
+    return configs
+
+
+def build_plans(configs: Sequence[PipelineConfig], translator: OdibiTranslator, key_prefix: tuple[str, ...],
+                base_dir: str | os.PathLike[str] | None) -> list[PipelinePlan]:
+    def key_for(pipeline: PipelineConfig):
+        return lambda step, dataset: translator.get_asset_key(OdibiStep(pipeline, step, dataset, key_prefix))
+
+    plans = [make_plan(c, key_for(c), base_dir) for c in configs]
+    seen: dict[dg.AssetKey, str] = {}
+    for plan in plans:
+        for key in [*plan.asset_keys.values(), *plan.sink_keys.values()]:
+            if key in seen:
+                from odibi_dagster.config.errors import ConfigValidationError, Problem
+
+                raise ConfigValidationError([Problem(str(plan.pipeline.source or plan.name), None, "pipeline",
+                                                     f"asset key {key.to_user_string()} is also produced by "
+                                                     f"pipeline '{seen[key]}'")])
+            seen[key] = plan.name
+    return plans
+
+
+def _connection_resources(plan: PipelinePlan) -> dict[str, OdibiConnection]:
+    out = {}
+    for step in plan.pipeline.steps:
+        if step.layer == "connect":
+            out[plan.connection_key(step.name)] = OdibiConnection(url=step.value, params=_plain(step))
+    return out
+
+
+def _plain(step: Step) -> dict[str, Any]:
+    # Secret references stay references; they are resolved when a step uses the connection.
+    return {k: v for k, v in step.params.items() if not (isinstance(v, dict) and "secret" in v)}
+
+
+def build_definitions(
+    *paths_or_configs: PathOrConfig,
+    translator: OdibiTranslator | None = None,
+    key_prefix: str | Sequence[str] | None = None,
+    base_dir: str | os.PathLike[str] | None = None,
+    resources: Mapping[str, Any] | None = None,
+    executor: dg.ExecutorDefinition | None = None,
+) -> dg.Definitions:
+    """Turn pipeline configs into Dagster definitions.
+
+    ``paths_or_configs``: config files, directories of configs, or ``PipelineConfig``
+    objects. Everything is validated first; an invalid config raises
+    ``ConfigValidationError`` (listing every problem) and nothing is built.
+
+    Returns assets (one per dataset and per store/publish step), asset checks, the
+    engine resources, one IO manager and one job per pipeline, connection resources,
+    schedules and sensors. ``key_prefix`` prefixes every asset key (for embedding),
+    ``base_dir`` (or ``$ODIBI_BASE_DIR``) moves relative paths and working files,
+    ``resources`` overrides or adds resources (e.g. a configured ``odibi_spark``).
+    Merge the result into an existing deployment with ``dg.Definitions.merge``.
+    """
+    translator = translator or OdibiTranslator()
+    prefix = (key_prefix,) if isinstance(key_prefix, str) else tuple(key_prefix or ())
+    configs = load_configs(paths_or_configs)
+    plans = build_plans(configs, translator, prefix, base_dir)
+
+    assets: list[dg.AssetsDefinition] = []
+    jobs: list[Any] = []
+    schedules: list[Any] = []
+    sensors: list[Any] = []
+    res: dict[str, Any] = {}
+    uses_spark = False
+    for plan in plans:
+        step_assets = build_step_assets(plan, translator, prefix)
+        assets += step_assets
+        res[plan.io_manager_key] = OdibiIOManager(base_dir=os.path.join(plan.work_dir, "") if "://" not in
+                                                  plan.work_dir else plan.work_dir)
+        res.update(_connection_resources(plan))
+        uses_spark |= any((s.engine or plan.pipeline.engine) == "spark" for s in plan.pipeline.steps)
+        job = dg.define_asset_job(
+            name=plan.job_name,
+            selection=dg.AssetSelection.assets(*[k for a in step_assets for k in a.keys]),
+            description=plan.pipeline.description or f"ODIBI pipeline {plan.name}",
+            tags={"odibi/pipeline": plan.name},
+        )
+        jobs.append(job)
+        from odibi_dagster.triggers.build import build_triggers
+
+        trig_schedules, trig_sensors, trig_checks = build_triggers(plan, job, step_assets)
+        schedules += trig_schedules
+        sensors += trig_sensors
+        assets_checks = trig_checks
+        if assets_checks:
+            assets += assets_checks  # column schema change checks
+    from odibi_dagster.engines.pandas_duckdb import PandasDuckDBEngine
+
+    res[PANDAS_ENGINE_KEY] = PandasDuckDBEngine()
+    if uses_spark:
+        from odibi_dagster.engines.spark import SparkEngine
+
+        res[SPARK_ENGINE_KEY] = SparkEngine()
+    res.update(resources or {})
+    return dg.Definitions(
+        assets=[a for a in assets if isinstance(a, dg.AssetsDefinition)],
+        asset_checks=[a for a in assets if not isinstance(a, dg.AssetsDefinition)],
+        jobs=jobs,
+        schedules=schedules,
+        sensors=sensors,
+        resources=res,
+        executor=executor,
+    )
+
+
+def config_paths_of(defs_paths: Sequence[PathOrConfig]) -> list[Path]:
+    return [Path(p) for p in defs_paths if not isinstance(p, PipelineConfig)]

@@ -1,0 +1,107 @@
+"""Everything the assets of one pipeline need at run time, decided at definition time.
+
+A :class:`PipelinePlan` is built once per pipeline by ``build_definitions`` and is
+small and picklable: runs in other processes rebuild it from the code location.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dagster as dg
+
+from odibi_dagster.config.models import DATA_LAYERS, PipelineConfig, Step
+
+ODIBI_BASE_DIR_ENV = "ODIBI_BASE_DIR"
+PANDAS_ENGINE_KEY = "odibi_pandas"
+SPARK_ENGINE_KEY = "odibi_spark"
+
+
+def safe_identifier(text: str) -> str:
+    """A valid Dagster/Python name for ``text`` (op, output, input and resource names)."""
+    out = re.sub(r"[^A-Za-z0-9_]", "_", text)
+    if not out or out[0].isdigit():
+        out = f"_{out}"
+    return out
+
+
+@dataclass
+class PipelinePlan:
+    """Resolved names, keys and directories of one pipeline's Dagster objects."""
+
+    pipeline: PipelineConfig
+    asset_keys: dict[str, dg.AssetKey]  # dataset -> key
+    sink_keys: dict[str, dg.AssetKey]  # store/publish step -> key
+    data_root: str  # relative paths in the config resolve against this
+    work_dir: str  # datasets, stories, tracker JSON
+    graph_edges: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.pipeline.name
+
+    @property
+    def io_manager_key(self) -> str:
+        return f"odibi_io__{safe_identifier(self.name)}"
+
+    def connection_key(self, connect_step: str) -> str:
+        return f"{safe_identifier(self.name)}__{safe_identifier(connect_step)}"
+
+    @property
+    def job_name(self) -> str:
+        return safe_identifier(self.name)
+
+    @property
+    def stories_dir(self) -> str:
+        return os.path.join(self.work_dir, "stories")
+
+    def op_name(self, step: Step) -> str:
+        return f"{safe_identifier(self.name)}__{safe_identifier(step.name)}"
+
+    def engine_key(self, step: Step) -> str:
+        return SPARK_ENGINE_KEY if (step.engine or self.pipeline.engine) == "spark" else PANDAS_ENGINE_KEY
+
+    def resolve_path(self, value: str) -> str:
+        """A config path: URLs and absolute paths as they are, others against the data root."""
+        if "://" in value or os.path.isabs(value):
+            if value.startswith("sqlite:///") and not value.startswith("sqlite:////"):
+                rel = value[len("sqlite:///"):]
+                if rel and rel != ":memory:" and not os.path.isabs(rel):
+                    return "sqlite:///" + os.path.join(self.data_root, rel)
+            return value
+        return os.path.join(self.data_root, value)
+
+    def graph(self) -> dict:
+        """The step graph for the story picture."""
+        return {
+            "nodes": [{"name": s.name, "layer": s.layer} for s in self.pipeline.steps],
+            "edges": [list(e) for e in self.graph_edges],
+        }
+
+
+def make_plan(pipeline: PipelineConfig, key_for, base_dir: str | os.PathLike[str] | None) -> PipelinePlan:
+    """Resolve keys and directories. ``key_for(step, dataset)`` gives the asset key."""
+    base = base_dir if base_dir is not None else os.environ.get(ODIBI_BASE_DIR_ENV)
+    config_dir = pipeline.config_dir.resolve()
+    if base is not None:
+        base_str = str(base)
+        data_root = base_str if "://" in base_str else str(Path(base_str).resolve())
+        work_dir = data_root if "://" in data_root else os.path.join(data_root, ".odibi")
+    else:
+        data_root = str(config_dir)
+        work_dir = os.path.join(data_root, ".odibi")
+    asset_keys = {ds: key_for(s, ds) for s in pipeline.steps if s.layer in DATA_LAYERS for ds in s.outputs.values()}
+    sink_keys = {s.name: key_for(s, None) for s in pipeline.steps if s.layer in ("store", "publish")}
+    producers = {ds: s.name for s in pipeline.steps for ds in s.outputs.values()}
+    edges = []
+    for s in pipeline.steps:
+        for ds in s.inputs.values():
+            if ds in producers:
+                edges.append((producers[ds], s.name))
+        conn = s.params.get("connection")
+        if isinstance(conn, str):
+            edges.append((conn, s.name))
+    return PipelinePlan(pipeline, asset_keys, sink_keys, data_root, work_dir, sorted(set(edges)))

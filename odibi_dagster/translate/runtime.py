@@ -1,0 +1,320 @@
+"""What happens inside an odibi asset when Dagster runs it (ODIBI's Node.run).
+
+Ingest and transform steps read or compute a frame with their engine, persist it
+through the pipeline's IO manager and yield one Output per dataset with the
+tracker's metadata. Store and publish steps write their target and report it.
+Every step records itself in the run's tracker and re-renders the run's story.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import dagster as dg
+
+from odibi_dagster.config.imports import resolve_callable
+from odibi_dagster.config.models import Step
+from odibi_dagster.config.sql import dialect_for
+from odibi_dagster.config.templating import EnvNamespace, render_params, render_sql, render_text
+from odibi_dagster.engines.base import DatasetRef, Snapshot
+from odibi_dagster.io.dataset_io_manager import OdibiIOManager
+from odibi_dagster.observe.lineage import sql_column_lineage
+from odibi_dagster.observe.metadata import dataset_metadata
+from odibi_dagster.observe.redact import Redactor, redact_url
+from odibi_dagster.observe.snapshot import snapshot_ref
+from odibi_dagster.observe.story.generator import StoryGenerator
+from odibi_dagster.observe.tracker import RunTracker
+from odibi_dagster.translate import events
+from odibi_dagster.translate.plan import PipelinePlan
+
+
+class StepRunConfig(dg.Config):
+    """Run config of a step. ``source`` overrides an ingest step's value (file-watch sensors set it)."""
+
+    source: str | None = None
+
+
+@dataclass
+class StepExecution:
+    """One execution of one step for one partition (or unpartitioned)."""
+
+    plan: PipelinePlan
+    step: Step
+    context: dg.AssetExecutionContext
+    partition_key: str | None
+    redactor: Redactor = field(default_factory=Redactor)
+    env: EnvNamespace = field(default_factory=EnvNamespace)
+
+    @property
+    def engine(self) -> str:
+        return self.step.engine or self.plan.pipeline.engine
+
+    @property
+    def tracker(self) -> RunTracker:
+        return RunTracker(self.plan.stories_dir, self.plan.name, self.context.run_id, self.redactor,
+                          sample_rows=self.plan.pipeline.story.sample_rows)
+
+    @property
+    def story_path(self) -> str:
+        return str(self.tracker.story_path)
+
+    def variables(self) -> dict[str, Any]:
+        values: dict[str, Any] = {"run_id": self.context.run_id, "pipeline": self.plan.name, "env": self.env}
+        if self.partition_key is not None:
+            values["partition_key"] = self.partition_key
+            values["partition_keys"] = [self.partition_key]
+            start = end = self.partition_key
+            pdef = self.context.assets_def.partitions_def
+            if isinstance(pdef, dg.TimeWindowPartitionsDefinition):
+                window = pdef.time_window_for_partition_key(self.partition_key)
+                start, end = window.start.isoformat(), window.end.isoformat()
+            values["partition_start"], values["partition_end"] = start, end
+        return values
+
+    def render_value(self) -> str:
+        if self.step.type == "sql":
+            return render_sql(self.step.value, self.variables(), dialect_for(self.engine))
+        return render_text(self.step.value, self.variables())
+
+    def params(self) -> dict[str, Any]:
+        """Rendered params with secrets resolved and connections expanded (values redacted later)."""
+        rendered = render_params(dict(self.step.params), self.variables())
+        self.redactor.add(*self.env.used.values())
+        out: dict[str, Any] = {}
+        for key, value in rendered.items():
+            if isinstance(value, dict) and set(value) == {"secret"}:
+                name = value["secret"]
+                if name not in os.environ:
+                    raise dg.Failure(description=f"step '{self.step.name}': params.{key}: "
+                                                 f"secret environment variable '{name}' is not set")
+                out[key] = os.environ[name]
+                self.redactor.add(out[key])
+            else:
+                out[key] = value
+        conn_name = out.pop("connection", None)
+        if conn_name is not None:
+            conn = getattr(self.context.resources, self.plan.connection_key(conn_name))
+            conn_params, secrets = conn.reader_params()
+            self.redactor.add(*secrets.values())
+            for k, v in conn_params.items():
+                if k == "connection_string" or k == "jdbc_url":
+                    v = self.plan.resolve_path(v) if isinstance(v, str) else v
+                out.setdefault(k, v)
+            self.context.log_event(dg.AssetObservation(
+                asset_key=self.context.assets_def.keys_by_output_name[next(iter(self.context.assets_def.keys_by_output_name))],
+                metadata={"odibi/connection": conn_name,
+                          "odibi/connection_target": self.redactor.redact_text(redact_url(str(
+                              conn_params.get("connection_string") or conn_params.get("jdbc_url"))))},
+                partition=self.partition_key))
+        return out
+
+    def explanation(self) -> str | None:
+        text = self.step.metadata.get("description") or self.plan.pipeline.explanations.get(self.step.name)
+        return str(text) if text else None
+
+    def update_story(self) -> None:
+        if not self.plan.pipeline.story.enabled:
+            return
+        tracker = self.tracker
+        try:
+            lineage = tracker.export_lineage()
+            StoryGenerator(explanations=self.plan.pipeline.explanations,
+                           max_rows=self.plan.pipeline.story.sample_rows).write(
+                tracker.story_path, lineage, self.plan.graph())
+            tracker.save()
+        except Exception as exc:  # the story must never fail the step
+            self.context.log.warning(f"odibi: could not update the run story: {exc}")
+
+    @contextmanager
+    def tracked(self, before: Snapshot | None, sql: str | None) -> Iterator[dict[str, Any]]:
+        """Tracker start/end, ODIBI node events and the story around a step's work."""
+        outcome: dict[str, Any] = {}
+        step = self.step
+        events.emit(self, "node_start", {"step_name": step.name, "layer": step.layer})
+        self.tracker.start_step(step.name, step.layer, inputs=step.inputs, outputs=step.outputs, sql=sql,
+                                explanation=self.explanation(), before=before)
+        self.update_story()
+        started = time.perf_counter()
+        try:
+            yield outcome
+        except BaseException as exc:
+            message = self.redactor.redact_text(f"{type(exc).__name__}: {exc}")
+            self.tracker.end_step(step.name, "failed", error_message=message)
+            self.update_story()
+            events.emit(self, "node_error", {"step_name": step.name, "layer": step.layer, "error_message": message})
+            raise
+        duration_ms = (time.perf_counter() - started) * 1000
+        self.tracker.end_step(step.name, "success", after=outcome.get("after"), extra=outcome.get("extra"))
+        self.update_story()
+        events.emit(self, "node_complete", {"step_name": step.name, "layer": step.layer,
+                                            "duration_ms": round(duration_ms, 3), "state": "SUCCESS"})
+
+
+def _engine_context(execution: StepExecution):
+    resource = getattr(execution.context.resources, execution.plan.engine_key(execution.step))
+    return resource.context()
+
+
+def _select_partition(ref: DatasetRef, keys: list[str] | None) -> DatasetRef:
+    """The part of an input that belongs to the partitions being computed."""
+    if keys is None or not ref.partition_keys:
+        return ref
+    wanted = set(keys)
+    pairs = [(p, k) for p, k in zip(ref.paths, ref.partition_keys, strict=True) if k in wanted]
+    if not pairs:
+        return ref
+    return DatasetRef(tuple(p for p, _ in pairs), ref.format, ref.asset_key, tuple(k for _, k in pairs))
+
+
+def run_data_step(
+    execution: StepExecution,
+    inputs: dict[str, DatasetRef],
+    upstream_keys: dict[str, list[str] | None],
+    config: StepRunConfig,
+) -> tuple[dict[str, tuple[DatasetRef, dict[str, Any]]], Snapshot | None]:
+    """Run an ingest/transform step for one partition; returns refs and metadata per dataset."""
+    plan, step = execution.plan, execution.step
+    story = plan.pipeline.story
+    inputs = {name: _select_partition(ref, upstream_keys.get(name)) for name, ref in inputs.items()}
+    first_input = next(iter(inputs.values()), None)
+    before = snapshot_ref(first_input, story.sample_rows) if first_input is not None else None
+    sql_text = execution.render_value() if step.type == "sql" else None
+    io: OdibiIOManager = getattr(execution.context.resources, plan.io_manager_key)
+    results: dict[str, tuple[DatasetRef, dict[str, Any]]] = {}
+    with execution.tracked(before, sql_text) as outcome:
+        started = time.perf_counter()
+        ctx = _engine_context(execution)
+        try:
+            params = execution.params()
+            if step.layer == "ingest":
+                source = config.source or execution.render_value()
+                frames = {None: ctx.read(plan.resolve_path(source) if step.type != "api" else source, **params)}
+            elif step.type == "sql":
+                for name, ref in inputs.items():
+                    ctx.register_temp(name, ref)
+                frames = {None: ctx.execute_sql(sql_text)}
+            else:  # function
+                fn = resolve_callable(step.value, [plan.pipeline.config_dir])
+                frames_in = {name: ctx.to_pandas(ctx.load(ref)) for name, ref in inputs.items()}
+                result = fn(**frames_in, **params)
+                if isinstance(result, dict):
+                    missing = set(step.outputs) - set(result)
+                    if missing:
+                        raise dg.Failure(description=f"step '{step.name}': function returned no frame for "
+                                                     f"output(s) {sorted(missing)}")
+                    frames = {k: result[k] for k in step.outputs}
+                else:
+                    frames = {None: result}
+            persisted: dict[int, DatasetRef] = {}
+            for logical, dataset in step.outputs.items():
+                frame = frames.get(logical, frames.get(None))
+                key = plan.asset_keys[dataset]
+                if id(frame) in persisted:
+                    # Same frame under several names: copy the file instead of computing it twice.
+                    frame = ctx.load(persisted[id(frame)])
+                ref, _info = io.persist(frame, key, execution.partition_key)
+                persisted.setdefault(id(frames.get(logical, frames.get(None))), ref)
+                results[dataset] = (ref, {})
+        finally:
+            ctx.close()
+        duration = time.perf_counter() - started
+        after = None
+        for dataset, (ref, _) in results.items():
+            snap = snapshot_ref(ref, story.sample_rows)
+            after = after or snap
+            lineage = None
+            if step.type == "sql" and sql_text:
+                lineage = sql_column_lineage(
+                    sql_text,
+                    {name: snapshot_ref(r, 0).columns for name, r in inputs.items()},
+                    {name: dg.AssetKey(list(r.asset_key)) for name, r in inputs.items()},
+                    dialect=dialect_for(execution.engine),
+                )
+            md = dataset_metadata(snap, before, duration_s=duration, lineage=lineage, uri=ref.paths[0],
+                                  story_path=execution.story_path, sample_rows=story.sample_rows,
+                                  max_cell_chars=story.max_cell_chars,
+                                  partition=execution.partition_key is not None, redactor=execution.redactor)
+            results[dataset] = (ref, md)
+        outcome["after"] = after
+    return results, before
+
+
+def run_sink_step(execution: StepExecution, inputs: dict[str, DatasetRef],
+                  upstream_keys: dict[str, list[str] | None]) -> dict[str, Any]:
+    """Run a store/publish step: write the (first) input to the target. Returns metadata."""
+    from odibi_dagster.observe.snapshot import schema_diff  # noqa: F401 - keeps import graph explicit
+
+    plan, step = execution.plan, execution.step
+    story = plan.pipeline.story
+    inputs = {name: _select_partition(ref, upstream_keys.get(name)) for name, ref in inputs.items()}
+    name, ref = next(iter(inputs.items()))
+    if len(inputs) > 1:
+        execution.context.log.warning(f"step '{step.name}': {step.layer} writes its first input '{name}' only "
+                                      "(as ODIBI does)")
+    before = snapshot_ref(ref, story.sample_rows)
+    with execution.tracked(before, None) as outcome:
+        started = time.perf_counter()
+        target = plan.resolve_path(execution.render_value())
+        params = execution.params()
+        info = _fast_parquet_copy(execution, ref, target, params)
+        if info is None:
+            ctx = _engine_context(execution)
+            try:
+                info = ctx.write(ctx.load(ref), target, **params)
+            finally:
+                ctx.close()
+        duration = time.perf_counter() - started
+        uri = execution.redactor.redact_text(redact_url(info.uri))
+        rows = info.rows if info.rows is not None else before.row_count
+        md: dict[str, Any] = {
+            "dagster/uri": dg.MetadataValue.text(uri),
+            "dagster/row_count": dg.MetadataValue.int(int(rows)),
+            "dagster/column_schema": dataset_metadata(before, None, duration_s=0)["dagster/column_schema"],
+            "odibi/format": dg.MetadataValue.text(info.format),
+            "odibi/mode": dg.MetadataValue.text(str(params.get("mode", "overwrite"))),
+            "odibi/duration_ms": dg.MetadataValue.float(round(duration * 1000, 3)),
+            "odibi/story": dg.MetadataValue.path(execution.story_path),
+        }
+        if execution.partition_key is not None:
+            md["dagster/partition_row_count"] = dg.MetadataValue.int(int(rows))
+        if duration > 0:
+            md["odibi/rows_per_second"] = dg.MetadataValue.float(round(rows / duration, 3))
+        if info.version is not None:
+            md["odibi/delta_version"] = dg.MetadataValue.int(int(info.version))
+        outcome["after"] = before
+        outcome["extra"] = {"target": uri, "rows_written": int(rows), "format": info.format,
+                            "delta_version": info.version}
+        execution.context.log_event(dg.AssetObservation(
+            asset_key=execution.context.asset_key,
+            metadata={"odibi/written_to": dg.MetadataValue.text(uri),
+                      "odibi/rows_written": dg.MetadataValue.int(int(rows)),
+                      "odibi/format": dg.MetadataValue.text(info.format)},
+            partition=execution.partition_key,
+        ))
+    return md
+
+
+def _fast_parquet_copy(execution: StepExecution, ref: DatasetRef, target: str, params: dict[str, Any]):
+    """Storing an intermediate Parquet dataset as a local Parquet file is a file copy, not a rewrite."""
+    from odibi_dagster.engines import paths
+    from odibi_dagster.engines.base import WriteInfo
+
+    fmt = str(params.get("format") or params.get("source_type") or "").lower()
+    extra = set(params) - {"format", "source_type", "mode"}
+    if (execution.engine != "pandas" or ref.format != "parquet" or len(ref.paths) != 1 or extra
+            or params.get("mode", "overwrite") != "overwrite" or paths.is_remote(target) or paths.is_remote(ref.paths[0])
+            or (fmt and fmt != "parquet") or (not fmt and not target.lower().endswith((".parquet", ".pq")))):
+        return None
+    with paths.atomic_output(target) as tmp:
+        try:
+            os.link(ref.paths[0], tmp)  # the dataset is only ever replaced, never rewritten in place
+        except OSError:
+            import shutil
+
+            shutil.copyfile(ref.paths[0], tmp)
+    return WriteInfo(uri=target, format="parquet", rows=None)

@@ -1,0 +1,180 @@
+"""OdibiTranslator: how a step becomes an AssetSpec, one overridable method per attribute.
+
+Modelled on ``DagsterDbtTranslator``: subclass it and override any ``get_*``
+method, then pass an instance to ``build_definitions(..., translator=...)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from odibi_dagster.config.models import SINK_LAYERS, PipelineConfig, Step
+from odibi_dagster.triggers.partitions import build_partitions_def
+
+_TAG_VALUE = re.compile(r"[^A-Za-z0-9_.-]")
+_OWNER = re.compile(r"^(team:[\w.-]+|[^@\s]+@[^@\s]+\.[^@\s]+)$")
+
+FORMAT_KINDS = {
+    ".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".json": "json", ".jsonl": "json", ".ndjson": "json",
+    ".db": "sqlite", ".sqlite": "sqlite", ".avro": "avro",
+}
+
+
+@dataclass(frozen=True)
+class OdibiStep:
+    """What the translator looks at: a step, the dataset it produces (None for
+    store/publish), its pipeline, and the key prefix given to ``build_definitions``."""
+
+    pipeline: PipelineConfig
+    step: Step
+    dataset: str | None = None
+    key_prefix: tuple[str, ...] = ()
+
+    @property
+    def engine(self) -> str:
+        return self.step.engine or self.pipeline.engine
+
+    @property
+    def is_sink(self) -> bool:
+        return self.step.layer in SINK_LAYERS
+
+
+def storage_format(step: Step, engine: str, dataset: str | None) -> str:
+    """The storage format a step's asset lives in (a kind in the UI)."""
+    fmt = step.params.get("format") or step.params.get("source_type")
+    if fmt:
+        return str(fmt).lower()
+    if dataset is not None:  # an intermediate dataset persisted by the IO manager
+        return "delta" if engine == "spark" else "parquet"
+    value = step.value.strip().lower()
+    if "://" in value and not value.startswith(("abfs", "az://", "file://", "s3")):
+        return value.split("://", 1)[0].split("+", 1)[0]  # postgresql://, sqlite://, ...
+    return FORMAT_KINDS.get(Path(value.split("?")[0]).suffix, "delta" if engine == "spark" else "files")
+
+
+class OdibiTranslator:
+    """Decides the AssetSpec of each step. Override ``get_*`` methods to change it."""
+
+    def get_asset_key(self, node: OdibiStep) -> dg.AssetKey:
+        """``[prefix..., pipeline, dataset]``, or ``[prefix..., pipeline, step]`` for store/publish."""
+        last = node.step.name if node.dataset is None else node.dataset
+        return dg.AssetKey([*node.key_prefix, node.pipeline.name, last])
+
+    def get_group_name(self, node: OdibiStep) -> str | None:
+        """The pipeline (sanitised to Dagster's group-name rules)."""
+        return re.sub(r"[^A-Za-z0-9_]", "_", node.pipeline.name)
+
+    def get_description(self, node: OdibiStep) -> str | None:
+        """``metadata.description`` (or the pipeline's explanation of the step) plus the SQL."""
+        parts = []
+        text = node.step.metadata.get("description") or node.pipeline.explanations.get(node.step.name)
+        if text:
+            parts.append(str(text))
+        if node.step.type == "sql":
+            parts.append(f"```sql\n{node.step.value.strip()}\n```")
+        elif node.step.type == "function":
+            parts.append(f"Function: `{node.step.value}`")
+        elif node.step.value:
+            verb = "Reads" if node.step.layer == "ingest" else "Writes"
+            parts.append(f"{verb} `{node.step.value}`")
+        return "\n\n".join(parts) or None
+
+    def get_metadata(self, node: OdibiStep) -> dict[str, Any]:
+        """Definition metadata: step identity and a code reference to the config file and line."""
+        md: dict[str, Any] = {
+            "odibi/step": node.step.name,
+            "odibi/layer": node.step.layer,
+            "odibi/type": node.step.type,
+        }
+        if node.step.inputs:
+            md["odibi/inputs"] = dg.MetadataValue.json(node.step.inputs)
+        if node.pipeline.source is not None:
+            source = node.pipeline.source.resolve()
+            md["odibi/config"] = dg.MetadataValue.path(str(source))
+            md["dagster/code_references"] = dg.CodeReferencesMetadataValue(
+                code_references=[
+                    dg.LocalFileCodeReference(file_path=str(source), line_number=node.step.line, label="ODIBI config")
+                ]
+            )
+        return md
+
+    def get_tags(self, node: OdibiStep) -> dict[str, str]:
+        """``odibi/layer`` and ``odibi/engine``, plus the pipeline's and step's tags."""
+        tags = {k: _TAG_VALUE.sub("_", str(v))[:63] for k, v in node.pipeline.tags.items()}
+        step_tags = node.step.metadata.get("tags")
+        if isinstance(step_tags, dict):
+            tags.update({str(k): _TAG_VALUE.sub("_", str(v))[:63] for k, v in step_tags.items()})
+        tags.update({"odibi/layer": node.step.layer, "odibi/engine": node.engine})
+        return tags
+
+    def get_kinds(self, node: OdibiStep) -> set[str]:
+        """``odibi``, the engine (``duckdb`` or ``spark``) and the storage format."""
+        engine_kind = "spark" if node.engine == "spark" else "duckdb"
+        return {"odibi", engine_kind, storage_format(node.step, node.engine, node.dataset)}
+
+    def get_owners(self, node: OdibiStep) -> list[str]:
+        """``metadata.owner(s)`` of the step, else the pipeline's ``owners`` (emails or ``team:x``)."""
+        owners = node.step.metadata.get("owners") or node.step.metadata.get("owner") or node.pipeline.owners
+        if isinstance(owners, str):
+            owners = [owners]
+        return [str(o) for o in owners or [] if _OWNER.match(str(o))]
+
+    def get_code_version(self, node: OdibiStep) -> str | None:
+        """A hash of the step's value, params and engine: changing them marks the asset stale."""
+        payload = json.dumps(
+            {"value": node.step.value, "params": node.step.params, "engine": node.engine, "type": node.step.type},
+            sort_keys=True,
+            default=str,
+        )
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    def get_partitions_def(self, node: OdibiStep) -> dg.PartitionsDefinition | None:
+        """The pipeline's partitions."""
+        return build_partitions_def(node.pipeline.partitions, node.pipeline.name)
+
+    def get_automation_condition(self, node: OdibiStep) -> dg.AutomationCondition | None:
+        """``metadata.automation: eager | on_missing | on_cron:<expr>`` on the step, else none."""
+        spec = node.step.metadata.get("automation")
+        if not spec:
+            return None
+        spec = str(spec)
+        if spec == "eager":
+            return dg.AutomationCondition.eager()
+        if spec == "on_missing":
+            return dg.AutomationCondition.on_missing()
+        if spec.startswith("on_cron:"):
+            return dg.AutomationCondition.on_cron(spec.split(":", 1)[1].strip())
+        return None
+
+    def get_retry_policy(self, node: OdibiStep) -> dg.RetryPolicy | None:
+        """The step's ``retry``, else the pipeline's."""
+        retry = node.step.retry or node.pipeline.retry
+        if retry is None or retry.max_retries == 0:
+            return None
+        backoff = {"linear": dg.Backoff.LINEAR, "exponential": dg.Backoff.EXPONENTIAL}.get(retry.backoff or "")
+        jitter = {"full": dg.Jitter.FULL, "plus_minus": dg.Jitter.PLUS_MINUS}.get(retry.jitter or "")
+        return dg.RetryPolicy(max_retries=retry.max_retries, delay=retry.delay_seconds or None, backoff=backoff,
+                              jitter=jitter)
+
+    def get_asset_spec(self, node: OdibiStep, deps: list[dg.AssetKey | dg.AssetDep] | None = None) -> dg.AssetSpec:
+        """Compose the AssetSpec from the ``get_*`` methods."""
+        return dg.AssetSpec(
+            key=self.get_asset_key(node),
+            deps=deps or [],
+            description=self.get_description(node),
+            metadata=self.get_metadata(node),
+            group_name=self.get_group_name(node),
+            code_version=self.get_code_version(node),
+            automation_condition=self.get_automation_condition(node),
+            owners=self.get_owners(node),
+            tags=self.get_tags(node),
+            kinds=self.get_kinds(node),
+            partitions_def=self.get_partitions_def(node),
+        )
