@@ -65,7 +65,7 @@ def run_check(check: CheckConfig, ref: DatasetRef, inputs: dict[str, DatasetRef]
 
 
 def _failing(ctx: Any, where_sql: str) -> tuple[int, Any]:
-    count = ctx.execute_sql(f"SELECT COUNT(*) FROM data WHERE {where_sql}").fetchone()[0]
+    count = ctx.execute_sql(f"SELECT COUNT(*) FROM data WHERE {where_sql}").fetchall()[0][0]
     sample = ctx.execute_sql(f"SELECT * FROM data WHERE {where_sql} LIMIT {FAILING_SAMPLE_ROWS}").df()
     return int(count), sample
 
@@ -79,7 +79,7 @@ def _evaluate(ctx: Any, check: CheckConfig) -> tuple[bool, int, Any, dict[str, A
     if kind == "unique":
         cols = ", ".join(_ident(c) for c in check.unique or [])
         dupes = f"SELECT {cols}, COUNT(*) AS n FROM data GROUP BY {cols} HAVING COUNT(*) > 1"
-        failing = ctx.execute_sql(f"SELECT COALESCE(SUM(n), 0) FROM ({dupes})").fetchone()[0]
+        failing = ctx.execute_sql(f"SELECT COALESCE(SUM(n), 0) FROM ({dupes})").fetchall()[0][0]
         sample = ctx.execute_sql(f"{dupes} ORDER BY n DESC LIMIT {FAILING_SAMPLE_ROWS}").df()
         return int(failing) == 0, int(failing), sample, {}
     if kind == "accepted_values":
@@ -93,7 +93,7 @@ def _evaluate(ctx: Any, check: CheckConfig) -> tuple[bool, int, Any, dict[str, A
     if kind == "row_count":
         bounds = check.row_count
         assert bounds is not None
-        rows = int(ctx.execute_sql("SELECT COUNT(*) FROM data").fetchone()[0])
+        rows = int(ctx.execute_sql("SELECT COUNT(*) FROM data").fetchall()[0][0])
         ok = (bounds.min is None or rows >= bounds.min) and (bounds.max is None or rows <= bounds.max)
         return ok, 0 if ok else rows, None, {"row_count": dg.MetadataValue.int(rows),
                                              "min": bounds.min if bounds.min is not None else "-",
@@ -105,7 +105,7 @@ def _evaluate(ctx: Any, check: CheckConfig) -> tuple[bool, int, Any, dict[str, A
                                                   "actual_columns": dg.MetadataValue.json(actual)}
     if kind == "sql":
         rel = ctx.execute_sql(check.sql)
-        failing = int(rel.aggregate("COUNT(*)").fetchone()[0])
+        failing = int(rel.aggregate("COUNT(*)").fetchall()[0][0])
         sample = rel.limit(FAILING_SAMPLE_ROWS).df()
         return failing == 0, failing, sample, {"query": dg.MetadataValue.md(f"```sql\n{check.sql}\n```")}
     raise ValueError(f"unknown check kind {kind}")

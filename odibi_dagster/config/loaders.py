@@ -180,7 +180,7 @@ def _row_to_step(row: dict[str, Any], file: str, rownum: int, problems: list[Pro
             except json.JSONDecodeError as exc:
                 problems.append(Problem(file, name or f"#{rownum}", key, f"invalid JSON in column: {exc.msg}", rownum))
                 continue
-        if col in LOWERCASE_COLUMNS and isinstance(value, str):
+        if key in LOWERCASE_COLUMNS and isinstance(value, str):
             value = value.strip().lower()  # ODIBI stores 'Ingest', 'SQL', 'Pandas'
         step[key] = value
     return step

@@ -18,7 +18,7 @@ class OdibiConnection(dg.ConfigurableResource):
     """
 
     url: str
-    params: dict[str, Any] = {}
+    params: dict[str, Any] = {}  # noqa: RUF012 - pydantic copies defaults
 
     def resolved(self) -> tuple[str, dict[str, str]]:
         """The URL with environment placeholders filled in, and the secret values used."""

@@ -234,13 +234,14 @@ def resolve_format(source: str, params: Mapping[str, Any]) -> str:
     source = str(source)
     if _is_sql_url(source):
         return "sql"
+    # The extension first: it costs no filesystem call (remote listings are slow).
+    by_ext = _ext_format(source)
+    if by_ext:
+        return by_ext
     if not _has_glob(source):
         by_dir = _dir_format(source)
         if by_dir:
             return by_dir
-    by_ext = _ext_format(source)
-    if by_ext:
-        return by_ext
     raise ValueError(
         f"cannot infer the format of {source!r} from its extension or content; "
         f"pass format= (one of {', '.join(FORMATS)})"
@@ -421,7 +422,6 @@ _JSON_PASSTHROUGH = {
     "maximum_depth",
 }
 _JSON_READ_PARAMS = _JSON_PASSTHROUGH | {
-    "lines",
     "orient",
     "columns",
     "dtype",
@@ -443,9 +443,7 @@ def read_json(
     for key, value in params.items():
         if key in _COMMON_PARAMS:
             continue
-        if key == "lines":
-            named["format"] = "newline_delimited" if value else "auto"
-        elif key == "orient":
+        if key == "orient":
             if value not in ("records", None):
                 raise ValueError(f"json orient={value!r} is not supported; only 'records'")
         elif key in ("dtype", "types"):
@@ -649,10 +647,10 @@ def read_source(conn: duckdb.DuckDBPyConnection, source: str, **params: Any) -> 
     explicit = str(params.get("format") or params.get("source_type") or "").lower()
     if fmt == "csv":
         return read_csv(conn, source, tsv=explicit == "tsv" or str(source).lower().endswith(".tsv"), **params)
-    if fmt == "json":
-        return read_json(conn, source, lines=None, **params)
-    if fmt == "jsonl":
-        return read_json(conn, source, lines=True, **params)
+    if fmt in ("json", "jsonl"):
+        params = dict(params)
+        lines = params.pop("lines", None)
+        return read_json(conn, source, lines=True if fmt == "jsonl" else lines, **params)
     if fmt == "parquet":
         return read_parquet(conn, source, **params)
     if fmt == "delta":
@@ -682,7 +680,9 @@ def copy_to(
     try:
         opts = ", ".join(f"{k.upper()} {sql_literal(v)}" for k, v in options.items())
         # fetchall() completes the result: DuckDB refuses new work on a pending one.
-        out = conn.execute(f"COPY (SELECT * FROM {quote_ident(view)}) TO {sql_literal(path)} ({opts})").fetchall()
+        out = conn.execute(
+            f"COPY (SELECT * FROM {quote_ident(view)}) TO {sql_literal(path)} ({opts})"
+        ).fetchall()
         return int(out[0][0]) if out else 0
     finally:
         conn.unregister(view)
@@ -846,7 +846,6 @@ def write_csv(
 
 _JSON_WRITE_PARAMS = {
     "mode",
-    "lines",
     "orient",
     "compression",
     "dateformat",
@@ -874,9 +873,6 @@ def write_json(
     orient = params.pop("orient", "records")
     if orient != "records":
         raise ValueError(f"{fmt} writer: orient={orient!r} is not supported; only 'records'")
-    if "lines" in params:
-        lines = bool(params.pop("lines"))
-        fmt = "jsonl" if lines else "json"
     aliases = {"date_format": "dateformat", "timestamp_format": "timestampformat"}
     opts: dict[str, Any] = {"format": "json"}
     if not lines:
@@ -1148,10 +1144,9 @@ def write_target(
         if explicit == "tsv" and "delimiter" not in params and "sep" not in params:
             params["delimiter"] = "\t"
         return write_csv(conn, rel, target, **params)
-    if fmt == "json":
-        return write_json(conn, rel, target, lines=False, **params)
-    if fmt == "jsonl":
-        return write_json(conn, rel, target, lines=True, **params)
+    if fmt in ("json", "jsonl"):
+        lines = bool(params.pop("lines", fmt == "jsonl"))
+        return write_json(conn, rel, target, lines=lines, **params)
     if fmt == "parquet":
         return write_parquet(conn, rel, target, **params)
     if fmt == "delta":

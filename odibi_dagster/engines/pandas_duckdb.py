@@ -283,7 +283,10 @@ class PandasDuckDBContext:
         """
         value: str | None = None
         if callable(self._secrets):
-            value = self._secrets(key)
+            try:
+                value = self._secrets(key)
+            except KeyError:  # a store that raises for unknown names: fall back to the env
+                value = None
         elif self._secrets is not None:
             value = self._secrets.get(key)
         if value is None:

@@ -89,7 +89,7 @@ _STEP_METRICS = (
         "duration_ms",
         0.001,
     ),
-    ("odibi_step_rows", "Rows in the dataset the step produced.", "rows", 1.0),
+    ("odibi_step_rows", "Rows the step produced (its input rows when it produced no dataset).", "rows", 1.0),
     ("odibi_step_rows_per_second", "Step throughput in rows per second.", "rows_per_second", 1.0),
 )
 _STATUSES = ("success", "failed", "running")

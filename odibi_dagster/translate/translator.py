@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,11 +99,14 @@ class OdibiTranslator:
         if node.pipeline.source is not None:
             source = node.pipeline.source.resolve()
             md["odibi/config"] = dg.MetadataValue.path(str(source))
-            md["dagster/code_references"] = dg.CodeReferencesMetadataValue(
-                code_references=[
-                    dg.LocalFileCodeReference(file_path=str(source), line_number=node.step.line, label="ODIBI config")
-                ]
-            )
+            with warnings.catch_warnings():  # code references are beta in Dagster; we want them in the UI
+                warnings.simplefilter("ignore", dg.BetaWarning)
+                md["dagster/code_references"] = dg.CodeReferencesMetadataValue(
+                    code_references=[
+                        dg.LocalFileCodeReference(file_path=str(source), line_number=node.step.line,
+                                                  label="ODIBI config")
+                    ]
+                )
         return md
 
     def get_tags(self, node: OdibiStep) -> dict[str, str]:

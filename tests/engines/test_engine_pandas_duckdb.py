@@ -12,6 +12,7 @@ import sqlite3
 import time
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pandas as pd
 import pyarrow as pa
@@ -284,7 +285,9 @@ def test_delta_merge(ctx, tmp_path, people):
 
 
 def test_delta_failed_first_write_leaves_nothing(ctx, tmp_path):
-    bad = ctx.execute_sql("SELECT CASE WHEN range < 5000 THEN range ELSE error('boom') END AS v FROM range(100000)")
+    bad = ctx.execute_sql(
+        "SELECT CASE WHEN range < 5000 THEN range ELSE error('boom') END AS v FROM range(100000)"
+    )
     with pytest.raises(Exception, match="boom"):
         ctx.write(bad, str(tmp_path / "tbl"), format="delta")
     assert not (tmp_path / "tbl").exists()
@@ -328,14 +331,31 @@ def test_sqlite_write_overwrite_and_append(ctx, tmp_path, people):
     assert rows(ctx.read(str(db), table="people")) == PEOPLE_ROWS
 
 
-def test_sqlite_failed_overwrite_keeps_old_table(ctx, tmp_path, people):
+def test_sqlite_failed_overwrite_keeps_old_table(ctx, tmp_path, people, monkeypatch):
     db = tmp_path / "t.db"
     ctx.write(people, str(db), table="people")
+    # a query that errors before anything is written
     bad = ctx.execute_sql(
         "SELECT CASE WHEN range < 3000 THEN range ELSE error('boom') END AS id FROM range(100000)"
     )
     with pytest.raises(Exception, match="boom"):
         ctx.write(bad, str(db), table="people", chunksize=1000)
+    assert rows(ctx.read(str(db), table="people")) == PEOPLE_ROWS
+    # a failure after the first chunk (table already dropped and re-created) rolls back too
+    real_to_sql = pd.DataFrame.to_sql
+    calls = []
+
+    def fail_second_chunk(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError("connection lost")
+        return real_to_sql(self, *args, **kwargs)
+
+    monkeypatch.setattr(pd.DataFrame, "to_sql", fail_second_chunk)
+    new = pd.DataFrame({"id": [7, 8, 9], "name": ["x", "y", "z"], "amount": [1.0, 2.0, 3.0]})
+    with pytest.raises(OSError, match="connection lost"):
+        ctx.write(new, str(db), table="people", chunksize=1)
+    monkeypatch.setattr(pd.DataFrame, "to_sql", real_to_sql)
     assert rows(ctx.read(str(db), table="people")) == PEOPLE_ROWS
 
 
@@ -464,7 +484,7 @@ def test_collect_sample_and_to_pandas(ctx, people):
 
 def test_snapshot_uses_arrow_type_names(ctx):
     rel = ctx.execute_sql(
-        "SELECT range::BIGINT AS id, range * 0.5 AS amount, 'x' || range AS label, "
+        "SELECT range::BIGINT AS id, range / 2 AS amount, 'x' || range AS label, "
         "DATE '2024-01-01' + range::INT AS day, TIMESTAMP '2024-01-01 10:00:00' AS ts, "
         "range % 2 = 0 AS flag FROM range(7)"
     )
@@ -512,7 +532,9 @@ def test_failing_writer_keeps_old_file_and_no_temp(ctx, tmp_path, people, monkey
 
 
 def test_failing_query_keeps_old_file(ctx, tmp_path, people):
-    bad = ctx.execute_sql("SELECT CASE WHEN range < 5000 THEN range ELSE error('boom') END AS v FROM range(100000)")
+    bad = ctx.execute_sql(
+        "SELECT CASE WHEN range < 5000 THEN range ELSE error('boom') END AS v FROM range(100000)"
+    )
     for name in ("p.parquet", "p.csv"):
         target = tmp_path / name
         ctx.write(people, str(target))
@@ -587,12 +609,15 @@ def test_path_helpers(monkeypatch):
     assert not paths.is_remote(r"C:\data\x.csv")
     assert paths.join("abfs://c/base/", "/ds", "p.parquet") == "abfs://c/base/ds/p.parquet"
     assert paths.join("base", "ds", "p.parquet") == os.path.join("base", "ds", "p.parquet")
-    assert paths.fs_for("memory://x").protocol[0] == "memory"
+    assert "memory" in paths.fs_for("memory://x").protocol
     monkeypatch.delenv("AZURE_STORAGE_CONNECTION_STRING", raising=False)
     monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_NAME", "acct")
     monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_KEY", "k3y")
     assert paths.storage_options_for("abfss://c/x") == {"account_name": "acct", "account_key": "k3y"}
-    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", "AccountName=dev;AccountKey=kk;BlobEndpoint=http://127.0.0.1:10000/dev")
+    monkeypatch.setenv(
+        "AZURE_STORAGE_CONNECTION_STRING",
+        "AccountName=dev;AccountKey=kk;BlobEndpoint=http://127.0.0.1:10000/dev",
+    )
     assert paths.storage_options_for("az://c/x") == {
         "connection_string": "AccountName=dev;AccountKey=kk;BlobEndpoint=http://127.0.0.1:10000/dev"
     }
@@ -617,6 +642,13 @@ def test_secrets_mapping_callable_env_and_missing(monkeypatch):
         with pytest.raises(KeyError) as err:
             c.get_secret("ODIBI_TEST_MISSING")
     assert isinstance(err.value, SecretNotFoundError)
+
+    def strict_store(key: str) -> str:
+        return {"ONLY": "x"}[key]
+
+    with PandasDuckDBContext(secrets=strict_store) as c:
+        assert c.get_secret("ONLY") == "x"
+        assert c.get_secret("ODIBI_TEST_SECRET") == "from-env"
     assert "ODIBI_TEST_MISSING" in str(err.value)
     assert "from-env" not in str(err.value)
 
@@ -643,3 +675,22 @@ def test_default_context_uses_all_threads():
     with PandasDuckDBEngine().context() as c:
         threads = c.conn.execute("SELECT current_setting('threads')").fetchall()[0][0]
     assert int(threads) == os.cpu_count()
+
+
+def test_resource_in_a_dagster_asset(tmp_path, people):
+    src = tmp_path / "in.csv"
+    people.to_csv(src, index=False)
+    out = tmp_path / "out.parquet"
+
+    @dg.asset
+    def silver(engine: PandasDuckDBEngine) -> dg.MaterializeResult:
+        with engine.context() as c:
+            c.register_temp("bronze", c.read(str(src)))
+            info = c.persist(c.execute_sql("SELECT * FROM bronze WHERE amount > 1"), str(out))
+        return dg.MaterializeResult(metadata={"dagster/row_count": info.rows})
+
+    result = dg.materialize([silver], resources={"engine": PandasDuckDBEngine(threads=1)})
+    assert result.success
+    mat = result.asset_materializations_for_node("silver")[0]
+    assert mat.metadata["dagster/row_count"].value == 2
+    assert pq.read_table(out).num_rows == 2

@@ -1,0 +1,202 @@
+"""``odibi-dagster``: validate | run | story | schema."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from odibi_dagster.config.errors import ConfigValidationError
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from odibi_dagster.config.validation import load_pipelines
+
+    failed = False
+    for path in args.paths:
+        try:
+            pipelines = load_pipelines(path, project=args.project, enabled_only=not args.all_rows)
+        except ConfigValidationError as exc:
+            failed = True
+            for problem in exc.problems:
+                print(problem)
+            continue
+        for p in pipelines:
+            print(f"{p.source or path}: ok: pipeline '{p.name}', {len(p.steps)} steps")
+    return 1 if failed else 0
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    from odibi_dagster.config.models import PipelineConfig
+
+    schema = PipelineConfig.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "ODIBI pipeline document (odibi_dagster)"
+    print(json.dumps(schema, indent=2))
+    return 0
+
+
+def _instance(executor: str):
+    import dagster as dg
+
+    if os.environ.get("DAGSTER_HOME"):
+        return dg.DagsterInstance.get(), None
+    if executor == "in_process":
+        return dg.DagsterInstance.ephemeral(), None
+    home = tempfile.mkdtemp(prefix="odibi-dagster-home-")
+    Path(home, "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    return dg.DagsterInstance.from_config(home), home
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    import dagster as dg
+
+    from odibi_dagster.translate import cli_run
+
+    os.environ[cli_run.PATHS_ENV] = json.dumps([str(Path(p).resolve()) for p in args.paths])
+    if args.base_dir:
+        os.environ["ODIBI_BASE_DIR"] = str(Path(args.base_dir).resolve())
+    try:
+        defs = cli_run.cli_definitions()
+    except ConfigValidationError as exc:
+        for problem in exc.problems:
+            print(problem)
+        return 1
+    jobs = cli_run.pipeline_jobs(defs)
+    if args.pipeline:
+        jobs = [j for j in jobs if j == args.pipeline]
+        if not jobs:
+            print(f"error: no pipeline named '{args.pipeline}'", file=sys.stderr)
+            return 2
+    if len(jobs) != 1:
+        print(f"error: {len(jobs)} pipelines found ({', '.join(jobs)}); choose one with --pipeline", file=sys.stderr)
+        return 2
+    job_name = jobs[0]
+    os.environ[cli_run.JOB_ENV] = job_name
+    job = defs.resolve_job_def(job_name)
+    try:
+        selection = cli_run.selection_for(defs, job_name, args.select)
+    except KeyError as exc:
+        print(f"error: {exc.args[0]}", file=sys.stderr)
+        return 2
+    tags: dict[str, str] = {}
+    if args.partition and ("..." in args.partition):
+        start, end = args.partition.split("...", 1)
+        tags = {"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end}
+    elif args.partition:
+        tags = {"dagster/partition": args.partition}
+    try:
+        cli_run.check_partition(job, args.partition)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    instance, _home = _instance(args.executor)
+    plan = cli_run.plan_for(job_name)
+    print(f"odibi-dagster: running pipeline '{plan.name}' ({args.executor})"
+          + (f", partition {args.partition}" if args.partition else ""), flush=True)
+    cli_run.pipeline_event(plan, "pipeline_start", {"start_time": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    started = time.perf_counter()
+    with instance:
+        if args.executor == "in_process":
+            result = job.execute_in_process(instance=instance, asset_selection=selection, tags=tags,
+                                            run_config=cli_run.RUN_CONFIG, raise_on_error=False)
+            run_id, success = result.run_id, result.success
+        else:
+            result = dg.execute_job(dg.reconstructable(cli_run.reconstruct_job), instance=instance,
+                                    asset_selection=selection, tags=tags, run_config=cli_run.RUN_CONFIG,
+                                    raise_on_error=False)
+            run_id, success = result.run_id, result.success
+        summary = cli_run.summarize_run(instance, run_id)
+    elapsed = (time.perf_counter() - started) * 1000
+    failed = [s for s in summary if s["status"] == "failed"]
+    cli_run.pipeline_event(plan, "pipeline_complete" if success else "pipeline_error", {
+        "run_id": run_id, "success_count": sum(s["status"] == "success" for s in summary),
+        "failed_count": len(failed), "duration_ms": round(elapsed, 3),
+        **({"error_message": failed[0]["error"]} if failed else {}),
+    })
+    story = cli_run.story_for(plan, run_id)
+    if story:
+        print(f"story: {story}")
+    if success:
+        print(f"odibi-dagster: pipeline '{plan.name}' succeeded in {elapsed:.0f} ms (run {run_id})")
+        return 0
+    names = ", ".join(f"'{s['step']}'" for s in failed) or "(unknown)"
+    print(f"odibi-dagster: pipeline '{plan.name}' FAILED at step {names} (run {run_id})", file=sys.stderr)
+    for s in failed:
+        print(f"  {s['step']}: {s['error']}", file=sys.stderr)
+    return 1
+
+
+def _cmd_story(args: argparse.Namespace) -> int:
+    from odibi_dagster.observe.story.generator import latest_story
+
+    roots: list[Path] = []
+    if os.environ.get("ODIBI_BASE_DIR"):
+        roots.append(Path(os.environ["ODIBI_BASE_DIR"]) / ".odibi" / "stories")
+    for p in args.path or ["."]:
+        p = Path(p)
+        base = p if p.is_dir() else p.parent
+        roots.append(base / ".odibi" / "stories")
+    found = [s for r in roots if r.is_dir() for s in [latest_story(r, args.run_id)] if s is not None]
+    if not found:
+        what = f"run {args.run_id}" if args.run_id else "any run"
+        print(f"error: no story found for {what} under {', '.join(str(r) for r in roots)}", file=sys.stderr)
+        return 1
+    print(max(found, key=lambda s: s.stat().st_mtime))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="odibi-dagster", description="Run ODIBI CORE config pipelines on Dagster.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    v = sub.add_parser("validate", help="validate configs; one line per problem, exit 1 if any")
+    v.add_argument("paths", nargs="+", help="config files or directories (JSON, YAML, SQLite, CSV)")
+    v.add_argument("--project", help="SQLite/CSV: only rows of this project")
+    v.add_argument("--all-rows", action="store_true", help="SQLite/CSV: include rows with enabled = 0")
+    v.set_defaults(fn=_cmd_validate)
+
+    r = sub.add_parser("run", help="run a pipeline through Dagster")
+    r.add_argument("paths", nargs="+", help="config file(s) or directory")
+    r.add_argument("--executor", choices=["in_process", "multiprocess"], default="in_process")
+    r.add_argument("--select", help="comma-separated step names to run (their datasets must exist upstream)")
+    r.add_argument("--partition", help="a partition key, or a range START...END")
+    r.add_argument("--pipeline", help="which pipeline, when the paths hold several")
+    r.add_argument("--base-dir", help="resolve relative paths and keep working files here")
+    r.set_defaults(fn=_cmd_run)
+
+    s = sub.add_parser("story", help="print the path of a run's HTML story (default: the latest)")
+    s.add_argument("run_id", nargs="?", help="run id (default: latest)")
+    s.add_argument("--path", action="append", help="config file or directory whose .odibi/ to search (default .)")
+    s.set_defaults(fn=_cmd_story)
+
+    sc = sub.add_parser("schema", help="print the JSON Schema of the pipeline document")
+    sc.set_defaults(fn=_cmd_schema)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``odibi-dagster`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.fn(args))
+    except ConfigValidationError as exc:
+        for problem in exc.problems:
+            print(problem)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _entry() -> Any:  # pragma: no cover
+    sys.exit(main())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

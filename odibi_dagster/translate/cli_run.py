@@ -1,0 +1,167 @@
+"""Support for ``odibi-dagster run``: definitions with a progress logger, a reconstructable
+job for the multiprocess executor, and a per-step summary read from the event log."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from functools import cache
+from typing import Any
+
+import dagster as dg
+
+from odibi_dagster.translate.plan import PipelinePlan
+
+PATHS_ENV = "ODIBI_CLI_PATHS"
+JOB_ENV = "ODIBI_CLI_JOB"
+# Loggers are only used when the run config names them: the CLI shows progress lines instead
+# of Dagster's debug console.
+RUN_CONFIG = {"loggers": {"odibi_progress": {}}}
+
+
+@dg.logger(description="One line per finished step: name, rows, time")
+def progress_logger(init_context: dg.InitLoggerContext) -> logging.Logger:
+    log = logging.getLogger(f"odibi_progress_{os.getpid()}")
+    log.setLevel(logging.DEBUG)
+    log.propagate = False
+    if not log.handlers:
+        log.addHandler(_ProgressHandler())
+    return log
+
+
+class _ProgressHandler(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: dict[str, int] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        event = getattr(record, "dagster_meta", {}).get("dagster_event")
+        if event is None:
+            return
+        step = event.step_key or ""
+        name = step.split("__", 1)[-1]
+        kind = event.event_type_value
+        if kind == "ASSET_MATERIALIZATION":
+            md = event.event_specific_data.materialization.metadata
+            rows = md.get("dagster/row_count")
+            if rows is not None:
+                self.rows[step] = max(self.rows.get(step, 0), int(rows.value))
+        elif kind == "STEP_SUCCESS":
+            ms = event.event_specific_data.duration_ms or 0
+            rows = self.rows.get(step)
+            print(f"  ok    {name:<32} {('%d rows' % rows) if rows is not None else '':>14} {ms:>9.0f} ms",
+                  flush=True)
+        elif kind == "STEP_FAILURE":
+            err = event.event_specific_data.error
+            while err is not None and err.cause is not None:  # show the step's own error, not the retry wrapper
+                err = err.cause
+            msg = (err.message.strip().splitlines() or [""])[-1] if err else ""
+            print(f"  FAIL  {name:<32} {msg}", file=sys.stderr, flush=True)
+        elif kind == "STEP_UP_FOR_RETRY":
+            print(f"  retry {name}", flush=True)
+        elif kind == "STEP_SKIPPED":
+            print(f"  skip  {name:<32} (upstream failed)", flush=True)
+
+
+@cache
+def cli_definitions() -> dg.Definitions:
+    """Definitions of the CLI's configs (from the environment, so child processes rebuild them)."""
+    from odibi_dagster.translate.definitions import build_definitions
+
+    paths = json.loads(os.environ[PATHS_ENV])
+    defs = build_definitions(*paths)
+    return dg.Definitions.merge(defs, dg.Definitions(loggers={"odibi_progress": progress_logger}))
+
+
+def reconstruct_job() -> dg.JobDefinition:
+    """Zero-argument job factory for ``dg.reconstructable`` (multiprocess runs)."""
+    return cli_definitions().resolve_job_def(os.environ[JOB_ENV])
+
+
+def pipeline_jobs(defs: dg.Definitions) -> list[str]:
+    return sorted(_plans())
+
+
+@cache
+def _plans() -> dict[str, PipelinePlan]:
+    from odibi_dagster.translate.definitions import build_plans, load_configs
+    from odibi_dagster.translate.translator import OdibiTranslator
+
+    configs = load_configs(json.loads(os.environ[PATHS_ENV]))
+    return {p.job_name: p for p in build_plans(configs, OdibiTranslator(), (), None)}
+
+
+def plan_for(job_name: str) -> PipelinePlan:
+    return _plans()[job_name]
+
+
+def selection_for(defs: dg.Definitions, job_name: str, select: str | None) -> list[dg.AssetKey] | None:
+    """Asset keys of the selected steps (None = the whole pipeline)."""
+    if not select:
+        return None
+    plan = plan_for(job_name)
+    by_step: dict[str, list[dg.AssetKey]] = {}
+    for step in plan.pipeline.steps:
+        keys = [plan.asset_keys[d] for d in step.outputs.values()] if step.outputs else []
+        if step.name in plan.sink_keys:
+            keys.append(plan.sink_keys[step.name])
+        by_step[step.name] = keys
+    chosen: list[dg.AssetKey] = []
+    for name in [s.strip() for s in select.split(",") if s.strip()]:
+        if name not in by_step:
+            raise KeyError(f"--select: no step named '{name}' in pipeline '{plan.name}'")
+        chosen += by_step[name]
+    return chosen
+
+
+def check_partition(job: dg.JobDefinition, partition: str | None) -> None:
+    pdef = job.partitions_def
+    if partition is None:
+        return
+    if pdef is None:
+        raise ValueError("--partition given but the pipeline has no partitions")
+    keys = partition.split("...", 1)
+    if isinstance(pdef, dg.DynamicPartitionsDefinition):
+        return  # checked by Dagster against the instance
+    valid = set(pdef.get_partition_keys())
+    for key in keys:
+        if key not in valid:
+            raise ValueError(f"'{key}' is not a partition of this pipeline")
+
+
+def pipeline_event(plan: PipelinePlan, event: str, data: dict[str, Any]) -> None:
+    from odibi_dagster.translate.events import deliver
+
+    deliver(plan.pipeline, event, data)
+
+
+def summarize_run(instance: dg.DagsterInstance, run_id: str) -> list[dict[str, Any]]:
+    """Per step: status and the error message of failures (read from the event log)."""
+    out: dict[str, dict[str, Any]] = {}
+    for record in instance.all_logs(run_id):
+        ev = record.dagster_event
+        if ev is None or not ev.step_key:
+            continue
+        name = ev.step_key.split("__", 1)[-1]
+        if ev.event_type_value == "STEP_SUCCESS":
+            out[name] = {"step": name, "status": "success", "error": None}
+        elif ev.event_type_value == "STEP_FAILURE":
+            err = ev.event_specific_data.error
+            msg = err.message.strip() if err else "failed"
+            cause = err.cause if err else None
+            while cause is not None:
+                msg = cause.message.strip()
+                cause = cause.cause
+            out[name] = {"step": name, "status": "failed", "error": msg.splitlines()[-1] if msg else "failed"}
+        elif ev.event_type_value == "STEP_SKIPPED":
+            out.setdefault(name, {"step": name, "status": "skipped", "error": None})
+    return list(out.values())
+
+
+def story_for(plan: PipelinePlan, run_id: str) -> str | None:
+    from odibi_dagster.observe.story.generator import story_path
+
+    path = story_path(plan.stories_dir, plan.name, run_id)
+    return str(path) if path.exists() else None
