@@ -3,6 +3,7 @@
 The public API is what this module exports; everything else is internal.
 """
 
+from odibi_dagster.components.pipeline import OdibiPipelineComponent
 from odibi_dagster.config.errors import ConfigValidationError, Problem
 from odibi_dagster.config.models import PipelineConfig, Step
 from odibi_dagster.config.validation import load_pipeline, load_pipelines, validate_pipeline
@@ -31,6 +32,7 @@ __all__ = [
     "EngineContext",
     "OdibiConnection",
     "OdibiIOManager",
+    "OdibiPipelineComponent",
     "OdibiStep",
     "OdibiTranslator",
     "PandasDuckDBEngine",

@@ -74,6 +74,14 @@ class PipelinePlan:
             return value
         return os.path.join(self.data_root, value)
 
+    def resolve_value(self, value: str, params: dict) -> str:
+        """An ingest/store step's value: a path (see :meth:`resolve_path`), except when the step
+        reads or writes a database through a connection (``connection_string`` / ``jdbc_url``,
+        e.g. from ``params.connection``): then the value is a table name or a query, as is."""
+        if params.get("connection_string") or params.get("jdbc_url"):
+            return value
+        return self.resolve_path(value)
+
     def graph(self) -> dict:
         """The step graph for the story picture."""
         return {

@@ -193,7 +193,8 @@ def run_data_step(
             params = execution.params()
             if step.layer == "ingest":
                 source = config.source or execution.render_value()
-                frames = {None: ctx.read(plan.resolve_path(source) if step.type != "api" else source, **params)}
+                frames = {None: ctx.read(plan.resolve_value(source, params) if step.type != "api" else source,
+                                         **params)}
             elif step.type == "sql":
                 for name, ref in inputs.items():
                     ctx.register_temp(name, ref)
@@ -259,8 +260,8 @@ def run_sink_step(execution: StepExecution, inputs: dict[str, DatasetRef],
     before = snapshot_ref(ref, story.sample_rows)
     with execution.tracked(before, None) as outcome:
         started = time.perf_counter()
-        target = plan.resolve_path(execution.render_value())
         params = execution.params()
+        target = plan.resolve_value(execution.render_value(), params)
         info = _fast_parquet_copy(execution, ref, target, params)
         if info is None:
             ctx = _engine_context(execution)

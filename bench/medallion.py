@@ -1,0 +1,184 @@
+"""Medallion benchmark: raw DuckDB vs hand-written Dagster+pandas vs odibi_dagster.
+
+    python bench/medallion.py --rows 20000000
+
+The same pipeline three ways, each in a fresh process (so imports, start-up and
+memory are counted the same way for all): CSV -> filter/cast -> Parquet (silver)
+-> group-by -> Parquet (gold). Prints wall time and peak RSS of each and the
+ratios against raw DuckDB. Data is generated once under bench/data/ and reused.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE / "data"
+
+SILVER_SQL = """
+SELECT CAST(sale_id AS BIGINT) AS sale_id, store, CAST(amount AS DOUBLE) AS amount,
+       CAST(quantity AS INTEGER) AS quantity, CAST(sale_date AS DATE) AS sale_date
+FROM {src} WHERE amount IS NOT NULL AND TRY_CAST(amount AS DOUBLE) > 0
+"""
+GOLD_SQL = """
+SELECT sale_date, store, SUM(amount) AS revenue, COUNT(*) AS sales, SUM(quantity) AS items
+FROM {src} GROUP BY sale_date, store
+"""
+
+
+def make_csv(rows: int) -> Path:
+    """A sales CSV of ``rows`` rows (amount as text, some empty or negative), cached."""
+    import duckdb
+
+    DATA.mkdir(parents=True, exist_ok=True)
+    path = DATA / f"sales_{rows}.csv"
+    if path.exists():
+        return path
+    tmp = path.with_suffix(".tmp.csv")
+    duckdb.sql(f"""
+        COPY (
+          SELECT i AS sale_id,
+                 ['north','south','east','west'][(i % 4) + 1] AS store,
+                 CASE WHEN i % 37 = 0 THEN NULL ELSE ROUND(((i * 7919) % 52000) / 100.0 - 20, 2) END AS amount,
+                 (i % 9) + 1 AS quantity,
+                 DATE '2024-01-01' + CAST(i % 365 AS INTEGER) AS sale_date
+          FROM range({rows}) t(i)
+        ) TO '{tmp}' (HEADER, DELIMITER ',')
+    """)
+    tmp.rename(path)
+    return path
+
+
+# -- the three variants (each runs in its own process) -----------------------------------------
+
+
+def run_raw_duckdb(csv: Path, out: Path) -> dict:
+    import duckdb
+
+    con = duckdb.connect()
+    silver, gold = out / "silver.parquet", out / "gold.parquet"
+    src = f"read_csv('{csv}', header=true, all_varchar=false)"
+    con.sql(f"COPY ({SILVER_SQL.format(src=src)}) TO '{silver}' (FORMAT parquet)")
+    con.sql(f"COPY ({GOLD_SQL.format(src=f'read_parquet({str(silver)!r})')}) TO '{gold}' (FORMAT parquet)")
+    return {"gold_rows": con.sql(f"SELECT COUNT(*) FROM read_parquet('{gold}')").fetchall()[0][0]}
+
+
+def run_dagster_pandas(csv: Path, out: Path) -> dict:
+    import dagster as dg
+    import pandas as pd
+
+    @dg.asset
+    def bronze():
+        return pd.read_csv(csv)
+
+    @dg.asset
+    def silver(bronze):
+        amount = pd.to_numeric(bronze["amount"], errors="coerce")
+        df = bronze.assign(amount=amount)[amount.notna() & (amount > 0)]
+        df = df.astype({"sale_id": "int64", "quantity": "int32"})
+        df["sale_date"] = pd.to_datetime(df["sale_date"]).dt.date
+        df.to_parquet(out / "silver.parquet")
+        return df
+
+    @dg.asset
+    def gold(silver):
+        g = silver.groupby(["sale_date", "store"], as_index=False).agg(
+            revenue=("amount", "sum"), sales=("sale_id", "count"), items=("quantity", "sum"))
+        g.to_parquet(out / "gold.parquet")
+        return g
+
+    result = dg.materialize([bronze, silver, gold], instance=dg.DagsterInstance.ephemeral(),
+                            resources={"io_manager": dg.FilesystemIOManager(base_dir=str(out / "io"))})
+    assert result.success
+    return {"gold_rows": len(pd.read_parquet(out / "gold.parquet"))}
+
+
+def odibi_config(csv: Path, out: Path) -> dict:
+    return {
+        "pipeline": "bench_medallion",
+        "steps": [
+            {"layer": "ingest", "name": "ingest_sales", "value": str(csv), "outputs": {"data": "bronze"}},
+            {"layer": "transform", "name": "clean", "type": "sql", "value": SILVER_SQL.format(src="bronze"),
+             "inputs": {"bronze": "bronze"}, "outputs": {"data": "silver"}},
+            {"layer": "store", "name": "save_silver", "value": str(out / "silver.parquet"),
+             "inputs": {"data": "silver"}},
+            {"layer": "transform", "name": "aggregate", "type": "sql", "value": GOLD_SQL.format(src="silver"),
+             "inputs": {"silver": "silver"}, "outputs": {"data": "gold"}},
+            {"layer": "store", "name": "save_gold", "value": str(out / "gold.parquet"), "inputs": {"data": "gold"}},
+        ],
+    }
+
+
+def run_odibi(csv: Path, out: Path) -> dict:
+    import dagster as dg
+    import duckdb
+
+    from odibi_dagster import build_definitions
+
+    cfg = out / "bench_medallion.json"
+    cfg.write_text(json.dumps(odibi_config(csv, out)))
+    defs = build_definitions(cfg, base_dir=out)
+    result = defs.resolve_job_def("bench_medallion").execute_in_process(instance=dg.DagsterInstance.ephemeral())
+    assert result.success
+    return {"gold_rows": duckdb.sql(f"SELECT COUNT(*) FROM read_parquet('{out / 'gold.parquet'}')").fetchall()[0][0]}
+
+
+VARIANTS = {"raw_duckdb": run_raw_duckdb, "dagster_pandas": run_dagster_pandas, "odibi_dagster": run_odibi}
+
+
+def measure(variant: str, csv: Path) -> dict:
+    """Run one variant in a child process; wall time and that child's peak RSS."""
+    out = Path(tempfile.mkdtemp(prefix=f"bench-{variant}-", dir=DATA))
+    started = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, __file__, "--variant", variant, "--csv", str(csv), "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    stdout, stderr = proc.stdout.read(), proc.stderr.read()  # type: ignore[union-attr]
+    shutil.rmtree(out, ignore_errors=True)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{variant} failed:\n{stderr[-3000:]}")
+    info = json.loads(stdout.strip().splitlines()[-1])
+    return {"variant": variant, "wall_s": wall, "peak_rss_mb": usage.ru_maxrss / 1024, **info}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=20_000_000)
+    parser.add_argument("--repeat", type=int, default=1, help="runs per variant; the best wall time is kept")
+    parser.add_argument("--only", help="comma-separated variants")
+    parser.add_argument("--variant", help=argparse.SUPPRESS)
+    parser.add_argument("--csv", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.variant:  # child process
+        print(json.dumps(VARIANTS[args.variant](Path(args.csv), Path(args.out))))
+        return
+    csv = make_csv(args.rows)
+    names = args.only.split(",") if args.only else list(VARIANTS)
+    results: dict[str, dict] = {}
+    for _ in range(args.repeat):
+        for name in names:
+            r = measure(name, csv)
+            best = results.get(name)
+            if best is None or r["wall_s"] < best["wall_s"]:
+                results[name] = r
+            print(f"  {name:<15} wall {r['wall_s']:7.2f} s   peak RSS {r['peak_rss_mb']:8.0f} MB   "
+                  f"gold rows {r['gold_rows']}", flush=True)
+    base = results.get("raw_duckdb")
+    print(f"\nmedallion, {args.rows:,} rows, {os.cpu_count()} cores (best of {args.repeat})")
+    print(f"{'variant':<15} {'wall s':>8} {'peak MB':>9} {'wall x':>8} {'mem x':>8}")
+    for name, r in results.items():
+        wx = r["wall_s"] / base["wall_s"] if base else float("nan")
+        mx = r["peak_rss_mb"] / base["peak_rss_mb"] if base else float("nan")
+        print(f"{name:<15} {r['wall_s']:8.2f} {r['peak_rss_mb']:9.0f} {wx:8.2f} {mx:8.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,20 @@
+"""Fixtures of the translate tests (helpers live in ``odibi_testlib``)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from odibi_testlib import Project  # noqa: E402
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Project]:
+    # Working files default to the config's directory; make sure no outer setting moves them.
+    monkeypatch.delenv("ODIBI_BASE_DIR", raising=False)
+    yield Project(tmp_path / "project")
