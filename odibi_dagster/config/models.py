@@ -7,10 +7,13 @@ so that every problem is reported at once with ODIBI's wording.
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 VALID_LAYERS = ("connect", "ingest", "transform", "store", "publish")
 VALID_ENGINES = ("pandas", "spark")
@@ -26,6 +29,18 @@ class _Strict(BaseModel):
 def _none_to_empty(value: Any) -> Any:
     # ODIBI's Step dataclass turns None into {} for params/inputs/outputs/metadata.
     return {} if value is None else value
+
+
+def _scalar_text(value: Any) -> Any:
+    # YAML reads `start: 2024-01-01` as a date and `values: [1, 2]` as numbers: keep them as text.
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+_CHECK_NAME_CHARS = re.compile(r"[^A-Za-z0-9_]")
 
 
 class RetryConfig(_Strict):
@@ -59,11 +74,11 @@ CHECK_KINDS = ("not_null", "unique", "accepted_values", "row_count", "expected_c
 class CheckConfig(_Strict):
     """One data check on a step's output, e.g. ``{not_null: [id], severity: error}``."""
 
-    not_null: list[str] | None = None
-    unique: list[str] | None = None
+    not_null: list[str] | None = Field(None, min_length=1)
+    unique: list[str] | None = Field(None, min_length=1)
     accepted_values: AcceptedValues | None = None
     row_count: RowCountBounds | None = None
-    expected_columns: list[str] | None = None
+    expected_columns: list[str] | None = Field(None, min_length=1)
     sql: str | None = None
     severity: Literal["error", "warn"] = "warn"
     name: str | None = None
@@ -83,14 +98,17 @@ class CheckConfig(_Strict):
 
     @property
     def check_name(self) -> str:
+        """``name:``, else a name derived from the kind and columns, made a valid Dagster name."""
         if self.name:
             return self.name
         arg = getattr(self, self.kind)
         if isinstance(arg, list):
-            return f"{self.kind}__{'_'.join(str(a) for a in arg)}"
-        if isinstance(arg, AcceptedValues):
-            return f"accepted_values__{arg.column}"
-        return self.kind
+            derived = f"{self.kind}__{'_'.join(str(a) for a in arg)}"
+        elif isinstance(arg, AcceptedValues):
+            derived = f"accepted_values__{arg.column}"
+        else:
+            derived = self.kind
+        return _CHECK_NAME_CHARS.sub("_", derived)
 
 
 class PartitionMappingConfig(_Strict):
@@ -108,7 +126,8 @@ class Step(_Strict):
     ``engine`` to the pipeline's engine (``pandas`` for ODIBI's bare JSON lists).
     """
 
-    layer: str
+    layer: str = Field("transform", description="connect, ingest, transform, store or publish "
+                       "(ODIBI's JSON loader defaults a missing layer to 'transform').")
     name: str
     type: str = "config_op"
     engine: str | None = None
@@ -121,7 +140,8 @@ class Step(_Strict):
     retry: RetryConfig | None = None
     partition_mapping: PartitionMappingConfig | None = None
     enabled: bool = True
-    line: int | None = Field(None, exclude=True, description="Line of the step in its file (set by the loader).")
+    line: SkipJsonSchema[int | None] = Field(None, exclude=True,
+                                             description="Line of the step in its file (set by the loader).")
 
     @field_validator("params", "inputs", "outputs", "metadata", mode="before")
     @classmethod
@@ -154,6 +174,16 @@ class PartitionsConfig(_Strict):
     name: str | None = None
     fmt: str | None = None
     end_offset: int = 0
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _date_text(cls, v: Any) -> Any:
+        return _scalar_text(v)
+
+    @field_validator("values", mode="before")
+    @classmethod
+    def _values_text(cls, v: Any) -> Any:
+        return [_scalar_text(x) for x in v] if isinstance(v, list) else v
 
 
 class ScheduleConfig(_Strict):
@@ -207,7 +237,7 @@ class PollingSensorConfig(_Strict):
         return self
 
 
-SensorConfig = FileWatchSensorConfig | PollingSensorConfig
+SensorConfig = Annotated[FileWatchSensorConfig | PollingSensorConfig, Field(discriminator="type")]
 
 VALID_EVENTS = ("pipeline_start", "pipeline_complete", "pipeline_error", "node_start", "node_complete", "node_error")
 
@@ -251,7 +281,13 @@ class PipelineConfig(_Strict):
     story: StoryConfig = Field(default_factory=StoryConfig)
     explanations: dict[str, str] = Field(default_factory=dict)
     column_schema_change_checks: bool = False
+    metrics: bool = Field(False, description="Also write metrics.json and metrics.prom (Prometheus) per run.")
     steps: list[Step]
+
+    @field_validator("tags", mode="before")
+    @classmethod
+    def _tag_text(cls, v: Any) -> Any:
+        return {k: _scalar_text(x) for k, x in v.items()} if isinstance(v, dict) else v
 
     _source: Path | None = PrivateAttr(default=None)
 

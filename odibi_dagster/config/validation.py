@@ -8,6 +8,7 @@ names found", "Circular dependency: a → b → a", "has invalid layer").
 from __future__ import annotations
 
 import datetime as dt
+import re
 import zoneinfo
 from collections.abc import Iterable
 from pathlib import Path
@@ -43,8 +44,31 @@ from odibi_dagster.config.templating import (
 )
 
 
+_SENSOR_TAGS = {"file_watch", "incremental", "interval"}
+# Dagster's names (ops, outputs, checks): letters, digits and underscores.
+_DAGSTER_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+
+
 def _loc_to_field(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(p) for p in loc) or "-"
+    """A pydantic error location as a field path: ``sensors[0].path``, ``inputs.data``."""
+    out = ""
+    prev: Any = None
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif "[" in str(part) or "(" in str(part):
+            pass  # pydantic's validator/union markers, e.g. ``function-after[...]``
+        elif isinstance(prev, int) and part in _SENSOR_TAGS and out.startswith("sensors"):
+            pass  # the discriminator tag of a sensor
+        else:
+            out += f".{part}" if out else str(part)
+        prev = part
+    return out or "-"
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _pydantic_message(err: dict[str, Any]) -> str:
@@ -54,7 +78,16 @@ def _pydantic_message(err: dict[str, Any]) -> str:
     if kind == "extra_forbidden":
         return f"unknown key '{err['loc'][-1]}'"
     msg = str(err.get("msg", "invalid value"))
-    return msg.removeprefix("Value error, ")
+    if kind.startswith("value_error") or kind.startswith("assertion_error"):
+        return msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    if "input" in err and not isinstance(err["input"], dict | list) or kind.endswith("_type"):
+        # Say what was found: "Input should be a valid string (got int: 5)".
+        return f"{msg} (got {type(err.get('input')).__name__}: {_short(err.get('input'))})"
+    return msg
+
+
+def _field_root(field: str | None) -> str | None:
+    return re.split(r"[.\[]", field, maxsplit=1)[0] if field else None
 
 
 class _Collector:
@@ -63,14 +96,36 @@ class _Collector:
         self.lines = raw.lines
         self.problems: list[Problem] = list(raw.problems)
         self.step_lines: dict[str, int] = {}
+        # step -> top-level fields whose shape was wrong: derived problems on them are noise.
+        self.bad_fields: dict[str, set[str]] = {}
+        self.layer_defaulted: set[str] = set()  # steps without 'layer' (ODIBI's default: transform)
+        self.maybe_produced: set[str] = set()  # datasets named by malformed or dropped steps
+        self.disabled_outputs: dict[str, str] = {}  # dataset -> disabled step producing it
 
-    def add(self, step: Step | str | None, field: str | None, message: str, line: int | None = None) -> None:
+    def add(self, step: Step | str | None, field: str | None, message: str, line: int | None = None,
+            *, shape: bool = False) -> None:
         if isinstance(step, Step):
             line = line if line is not None else step.line
             step = step.name
+        if not shape and step is not None and _field_root(field) in self.bad_fields.get(step, ()):
+            return  # already reported as a wrong shape; a second problem would only confuse
         if line is None and step is not None:
             line = self.step_lines.get(step)
         self.problems.append(Problem(self.file, step, field, message, line))
+
+    def has_bad(self, step: Step, field: str) -> bool:
+        return field in self.bad_fields.get(step.name, ())
+
+
+def _strings_in(value: Any) -> set[str]:
+    """Dataset names a malformed ``outputs`` value may have meant."""
+    if isinstance(value, str):
+        return {value}
+    if isinstance(value, dict):
+        return {v for v in value.values() if isinstance(v, str)}
+    if isinstance(value, list | tuple):
+        return {v for v in value if isinstance(v, str)}
+    return set()
 
 
 def _step_label(item: Any, index: int) -> str:
@@ -106,14 +161,17 @@ def _parse_document(raw: RawPipeline, col: _Collector) -> tuple[PipelineConfig |
         if line is not None:
             col.step_lines.setdefault(label, line)
         if not isinstance(item, dict):
-            col.add(label, None, f"a step must be a mapping, got {type(item).__name__}", line)
+            col.add(label, None, f"a step must be a mapping, got {type(item).__name__}: {_short(item)}", line)
             continue
+        bad_fields: set[Any] = set()
+        if "line" in item:  # set by the loader, not by users
+            col.add(label, "line", "unknown key 'line'", line, shape=True)
+            bad_fields.add("line")
         try:
-            step = Step.model_validate(item)
+            step = Step.model_validate({k: v for k, v in item.items() if k not in bad_fields})
         except ValidationError as exc:
-            bad_fields = set()
             for err in exc.errors():
-                col.add(label, _loc_to_field(err["loc"]), _pydantic_message(err), line)
+                col.add(label, _loc_to_field(err["loc"]), _pydantic_message(err), line, shape=True)
                 if err["loc"]:
                     bad_fields.add(err["loc"][0])
             # Drop the broken fields and keep checking the rest of the step, so one
@@ -121,14 +179,29 @@ def _parse_document(raw: RawPipeline, col: _Collector) -> tuple[PipelineConfig |
             try:
                 step = Step.model_validate({k: v for k, v in item.items() if k not in bad_fields})
             except ValidationError:
+                col.maybe_produced |= _strings_in(item.get("outputs"))
                 continue
+        if "outputs" in bad_fields:
+            col.maybe_produced |= _strings_in(item.get("outputs"))
+        col.bad_fields.setdefault(step.name, set()).update(str(f) for f in bad_fields)
+        if "layer" not in item and "layer" not in bad_fields:
+            col.layer_defaulted.add(step.name)
         if not step.name.strip():
             col.add(label, "name", "name must not be empty", line)
             continue
         step.line = line
         if step.enabled:
             steps.append(step)
+        else:
+            for dataset in step.outputs.values():
+                col.disabled_outputs.setdefault(dataset, step.name)
     return pipeline, steps
+
+
+def _dagster_name(text: str) -> str:
+    # The same rule as translate.plan.safe_identifier (op and output names).
+    out = re.sub(r"[^A-Za-z0-9_]", "_", text)
+    return f"_{out}" if not out or out[0].isdigit() else out
 
 
 def _check_names_and_outputs(steps: list[Step], col: _Collector) -> None:
@@ -137,31 +210,62 @@ def _check_names_and_outputs(steps: list[Step], col: _Collector) -> None:
     for s in steps:
         if s.name in dupes:
             col.add(s, "name", f"Duplicate step names found: {dupes}")
-    producers: dict[str, str] = {}
+    # Step names become Dagster op names (other characters turn into '_'): they must stay distinct.
+    by_safe: dict[str, str] = {}
     for s in steps:
+        if s.name in dupes:
+            continue
+        other = by_safe.setdefault(_dagster_name(s.name), s.name)
+        if other != s.name:
+            col.add(s, "name", f"step name '{s.name}' and step '{other}' both become the Dagster name "
+                               f"'{_dagster_name(s.name)}' (only letters, digits and '_' are kept); rename one")
+    producers: dict[str, tuple[int, str]] = {}
+    for index, s in enumerate(steps):
         for logical, dataset in s.outputs.items():
-            if dataset in producers and producers[dataset] != s.name:
+            if dataset in producers and producers[dataset][0] != index:
                 col.add(s, f"outputs.{logical}",
-                        f"Duplicate output '{dataset}': also produced by step '{producers[dataset]}'")
+                        f"Duplicate output '{dataset}': also produced by step '{producers[dataset][1]}'")
             elif dataset in producers:
                 col.add(s, f"outputs.{logical}", f"Duplicate output '{dataset}' within the step")
-            producers.setdefault(dataset, s.name)
+            producers.setdefault(dataset, (index, s.name))
+        safe_outputs: dict[str, str] = {}
+        for logical, dataset in s.outputs.items():
+            other = safe_outputs.setdefault(_dagster_name(dataset), dataset)
+            if other != dataset:
+                col.add(s, f"outputs.{logical}", f"outputs '{other}' and '{dataset}' both become the Dagster "
+                                                 f"name '{_dagster_name(dataset)}'; rename one")
+    # Store/publish assets are keyed [pipeline, step], datasets [pipeline, dataset]: they must differ.
+    for s in steps:
+        if s.layer in SINK_LAYERS and s.name in producers:
+            col.add(s, "name", f"{s.layer} step '{s.name}' has the name of dataset '{s.name}' (produced by step "
+                               f"'{producers[s.name][1]}'): both would be asset [pipeline, '{s.name}']; rename one")
 
 
-def _check_step_kinds(steps: list[Step], pipeline_engine: str, col: _Collector) -> None:
+def _case_hint(value: str, valid: Iterable[str], what: str) -> str:
+    if value.strip().lower() in valid:
+        return f"; {what} names are lower-case: use '{value.strip().lower()}'"
+    return ""
+
+
+def _check_step_kinds(steps: list[Step], col: _Collector) -> None:
     for s in steps:
         if s.layer not in VALID_LAYERS:
-            col.add(s, "layer", f"Step '{s.name}' has invalid layer: '{s.layer}' (valid: {', '.join(VALID_LAYERS)})")
-        engine = s.engine or pipeline_engine
-        if engine not in VALID_ENGINES:
-            col.add(s, "engine", f"Step '{s.name}' has invalid engine: '{engine}' (valid: {', '.join(VALID_ENGINES)})")
+            col.add(s, "layer", f"Step '{s.name}' has invalid layer: '{s.layer}' (valid: {', '.join(VALID_LAYERS)})"
+                                + _case_hint(s.layer, VALID_LAYERS, "layer"))
+        # An invalid pipeline engine is reported once, at the pipeline, not again for every step.
+        if s.engine is not None and s.engine not in VALID_ENGINES:
+            col.add(s, "engine", f"Step '{s.name}' has invalid engine: '{s.engine}' (valid: {', '.join(VALID_ENGINES)})"
+                                 + _case_hint(s.engine, VALID_ENGINES, "engine"))
         if s.type not in VALID_TYPES:
-            col.add(s, "type", f"Step '{s.name}' has invalid type: '{s.type}' (valid: {', '.join(VALID_TYPES)})")
+            col.add(s, "type", f"Step '{s.name}' has invalid type: '{s.type}' (valid: {', '.join(VALID_TYPES)})"
+                               + _case_hint(s.type, VALID_TYPES, "type"))
+        defaulted = (" (the step has no 'layer', so ODIBI's default 'transform' applies)"
+                     if s.name in col.layer_defaulted else "")
         if s.layer == "transform":
             if not s.inputs:
-                col.add(s, "inputs", "transform step has no inputs")
+                col.add(s, "inputs", "transform step has no inputs" + defaulted)
             if s.type not in ("sql", "function") and s.type in VALID_TYPES:
-                col.add(s, "type", f"transform step must be of type 'sql' or 'function', not '{s.type}'")
+                col.add(s, "type", f"transform step must be of type 'sql' or 'function', not '{s.type}'" + defaulted)
         if s.layer in DATA_LAYERS and not s.outputs:
             col.add(s, "outputs", f"{s.layer} step has no outputs")
         if s.layer == "ingest" and not s.value.strip():
@@ -184,7 +288,12 @@ def _check_inputs_and_cycles(steps: list[Step], col: _Collector) -> None:
     producers = {ds: s.name for s in steps for ds in s.outputs.values()}
     for s in steps:
         for logical, dataset in s.inputs.items():
-            if dataset not in producers:
+            if dataset in producers or dataset in col.maybe_produced:
+                continue
+            if dataset in col.disabled_outputs:
+                col.add(s, f"inputs.{logical}", f"Input '{dataset}' is not produced by any step "
+                                                f"(its step '{col.disabled_outputs[dataset]}' is disabled)")
+            else:
                 col.add(s, f"inputs.{logical}", f"Input '{dataset}' is not produced by any step")
     graph: dict[str, list[str]] = {s.name: [] for s in steps}
     for s in steps:
@@ -254,8 +363,9 @@ def _walk_strings(obj: Any, prefix: str) -> Iterable[tuple[str, str]]:
             yield from _walk_strings(v, f"{prefix}[{i}]")
 
 
-def _check_sql(sql: str, step: Step, where: str, engine: str, allowed: set[str], partitioned: bool,
+def _check_sql(sql: str, step: Step, where: str, engine: str, allowed: set[str] | None, partitioned: bool,
                col: _Collector) -> None:
+    """SQL must parse in the engine's dialect and read only ``allowed`` tables (None: skip that part)."""
     dialect = dialect_for(engine)
     try:
         rendered = render_sql(sql, sample_variables(partitioned), dialect)
@@ -267,8 +377,12 @@ def _check_sql(sql: str, step: Step, where: str, engine: str, allowed: set[str],
     except Exception as exc:  # rendering failure already reported by template checks
         col.add(step, where, f"SQL cannot be rendered: {exc}")
         return
-    for table in sorted(referenced_tables(statements)):
-        if table not in allowed:
+    if allowed is None:
+        return
+    # DuckDB and Spark resolve table names case-insensitively.
+    folded = {a.lower() for a in allowed}
+    for table in sorted(referenced_tables(statements, dialect)):
+        if table.lower() not in folded:
             names = ", ".join(sorted(allowed)) or "none"
             col.add(step, where, f"SQL names table '{table}' which is not one of the step's inputs ({names})")
 
@@ -283,7 +397,8 @@ def _check_step_details(pipeline: PipelineConfig, steps: list[Step], col: _Colle
         for where, text in _walk_strings(s.params, "params"):
             _check_templates(text, where, s, partitioned, col)
         if s.type == "sql" and s.value.strip() and texts_ok and s.layer != "connect":
-            _check_sql(s.value, s, "value", engine, set(s.inputs), partitioned, col)
+            allowed = set(s.inputs) if not col.has_bad(s, "inputs") else None
+            _check_sql(s.value, s, "value", engine, allowed, partitioned, col)
         if s.type == "function":
             if not s.value.strip():
                 col.add(s, "value", "function step has an empty value (expected 'package.module.function')")
@@ -299,7 +414,16 @@ def _check_step_details(pipeline: PipelineConfig, steps: list[Step], col: _Colle
         for key, value in s.params.items():
             if isinstance(value, dict) and "secret" in value and (set(value) != {"secret"} or not isinstance(value["secret"], str)):
                 col.add(s, f"params.{key}", "a secret reference must be exactly {\"secret\": \"ENV_VAR_NAME\"}")
+        check_names: dict[tuple[str | None, str], int] = {}
         for i, check in enumerate(s.checks):
+            if check.name is not None and not _DAGSTER_NAME.match(check.name):
+                col.add(s, f"checks[{i}].name",
+                        f"check name '{check.name}' may hold only letters, digits and '_' (a Dagster name)")
+            target = check.dataset or next(iter(s.outputs.values()), None)
+            first = check_names.setdefault((target, check.check_name), i)
+            if first != i:
+                col.add(s, f"checks[{i}]", f"check '{check.check_name}' is declared twice on the same dataset "
+                                           f"(also checks[{first}]); give one a different 'name'")
             if check.sql is not None:
                 allowed = {"data", *s.inputs, *s.outputs}
                 _check_sql(check.sql, s, f"checks[{i}].sql", engine, allowed, partitioned, col)
@@ -309,6 +433,45 @@ def _check_step_details(pipeline: PipelineConfig, steps: list[Step], col: _Colle
                 col.add(s, f"checks[{i}]", "checks apply to ingest and transform steps (their output datasets)")
         if s.partition_mapping is not None and not partitioned:
             col.add(s, "partition_mapping", "a partition mapping needs pipeline 'partitions'")
+        for key in ("owner", "owners"):
+            if key in s.metadata:
+                _check_owners(s.metadata[key], s, f"metadata.{key}", col)
+        if "tags" in s.metadata:
+            _check_tags(s.metadata["tags"], s, "metadata.tags", col)
+
+
+def _valid_owner(owner: Any) -> bool:
+    from dagster._core.definitions.utils import is_valid_owner
+
+    # Dagster's own rule, and a team name the translator keeps (letters, digits, '_', '.', '-').
+    if not isinstance(owner, str) or not is_valid_owner(owner):
+        return False
+    return not owner.startswith("team:") or re.fullmatch(r"team:[\w.-]+", owner) is not None
+
+
+def _check_owners(value: Any, step: Step | None, where: str, col: _Collector) -> None:
+    owners = [value] if isinstance(value, str) else value
+    if not isinstance(owners, list):
+        col.add(step, where, f"owners must be a list of emails or 'team:NAME' (got {type(value).__name__})")
+        return
+    for i, owner in enumerate(owners):
+        if not _valid_owner(owner):
+            field = where if isinstance(value, str) else f"{where}[{i}]"
+            col.add(step, field, f"owner {_short(owner)} must be an email address or 'team:NAME' "
+                                 "(Dagster rejects other owners)")
+
+
+def _check_tags(value: Any, step: Step | None, where: str, col: _Collector) -> None:
+    from dagster._utils.tags import VALID_TAG_KEY_EXPLANATION, is_valid_tag_key
+
+    if not isinstance(value, dict):
+        col.add(step, where, f"tags must be a mapping of key: value (got {type(value).__name__})")
+        return
+    for key in value:
+        if not isinstance(key, str) or not is_valid_tag_key(key):
+            col.add(step, f"{where}.{key}", f"invalid tag key {_short(key)}: {VALID_TAG_KEY_EXPLANATION}")
+        elif key.startswith("dagster/"):
+            col.add(step, f"{where}.{key}", f"tag key '{key}' uses Dagster's reserved prefix 'dagster/'")
 
 
 def _check_pipeline(pipeline: PipelineConfig, steps: list[Step], col: _Collector) -> None:
@@ -316,24 +479,28 @@ def _check_pipeline(pipeline: PipelineConfig, steps: list[Step], col: _Collector
     from odibi_dagster.triggers.schedules import interval_seconds, is_valid_cron
 
     if pipeline.engine not in VALID_ENGINES:
-        col.add(None, "engine", f"invalid engine: '{pipeline.engine}' (valid: {', '.join(VALID_ENGINES)})")
+        col.add(None, "engine", f"invalid engine: '{pipeline.engine}' (valid: {', '.join(VALID_ENGINES)})"
+                + _case_hint(pipeline.engine, VALID_ENGINES, "engine"))
     if pipeline.partitions is not None:
         try:
             zoneinfo.ZoneInfo(pipeline.partitions.timezone)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
             col.add(None, "partitions.timezone", f"unknown timezone '{pipeline.partitions.timezone}'")
         else:
+            dates_ok = True
             for key in ("start", "end"):
                 value = getattr(pipeline.partitions, key)
                 if value is not None and pipeline.partitions.type not in ("static", "dynamic"):
                     try:
                         dt.datetime.fromisoformat(value)
                     except ValueError:
+                        dates_ok = False
                         col.add(None, f"partitions.{key}", f"'{value}' is not a date (YYYY-MM-DD or ISO datetime)")
-            try:
-                build_partitions_def(pipeline.partitions, pipeline.name)
-            except Exception as exc:
-                col.add(None, "partitions", f"bad partition settings: {exc}")
+            if dates_ok:
+                try:
+                    build_partitions_def(pipeline.partitions, pipeline.name)
+                except Exception as exc:
+                    col.add(None, "partitions", f"bad partition settings: {exc}")
     if pipeline.schedule is not None:
         sch = pipeline.schedule
         if sch.cron is not None and not is_valid_cron(sch.cron):
@@ -363,7 +530,11 @@ def _check_pipeline(pipeline: PipelineConfig, steps: list[Step], col: _Collector
             col.add(None, f"sensors[{i}].source", f"'{sensor.source}' is neither a URL nor a connect step")
     for i, hook in enumerate(pipeline.hooks):
         if hook.event not in VALID_EVENTS:
-            col.add(None, f"hooks[{i}].event", f"unknown event '{hook.event}' (valid: {', '.join(VALID_EVENTS)})")
+            hint = ""
+            if hook.event.lower().replace("step_", "node_") in VALID_EVENTS:
+                hint = f"; did you mean '{hook.event.lower().replace('step_', 'node_')}'?"
+            col.add(None, f"hooks[{i}].event",
+                    f"unknown event '{hook.event}' (valid: {', '.join(VALID_EVENTS)}){hint}")
         try:
             resolve_callable(hook.function, [pipeline.config_dir])
         except FunctionImportError as exc:
@@ -374,6 +545,8 @@ def _check_pipeline(pipeline: PipelineConfig, steps: list[Step], col: _Collector
     for name in pipeline.explanations:
         if name not in by_name:
             col.add(None, f"explanations.{name}", f"explanation for unknown step '{name}'")
+    _check_owners(pipeline.owners, None, "owners", col)
+    _check_tags(pipeline.tags, None, "tags", col)
 
 
 def validate_raw(raw: RawPipeline) -> tuple[PipelineConfig | None, list[Problem]]:
@@ -383,9 +556,8 @@ def validate_raw(raw: RawPipeline) -> tuple[PipelineConfig | None, list[Problem]
         return None, col.problems
     pipeline, steps = _parse_document(raw, col)
     source = Path(raw.file) if raw.file and not raw.file.startswith("<") else None
-    engine = pipeline.engine if pipeline is not None else "pandas"
     _check_names_and_outputs(steps, col)
-    _check_step_kinds(steps, engine, col)
+    _check_step_kinds(steps, col)
     _check_inputs_and_cycles(steps, col)
     if pipeline is not None:
         pipeline = pipeline.model_copy(update={"steps": steps}).with_source(source)
@@ -405,21 +577,34 @@ def load_pipelines(*paths: str | Path, project: str | None = None, enabled_only:
     """
     problems: list[Problem] = []
     pipelines: list[PipelineConfig] = []
-    files = [f for p in paths for f in discover(p)]
-    if not files:
-        raise ConfigValidationError([Problem(str(p), None, None, "no config files found") for p in paths])
+    files: list[Path] = []
+    for p in paths:
+        found_files = discover(p)
+        if not found_files:
+            problems.append(Problem(str(p), None, None, "no config files found"))
+        files.extend(found_files)
     for f in files:
-        for raw in read_raw(f, project=project, enabled_only=enabled_only):
-            pipeline, found = validate_raw(raw)
-            problems.extend(found)
-            if pipeline is not None:
-                pipelines.append(pipeline)
+        try:
+            for raw in read_raw(f, project=project, enabled_only=enabled_only):
+                pipeline, found = validate_raw(raw)
+                problems.extend(found)
+                if pipeline is not None:
+                    pipelines.append(pipeline)
+        except Exception as exc:  # a bug of ours must still be one line naming the file, not a traceback
+            problems.append(Problem(str(f), None, None, f"cannot validate: {type(exc).__name__}: {exc}"))
     seen: dict[str, str] = {}
+    seen_safe: dict[str, str] = {}
     for p in pipelines:
         if p.name in seen:
             problems.append(Problem(str(p.source), None, "pipeline",
                                     f"pipeline name '{p.name}' is also used by {seen[p.name]}"))
+        elif seen_safe.get(_dagster_name(p.name), p.name) != p.name:
+            other = seen_safe[_dagster_name(p.name)]
+            problems.append(Problem(str(p.source), None, "pipeline",
+                                    f"pipeline names '{p.name}' and '{other}' ({seen[other]}) both become the "
+                                    f"Dagster job '{_dagster_name(p.name)}'; rename one"))
         seen.setdefault(p.name, str(p.source))
+        seen_safe.setdefault(_dagster_name(p.name), p.name)
     if problems:
         raise ConfigValidationError(problems)
     return pipelines
@@ -438,19 +623,25 @@ def load_pipeline(path: str | Path, *, project: str | None = None, enabled_only:
 def validate_pipeline(config: PipelineConfig | list[dict[str, Any]] | dict[str, Any] | list[Step],
                       file: str = "<config>") -> PipelineConfig:
     """Validate an in-memory config: a PipelineConfig, a document dict, or a list of steps."""
+    lines: dict[int, int] = {}
     if isinstance(config, PipelineConfig):
         source = config.source
         doc = config.model_dump(exclude_none=True, exclude_defaults=False)
         doc["steps"] = [s.model_dump(exclude_none=True) for s in config.steps]
+        # Keep each step's line in its file (``line`` is not part of the dump).
+        lines = {i: s.line for i, s in enumerate(config.steps) if s.line is not None}
         file = str(source) if source is not None else file
         default = config.name
     else:
-        if isinstance(config, list):
+        if isinstance(config, list | tuple):
             config = {"steps": [s.model_dump(exclude_none=True) if isinstance(s, Step) else s for s in config]}
+        if not isinstance(config, dict):
+            raise ConfigValidationError([Problem(file, None, None, "a config must be a list of steps or a "
+                                                                   f"pipeline mapping, got {type(config).__name__}")])
         doc = config
         source = None
         default = "pipeline"
-    pipeline, problems = validate_raw(RawPipeline(file, doc, default_name=default))
+    pipeline, problems = validate_raw(RawPipeline(file, doc, lines=lines, default_name=default))
     if problems:
         raise ConfigValidationError(problems)
     assert pipeline is not None

@@ -360,7 +360,13 @@ _CSV_PASSTHROUGH = {
     "nullstr",
     "names",
     "types",
+    "auto_type_candidates",
 }
+# ODIBI's pandas engine reads CSV with ``pd.read_csv``: numbers and booleans are inferred,
+# dates and times stay text unless ``parse_dates`` asks. DuckDB's sniffer would also detect
+# DATE/TIME/TIMESTAMP columns, so the candidates are limited to pandas' (pass
+# ``auto_type_candidates`` to widen them).
+_PANDAS_CSV_TYPES = ["BOOLEAN", "BIGINT", "DOUBLE", "VARCHAR"]
 _CSV_ALIASES = {
     "delimiter": "delim",
     "sep": "delim",
@@ -401,6 +407,8 @@ def read_csv(
             parse_dates = _as_list(value)
         else:
             named[_CSV_ALIASES.get(key, key)] = value
+    if not named.get("all_varchar") and named.get("auto_detect", True) is not False:
+        named.setdefault("auto_type_candidates", _PANDAS_CSV_TYPES)
     path = _source_path(source, "csv")
     _check_exists(path)
     ensure_filesystem(conn, path)

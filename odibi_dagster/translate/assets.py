@@ -49,6 +49,12 @@ def _with_signature(fn: Any, input_names: list[str]) -> Any:
     return fn
 
 
+def _refs_in_step_order(step: Step, names: dict[str, str], kwargs: dict[str, Any]) -> dict[str, DatasetRef]:
+    """Inputs by logical name, in the config's order (ODIBI's "first input" is the before snapshot)."""
+    by_logical = {names[n]: v for n, v in kwargs.items()}
+    return {logical: by_logical[logical] for logical in step.inputs}
+
+
 def _partition_keys(context: dg.AssetExecutionContext) -> list[str | None]:
     if not context.has_partition_key and not context.has_partition_key_range:
         return [None]
@@ -131,7 +137,7 @@ def _data_asset(plan: PipelinePlan, translator: OdibiTranslator, key_prefix: tup
     common = _common(plan, translator, node, step)
 
     def compute(context: dg.AssetExecutionContext, config: StepRunConfig, **kwargs: Any) -> Iterator[Any]:
-        refs: dict[str, DatasetRef] = {names[n]: v for n, v in kwargs.items()}
+        refs = _refs_in_step_order(step, names, kwargs)
         per_dataset: dict[str, list[tuple[DatasetRef, dict[str, Any]]]] = {d: [] for d in output_names}
         for key in _partition_keys(context):
             execution = StepExecution(plan, step, context, key)
@@ -170,7 +176,7 @@ def _sink_asset(plan: PipelinePlan, translator: OdibiTranslator, key_prefix: tup
     common = _common(plan, translator, node, step)
 
     def compute(context: dg.AssetExecutionContext, config: StepRunConfig, **kwargs: Any) -> Iterator[Any]:
-        refs: dict[str, DatasetRef] = {names[n]: v for n, v in kwargs.items()}
+        refs = _refs_in_step_order(step, names, kwargs)
         metadata: dict[str, Any] = {}
         rows = 0
         keys = _partition_keys(context)

@@ -25,6 +25,7 @@ from odibi_dagster.engines.base import DatasetRef, Snapshot
 from odibi_dagster.io.dataset_io_manager import OdibiIOManager
 from odibi_dagster.observe.lineage import sql_column_lineage
 from odibi_dagster.observe.metadata import dataset_metadata
+from odibi_dagster.observe.metrics import write_metrics
 from odibi_dagster.observe.redact import Redactor, redact_url
 from odibi_dagster.observe.snapshot import snapshot_ref
 from odibi_dagster.observe.story.generator import StoryGenerator
@@ -78,8 +79,11 @@ class StepExecution:
 
     def render_value(self) -> str:
         if self.step.type == "sql":
-            return render_sql(self.step.value, self.variables(), dialect_for(self.engine))
-        return render_text(self.step.value, self.variables())
+            text = render_sql(self.step.value, self.variables(), dialect_for(self.engine))
+        else:
+            text = render_text(self.step.value, self.variables())
+        self.redactor.add(*self.env.used.values())  # values read through {{ env.NAME }} never leave the step
+        return text
 
     def params(self) -> dict[str, Any]:
         """Rendered params with secrets resolved and connections expanded (values redacted later)."""
@@ -127,6 +131,8 @@ class StepExecution:
                            max_rows=self.plan.pipeline.story.sample_rows).write(
                 tracker.story_path, lineage, self.plan.graph())
             tracker.save()
+            if self.plan.pipeline.metrics:
+                write_metrics(tracker.run_dir, lineage)
         except Exception as exc:  # the story must never fail the step
             self.context.log.warning(f"odibi: could not update the run story: {exc}")
 
@@ -143,10 +149,15 @@ class StepExecution:
         try:
             yield outcome
         except BaseException as exc:
-            message = self.redactor.redact_text(f"{type(exc).__name__}: {exc}")
+            raw = f"{type(exc).__name__}: {exc}"
+            message = self.redactor.redact_text(raw)
             self.tracker.end_step(step.name, "failed", error_message=message)
             self.update_story()
             events.emit(self, "node_error", {"step_name": step.name, "layer": step.layer, "error_message": message})
+            if message != raw:
+                # The error quotes a secret (a URL with a password, say): Dagster would store
+                # it in the event log, so raise a redacted error without the original chain.
+                raise dg.Failure(description=f"step '{step.name}' failed: {message}") from None
             raise
         duration_ms = (time.perf_counter() - started) * 1000
         self.tracker.end_step(step.name, "success", after=outcome.get("after"), extra=outcome.get("extra"))
@@ -201,7 +212,10 @@ def run_data_step(
                 frames = {None: ctx.execute_sql(sql_text)}
             else:  # function
                 fn = resolve_callable(step.value, [plan.pipeline.config_dir])
-                frames_in = {name: ctx.to_pandas(ctx.load(ref)) for name, ref in inputs.items()}
+                # Functions get the engine's own frames: pandas on pandas, Spark DataFrames on Spark.
+                native = execution.engine == "spark"
+                frames_in = {name: ctx.load(ref) if native else ctx.to_pandas(ctx.load(ref))
+                             for name, ref in inputs.items()}
                 result = fn(**frames_in, **params)
                 if isinstance(result, dict):
                     missing = set(step.outputs) - set(result)

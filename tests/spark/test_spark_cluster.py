@@ -1,0 +1,189 @@
+"""A real standalone cluster: master + one worker on 127.0.0.1 started from the pyspark install,
+and a job run through SparkEngineContext on it (in a subprocess: one JVM hosts one SparkContext,
+and the test session's local one is already up)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyspark
+import pytest
+
+pytestmark = [pytest.mark.spark, pytest.mark.slow]
+
+SPARK_HOME = Path(pyspark.__file__).resolve().parent
+HOST = "127.0.0.1"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def _get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        return json.load(resp)
+
+
+def _wait_for(predicate, timeout: float, what: str, procs: list[subprocess.Popen]) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        for p in procs:
+            if p.poll() is not None:
+                raise RuntimeError(f"{what}: a cluster process exited with {p.returncode}")
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as exc:  # not up yet
+            last = exc
+        time.sleep(0.5)
+    raise TimeoutError(f"{what} within {timeout}s (last error: {last})")
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+    except ProcessLookupError:
+        return
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+@pytest.fixture
+def standalone_cluster(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    port, ui_port, worker_ui_port = _free_port(), _free_port(), _free_port()
+    env = dict(os.environ)
+    env.update(
+        SPARK_HOME=str(SPARK_HOME),
+        SPARK_LOCAL_IP=HOST,
+        SPARK_WORKER_DIR=str(tmp_path / "work"),
+        SPARK_LOG_DIR=str(tmp_path / "logs"),
+        PYSPARK_PYTHON=sys.executable,
+    )
+    spark_class = str(SPARK_HOME / "bin" / "spark-class")
+    procs: list[subprocess.Popen] = []
+    logs = []
+    try:
+        master_log = (tmp_path / "master.log").open("w")
+        logs.append(master_log)
+        procs.append(
+            subprocess.Popen(
+                [spark_class, "org.apache.spark.deploy.master.Master", "--host", HOST]
+                + ["--port", str(port), "--webui-port", str(ui_port)],
+                env=env,
+                stdout=master_log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group, killed as a whole
+            )
+        )
+        master_json = f"http://{HOST}:{ui_port}/json/"
+        _wait_for(lambda: _get_json(master_json), 60, "master up", procs)
+        worker_log = (tmp_path / "worker.log").open("w")
+        logs.append(worker_log)
+        procs.append(
+            subprocess.Popen(
+                [spark_class, "org.apache.spark.deploy.worker.Worker", f"spark://{HOST}:{port}"]
+                + ["--cores", "1", "--memory", "1g", "--host", HOST, "--webui-port", str(worker_ui_port)],
+                env=env,
+                stdout=worker_log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
+        _wait_for(
+            lambda: [w for w in _get_json(master_json)["workers"] if w["state"] == "ALIVE"],
+            60,
+            "worker registered",
+            procs,
+        )
+        yield {"url": f"spark://{HOST}:{port}", "master_json": master_json, "env": env, "logs": tmp_path}
+    finally:
+        for proc in reversed(procs):
+            _kill_group(proc)
+        for fh in logs:
+            fh.close()
+
+
+DRIVER_SCRIPT = textwrap.dedent(
+    """
+    import json, sys, urllib.request
+    from odibi_dagster.engines.base import DatasetRef
+    from odibi_dagster.engines.spark import SparkEngine
+
+    master, work, ui_port = sys.argv[1], sys.argv[2], sys.argv[3]
+    engine = SparkEngine(master=master, app_name="odibi-cluster-test", spark_conf={
+        "spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1",
+        "spark.executor.memory": "512m", "spark.cores.max": "1", "spark.ui.port": ui_port,
+        "spark.sql.shuffle.partitions": "2", "spark.pyspark.python": sys.executable})
+    ctx = engine.context()
+    with open(work + "/sales.csv", "w") as fh:
+        fh.write("sale_id,store,amount\\n")
+        for i in range(1000):
+            fh.write(f"{i},s{i % 4},{'oops' if i % 10 == 0 else i % 50 - 5}\\n")
+    ctx.register_temp("bronze", ctx.read(work + "/sales.csv"))
+    silver = ctx.execute_sql(
+        "SELECT sale_id, store, CAST(amount AS DOUBLE) AS amount FROM bronze WHERE TRY_CAST(amount AS DOUBLE) > 0")
+    info = ctx.persist(silver, work + "/silver", "delta")
+    ctx.register_temp("silver", DatasetRef(paths=(work + "/silver",), format="delta"))
+    gold = ctx.execute_sql("SELECT store, COUNT(*) AS n FROM silver GROUP BY store ORDER BY store")
+    rows = [tuple(r) for r in gold.collect()]
+    sc = ctx.spark.sparkContext
+    app_id = sc.applicationId
+    executors = json.load(urllib.request.urlopen(
+        f"http://127.0.0.1:{ui_port}/api/v1/applications/{app_id}/executors", timeout=10))
+    print("RESULT " + json.dumps({"app_id": app_id, "master": sc.master, "rows": rows,
+                                  "silver_rows": info.rows, "version": info.version,
+                                  "executors": executors}))
+    engine.stop()
+    """
+)
+
+
+def test_job_runs_on_a_standalone_cluster(spark, standalone_cluster: dict[str, Any], tmp_path: Path) -> None:
+    # `spark` fixture: the test session's Ivy resolution has cached the Delta jars already
+    work = tmp_path / "job"
+    work.mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-c", DRIVER_SCRIPT, standalone_cluster["url"], str(work), str(_free_port())],
+        env=standalone_cluster["env"],
+        capture_output=True,
+        text=True,
+        timeout=150,
+    )
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, proc.stderr[-4000:]
+    result = json.loads(lines[-1][len("RESULT ") :])
+    assert result["master"] == standalone_cluster["url"]
+    expected_silver = sum(1 for i in range(1000) if i % 10 and i % 50 - 5 > 0)
+    assert result["silver_rows"] == expected_silver and result["version"] == 0
+    assert sum(n for _, n in result["rows"]) == expected_silver
+    workers = [e for e in result["executors"] if e["id"] != "driver"]
+    assert workers and sum(e["totalTasks"] for e in workers) > 0, result["executors"]
+    # the master saw the application run and finish
+    apps = _wait_for(
+        lambda: [
+            a for a in _get_json(standalone_cluster["master_json"])["completedapps"] if a["id"] == result["app_id"]
+        ],
+        30,
+        "application completed",
+        [],
+    )
+    assert apps[0]["state"] == "FINISHED"
