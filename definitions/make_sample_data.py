@@ -83,9 +83,30 @@ def inventory_sqlite_config() -> None:
     conn.close()
 
 
+def landing_folder() -> None:
+    """The file-watch example (``pipelines/daily_sales.yaml``): an empty ``incoming/`` folder the
+    sensor watches, and a corrected day in ``corrections/`` to drop into it."""
+    incoming = DATA / "incoming"
+    incoming.mkdir(parents=True, exist_ok=True)
+    (incoming / "README.md").write_text(
+        "Drop `sales_YYYY-MM-DD.csv` files here: the `daily_sales__watch_ingest_daily_sales` sensor\n"
+        "re-runs that day's partition from the file (try `cp ../corrections/sales_2024-01-03.csv .`).\n"
+    )
+    rng = random.Random(2024)
+    folder = DATA / "corrections"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "sales_2024-01-03.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["sale_id", "store", "amount", "sale_date"])
+        for j in range(60):
+            w.writerow([2000 + j, rng.choice(["north", "south", "east", "west"]), round(rng.uniform(1, 300), 2),
+                        "2024-01-03"])
+
+
 if __name__ == "__main__":
     DATA.mkdir(exist_ok=True)
     sample_csv()
     sales_csv()
     inventory_sqlite_config()
+    landing_folder()
     print(f"sample data written under {DATA}")

@@ -19,14 +19,17 @@ class Problem:
         where = self.file if self.line is None else f"{self.file}:{self.line}"
         step = f"step '{self.step}'" if self.step is not None else "pipeline"
         field = self.field or "-"
-        return f"{where}: {step}: {field}: {self.message}"
+        # One problem, one line: newlines from the config (a step name, a value) are shown escaped.
+        text = f"{where}: {step}: {field}: {self.message}"
+        return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 class ConfigValidationError(Exception):
     """Raised when a config is invalid. ``problems`` lists every problem found, not just the first."""
 
     def __init__(self, problems: list[Problem]):
-        self.problems = sorted(set(problems), key=lambda p: (p.file, p.line or 0, p.step or "", p.field or ""))
+        self.problems = sorted(set(problems),
+                               key=lambda p: (p.file, p.line or 0, p.step or "", p.field or ""))
         super().__init__(self._render())
 
     def _render(self) -> str:

@@ -19,8 +19,20 @@ def _split(path: str) -> tuple[str, str]:
     else:
         module, _, attr = path.rpartition(".")
     if not module or not attr:
-        raise FunctionImportError(f"'{path}' is not a dotted path to a function (expected 'package.module.function')")
+        raise FunctionImportError(
+            f"'{path}' is not a dotted path to a function (expected 'package.module.function')")
     return module, attr
+
+
+def _import(module_name: str) -> Any:
+    """Import a module; a module that exists but fails to import is a FunctionImportError."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError:
+        raise
+    except (Exception, SystemExit) as exc:  # the module itself is broken (or calls sys.exit)
+        raise FunctionImportError(
+            f"importing module '{module_name}' failed: {type(exc).__name__}: {exc}") from None
 
 
 def resolve_callable(path: str, search_dirs: Iterable[Path] = ()) -> Callable[..., Any]:
@@ -32,7 +44,7 @@ def resolve_callable(path: str, search_dirs: Iterable[Path] = ()) -> Callable[..
     """
     module_name, attr = _split(path.strip())
     try:
-        module = importlib.import_module(module_name)
+        module = _import(module_name)
     except ModuleNotFoundError as first:
         module = None
         for d in search_dirs:
@@ -41,14 +53,15 @@ def resolve_callable(path: str, search_dirs: Iterable[Path] = ()) -> Callable[..
                 continue
             sys.path.insert(0, d)
             try:
-                module = importlib.import_module(module_name)
+                module = _import(module_name)
                 break
             except ModuleNotFoundError:
                 sys.path.remove(d)
+            except FunctionImportError:
+                sys.path.remove(d)
+                raise
         if module is None:
             raise FunctionImportError(f"cannot import module '{module_name}': {first}") from None
-    except Exception as exc:  # the module itself is broken
-        raise FunctionImportError(f"importing module '{module_name}' failed: {type(exc).__name__}: {exc}") from None
     try:
         fn = getattr(module, attr)
     except AttributeError:

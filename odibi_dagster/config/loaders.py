@@ -25,7 +25,8 @@ SQLITE_SUFFIXES = {".db", ".sqlite", ".sqlite3"}
 CSV_SUFFIXES = {".csv"}
 CONFIG_SUFFIXES = JSON_SUFFIXES | YAML_SUFFIXES | SQLITE_SUFFIXES | CSV_SUFFIXES
 
-# ODIBI's transformation_config columns -> Step fields.
+# ODIBI's transformation_config columns -> Step fields. Column names are matched
+# case-insensitively and without spaces/underscores (``StepName``, ``step_name``).
 TABLE_COLUMNS = {
     "layer": "layer",
     "stepname": "name",
@@ -36,6 +37,12 @@ TABLE_COLUMNS = {
     "inputs": "inputs",
     "outputs": "outputs",
     "metadata": "metadata",
+}
+COLUMN_ALIASES = {"name": "stepname", "type": "steptype"}
+# Keys that make a JSON/YAML file in a scanned directory a pipeline config (not a data file).
+PIPELINE_KEYS = {
+    "pipeline", "steps", "engine", "owners", "partitions", "schedule", "sensors", "hooks", "retry",
+    "backfill", "story", "explanations",
 }
 JSON_COLUMNS = {"params", "inputs", "outputs", "metadata"}
 LOWERCASE_COLUMNS = {"layer", "type", "engine"}
@@ -53,17 +60,43 @@ class RawPipeline:
 
 
 def discover(path: str | Path) -> list[Path]:
-    """The config files at ``path``: the file itself, or every config in a directory."""
+    """The config files at ``path``: the file itself, or every config in a directory.
+
+    In a directory, CSV files without ODIBI's columns and JSON/YAML files that are
+    clearly data (no step or pipeline keys, or a dg ``defs.yaml``) are skipped; files
+    that do not parse are kept, so their errors are reported.
+    """
     p = Path(path)
     if p.is_dir():
         found = []
         for child in sorted(p.iterdir()):
             if child.is_file() and child.suffix.lower() in CONFIG_SUFFIXES and not child.name.startswith("."):
-                if child.suffix.lower() in CSV_SUFFIXES and not _looks_like_step_csv(child):
+                suffix = child.suffix.lower()
+                if suffix in CSV_SUFFIXES and not _looks_like_step_csv(child):
                     continue  # a data file next to the configs
+                if suffix in JSON_SUFFIXES | YAML_SUFFIXES and not _looks_like_config(child):
+                    continue
                 found.append(child)
         return found
     return [p]
+
+
+def _looks_like_config(p: Path) -> bool:
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+        data = json.loads(text) if p.suffix.lower() in JSON_SUFFIXES else yaml.safe_load(text)
+    except Exception:
+        return True  # a broken config is reported, not skipped
+    if isinstance(data, dict):
+        return bool(PIPELINE_KEYS & set(data))
+    if isinstance(data, list):
+        return not data or any(isinstance(item, dict) and {"layer", "name"} & set(item) for item in data)
+    return False
+
+
+def _column_key(name: Any) -> str:
+    key = re.sub(r"[\s_]", "", str(name or "")).lower()
+    return COLUMN_ALIASES.get(key, key)
 
 
 def read_raw(path: str | Path, *, project: str | None = None, enabled_only: bool = True) -> list[RawPipeline]:
@@ -84,12 +117,15 @@ def read_raw(path: str | Path, *, project: str | None = None, enabled_only: bool
             return _read_csv(p, project=project, enabled_only=enabled_only)
     except UnicodeDecodeError as exc:
         return [RawPipeline(file, None, problems=[Problem(file, None, None, f"cannot decode file: {exc}")])]
+    except OSError as exc:
+        return [RawPipeline(file, None, problems=[Problem(file, None, None, f"cannot read file: {exc}")])]
     return [
         RawPipeline(
             file,
             None,
             problems=[
-                Problem(file, None, None, f"unsupported config format '{suffix}' (use .json, .yaml, .db or .csv)")
+                Problem(file, None, None,
+                        f"unsupported config format '{suffix}' (use .json, .yaml, .db or .csv)")
             ],
         )
     ]
@@ -104,18 +140,36 @@ def _wrap(data: Any) -> dict[str, Any] | None:
     return None
 
 
+def _failed(p: Path, message: str, line: int | None = None) -> RawPipeline:
+    return RawPipeline(str(p), None, problems=[Problem(str(p), None, None, message, line)])
+
+
 def _read_json(p: Path) -> RawPipeline:
-    text = p.read_text(encoding="utf-8")
+    text = p.read_text(encoding="utf-8-sig")  # utf-8-sig: files saved with a BOM (Windows editors) load too
+    duplicates: list[tuple[str | None, str]] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: set[str] = set()
+        for key, _ in items:
+            if key in seen:
+                name = next((v for k, v in items if k == "name" and isinstance(v, str)), None)
+                duplicates.append((name, key))
+            seen.add(key)
+        return dict(items)
+
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=pairs)
     except json.JSONDecodeError as exc:
-        return RawPipeline(str(p), None, problems=[Problem(str(p), None, None, f"invalid JSON: {exc.msg}", exc.lineno)])
+        return _failed(p, f"invalid JSON: {exc.msg}", exc.lineno)
+    except RecursionError:
+        return _failed(p, "invalid JSON: nested too deeply")
     doc = _wrap(data)
     if doc is None:
-        return RawPipeline(
-            str(p), None, problems=[Problem(str(p), None, None, "JSON config must be an array of steps or an object")]
-        )
-    return RawPipeline(str(p), doc, lines=_json_step_lines(text, doc), default_name=p.stem)
+        return _failed(p, "JSON config must be an array of steps or an object")
+    raw = RawPipeline(str(p), doc, lines=_json_step_lines(text, doc), default_name=p.stem)
+    for name, key in duplicates:
+        raw.problems.append(Problem(str(p), name, key, f"duplicate key '{key}' (JSON keeps only the last)"))
+    return raw
 
 
 def _json_step_lines(text: str, doc: dict[str, Any]) -> dict[int, int]:
@@ -135,21 +189,47 @@ def _json_step_lines(text: str, doc: dict[str, Any]) -> dict[int, int]:
 
 
 def _read_yaml(p: Path) -> RawPipeline:
-    text = p.read_text(encoding="utf-8")
+    text = p.read_text(encoding="utf-8-sig")
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         line = mark.line + 1 if mark is not None else None
         msg = getattr(exc, "problem", None) or str(exc)
-        return RawPipeline(str(p), None, problems=[Problem(str(p), None, None, f"invalid YAML: {msg}", line)])
+        return _failed(p, f"invalid YAML: {msg}", line)
+    except RecursionError:
+        return _failed(p, "invalid YAML: nested too deeply")
     doc = _wrap(data)
     if doc is None:
-        return RawPipeline(
-            str(p), None, problems=[Problem(str(p), None, None, "YAML config must be a list of steps or a mapping")]
-        )
-    return RawPipeline(str(p), doc, lines=_yaml_step_lines(node), default_name=p.stem)
+        return _failed(p, "YAML config must be a list of steps or a mapping")
+    raw = RawPipeline(str(p), doc, lines=_yaml_step_lines(node), default_name=p.stem)
+    raw.problems.extend(_yaml_duplicate_keys(node, str(p)))
+    return raw
+
+
+def _yaml_duplicate_keys(node: yaml.Node | None, file: str) -> list[Problem]:
+    """YAML keeps only the last of duplicate keys; report them with their line."""
+    problems: list[Problem] = []
+    todo = [node]
+    while todo:
+        current = todo.pop()
+        if isinstance(current, yaml.SequenceNode):
+            todo.extend(current.value)
+        elif isinstance(current, yaml.MappingNode):
+            seen: set[str] = set()
+            names = [v.value for k, v in current.value if isinstance(k, yaml.ScalarNode)
+                     and k.value == "name" and isinstance(v, yaml.ScalarNode)]
+            name = names[-1] if names else None
+            for key, value in current.value:
+                if isinstance(key, yaml.ScalarNode):
+                    if key.value in seen and key.value != "<<":
+                        problems.append(Problem(file, name, key.value,
+                                                f"duplicate key '{key.value}' (YAML keeps only the last)",
+                                                key.start_mark.line + 1))
+                    seen.add(key.value)
+                todo.append(value)
+    return problems
 
 
 def _yaml_step_lines(node: yaml.Node | None) -> dict[int, int]:
@@ -158,7 +238,8 @@ def _yaml_step_lines(node: yaml.Node | None) -> dict[int, int]:
         seq = node
     elif isinstance(node, yaml.MappingNode):
         for key, value in node.value:
-            if isinstance(key, yaml.ScalarNode) and key.value == "steps" and isinstance(value, yaml.SequenceNode):
+            if (isinstance(key, yaml.ScalarNode) and key.value == "steps"
+                    and isinstance(value, yaml.SequenceNode)):
                 seq = value
     if seq is None:
         return {}
@@ -166,6 +247,7 @@ def _yaml_step_lines(node: yaml.Node | None) -> dict[int, int]:
 
 
 def _row_to_step(row: dict[str, Any], file: str, rownum: int, problems: list[Problem]) -> dict[str, Any]:
+    """One ``transformation_config`` row (keys already normalised) as a step mapping."""
     step: dict[str, Any] = {}
     name = row.get("stepname")
     for col, key in TABLE_COLUMNS.items():
@@ -178,7 +260,8 @@ def _row_to_step(row: dict[str, Any], file: str, rownum: int, problems: list[Pro
             try:
                 value = json.loads(value)
             except json.JSONDecodeError as exc:
-                problems.append(Problem(file, name or f"#{rownum}", key, f"invalid JSON in column: {exc.msg}", rownum))
+                problems.append(Problem(file, name or f"#{rownum}", key,
+                                        f"invalid JSON in column: {exc.msg}", rownum))
                 continue
         if key in LOWERCASE_COLUMNS and isinstance(value, str):
             value = value.strip().lower()  # ODIBI stores 'Ingest', 'SQL', 'Pandas'
@@ -197,23 +280,35 @@ def _rows_to_raw(
 ) -> list[RawPipeline]:
     problems: list[Problem] = []
     by_project: dict[str | None, list[tuple[int, dict[str, Any]]]] = {}
+    if project is not None and rows and "project" not in rows[0]:
+        return [RawPipeline(file, None, problems=[
+            Problem(file, None, "project",
+                    f"project '{project}' given, but the table has no 'project' column")])]
     for rownum, row in enumerate(rows, start=1):
-        if project is not None and row.get("project") != project:
+        if project is not None and str(row.get("project")) != str(project):
             continue
         if enabled_only and "enabled" in row and not _truthy(row["enabled"]):
             continue
-        by_project.setdefault(row.get("project"), []).append((rownum, _row_to_step(row, file, rownum, problems)))
+        proj = row.get("project")
+        proj = None if proj is None or str(proj).strip() == "" else str(proj)
+        by_project.setdefault(proj, []).append((rownum, _row_to_step(row, file, rownum, problems)))
+    if project is not None and not by_project:
+        known = sorted({str(r["project"]) for r in rows if r.get("project") is not None})
+        return [RawPipeline(file, None, problems=[
+            Problem(file, None, "project", f"no enabled rows for project '{project}' "
+                                           f"(projects in the table: {', '.join(known) or 'none'})")])]
     if len(by_project) <= 1:
         items = next(iter(by_project.values()), [])
         name = project or default_name
         return [RawPipeline(file, {"steps": [s for _, s in items]}, {i: r for i, (r, _) in enumerate(items)},
                             problems, name)]
-    # Several projects in one table: one pipeline per project.
-    return [
-        RawPipeline(file, {"pipeline": str(proj), "steps": [s for _, s in items]},
-                    {i: r for i, (r, _) in enumerate(items)}, problems if n == 0 else [], str(proj))
-        for n, (proj, items) in enumerate(sorted(by_project.items(), key=lambda kv: str(kv[0])))
-    ]
+    # Several projects in one table: one pipeline per project (rows without a project: the file's name).
+    raws = []
+    for n, (proj, items) in enumerate(sorted(by_project.items(), key=lambda kv: str(kv[0] or ""))):
+        name = proj or default_name
+        raws.append(RawPipeline(file, {"pipeline": name, "steps": [s for _, s in items]},
+                                {i: r for i, (r, _) in enumerate(items)}, problems if n == 0 else [], name))
+    return raws
 
 
 def _read_sqlite(p: Path, *, project: str | None, enabled_only: bool) -> list[RawPipeline]:
@@ -221,15 +316,16 @@ def _read_sqlite(p: Path, *, project: str | None, enabled_only: bool) -> list[Ra
     try:
         conn = sqlite3.connect(f"file:{p}?mode=ro", uri=True)
     except sqlite3.Error as exc:
-        return [RawPipeline(file, None, problems=[Problem(file, None, None, f"cannot open SQLite database: {exc}")])]
+        return [_failed(p, f"cannot open SQLite database: {exc}")]
     try:
         conn.row_factory = sqlite3.Row
         try:
             cur = conn.execute("SELECT * FROM transformation_config")
         except sqlite3.DatabaseError as exc:
             return [RawPipeline(file, None, problems=[
-                Problem(file, None, "transformation_config", f"cannot read table transformation_config: {exc}")])]
-        rows = [{k.lower(): r[k] for k in r.keys()} for r in cur.fetchall()]  # noqa: SIM118 - sqlite3.Row
+                Problem(file, None, "transformation_config",
+                        f"cannot read table transformation_config: {exc}")])]
+        rows = [{_column_key(k): r[k] for k in r.keys()} for r in cur.fetchall()]  # noqa: SIM118 - sqlite3.Row
     finally:
         conn.close()
     missing = [c for c in ("layer", "stepname") if rows and c not in rows[0]]
@@ -241,24 +337,39 @@ def _read_sqlite(p: Path, *, project: str | None, enabled_only: bool) -> list[Ra
 
 def _looks_like_step_csv(p: Path) -> bool:
     try:
-        with p.open(newline="", encoding="utf-8") as fh:
+        with p.open(newline="", encoding="utf-8-sig") as fh:
             header = next(csv.reader(fh), [])
-    except (OSError, UnicodeDecodeError):
+    except (OSError, UnicodeDecodeError, csv.Error):
         return False
-    cols = {h.strip().lower() for h in header}
+    cols = {_column_key(h) for h in header}
     return {"layer", "stepname"} <= cols
 
 
 def _read_csv(p: Path, *, project: str | None, enabled_only: bool) -> list[RawPipeline]:
     file = str(p)
-    with p.open(newline="", encoding="utf-8") as fh:
+    with p.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
-        header = [h.strip().lower() for h in (reader.fieldnames or [])]
-        missing = [c for c in ("layer", "stepname") if c not in header]
-        if missing:
-            return [RawPipeline(file, None, problems=[Problem(file, None, None, f"missing column(s): {', '.join(missing)}")])]
-        rows = [{(k or "").strip().lower(): v for k, v in row.items()} for row in reader]
+        try:
+            header = [_column_key(h) for h in (reader.fieldnames or [])]
+            missing = [c for c in ("layer", "stepname") if c not in header]
+            if missing:
+                return [RawPipeline(file, None, problems=[
+                    Problem(file, None, None, f"missing column(s): {', '.join(missing)}")])]
+            rows = []
+            extra: list[Problem] = []
+            for row in reader:
+                norm = {_column_key(k): v for k, v in row.items() if k is not None}
+                if row.get(None):  # type: ignore[call-overload]  # DictReader's restkey: too many fields
+                    extra.append(Problem(
+                        file, norm.get("stepname") or None, None,
+                        "row has more fields than the header (quote values that hold commas, such as JSON "
+                        "in Params/Inputs/Outputs)", reader.line_num))
+                rows.append(norm)
+        except csv.Error as exc:
+            return [RawPipeline(file, None, problems=[Problem(file, None, None, f"invalid CSV: {exc}",
+                                                              reader.line_num or None)])]
     raws = _rows_to_raw(file, rows, p.stem, project, enabled_only)
+    raws[0].problems.extend(extra)
     # CSV rows are lines 2.. (line 1 is the header).
     for raw in raws:
         raw.lines = {i: r + 1 for i, r in raw.lines.items()}

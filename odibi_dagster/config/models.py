@@ -211,6 +211,9 @@ class FileWatchSensorConfig(_Strict):
     step: str
     recursive: bool = False
     min_interval_seconds: int = Field(30, ge=1)
+    settle_seconds: float = Field(
+        60, ge=0, description="A file untouched this long is complete; a younger one must keep its size "
+                              "and mtime over two evaluations before it starts a run.")
     dynamic_partitions: bool = False
     name: str | None = None
     enabled: bool = True
@@ -239,7 +242,9 @@ class PollingSensorConfig(_Strict):
 
 SensorConfig = Annotated[FileWatchSensorConfig | PollingSensorConfig, Field(discriminator="type")]
 
-VALID_EVENTS = ("pipeline_start", "pipeline_complete", "pipeline_error", "node_start", "node_complete", "node_error")
+VALID_EVENTS = (
+    "pipeline_start", "pipeline_complete", "pipeline_error", "node_start", "node_complete", "node_error",
+)
 
 
 class HookConfig(_Strict):
@@ -287,7 +292,10 @@ class PipelineConfig(_Strict):
     @field_validator("tags", mode="before")
     @classmethod
     def _tag_text(cls, v: Any) -> Any:
-        return {k: _scalar_text(x) for k, x in v.items()} if isinstance(v, dict) else v
+        # YAML `tier: 1` / `pii: false`: tag values are text.
+        if not isinstance(v, dict):
+            return v
+        return {k: (str(x).lower() if isinstance(x, bool) else _scalar_text(x)) for k, x in v.items()}
 
     _source: Path | None = PrivateAttr(default=None)
 

@@ -53,9 +53,11 @@ def referenced_tables(statements: list[exp.Expression], dialect: str | None = No
                 continue  # read_parquet(...) and other table functions
             if _is_file_reference(table, dialect):
                 continue
+            if table.find_ancestor(exp.Hint) is not None:
+                continue  # /*+ BROADCAST(c) */ names an alias or a table read elsewhere
             name = table.name
             qualified = ".".join(p.name for p in table.parts)
-            if qualified.lower() in ctes or name.lower() in ctes and not table.db:
+            if qualified.lower() in ctes or (name.lower() in ctes and not table.db):
                 continue
             names.add(qualified)
     return names

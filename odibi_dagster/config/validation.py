@@ -43,7 +43,6 @@ from odibi_dagster.config.templating import (
     template_variables,
 )
 
-
 _SENSOR_TAGS = {"file_watch", "incremental", "interval"}
 # Dagster's names (ops, outputs, checks): letters, digits and underscores.
 _DAGSTER_NAME = re.compile(r"^[A-Za-z0-9_]+$")
@@ -80,7 +79,7 @@ def _pydantic_message(err: dict[str, Any]) -> str:
     msg = str(err.get("msg", "invalid value"))
     if kind.startswith("value_error") or kind.startswith("assertion_error"):
         return msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
-    if "input" in err and not isinstance(err["input"], dict | list) or kind.endswith("_type"):
+    if ("input" in err and not isinstance(err["input"], dict | list)) or kind.endswith("_type"):
         # Say what was found: "Input should be a valid string (got int: 5)".
         return f"{msg} (got {type(err.get('input')).__name__}: {_short(err.get('input'))})"
     return msg
@@ -218,7 +217,8 @@ def _check_names_and_outputs(steps: list[Step], col: _Collector) -> None:
         other = by_safe.setdefault(_dagster_name(s.name), s.name)
         if other != s.name:
             col.add(s, "name", f"step name '{s.name}' and step '{other}' both become the Dagster name "
-                               f"'{_dagster_name(s.name)}' (only letters, digits and '_' are kept); rename one")
+                               f"'{_dagster_name(s.name)}' (only letters, digits and '_' are kept); "
+                               "rename one")
     producers: dict[str, tuple[int, str]] = {}
     for index, s in enumerate(steps):
         for logical, dataset in s.outputs.items():
@@ -237,8 +237,9 @@ def _check_names_and_outputs(steps: list[Step], col: _Collector) -> None:
     # Store/publish assets are keyed [pipeline, step], datasets [pipeline, dataset]: they must differ.
     for s in steps:
         if s.layer in SINK_LAYERS and s.name in producers:
-            col.add(s, "name", f"{s.layer} step '{s.name}' has the name of dataset '{s.name}' (produced by step "
-                               f"'{producers[s.name][1]}'): both would be asset [pipeline, '{s.name}']; rename one")
+            col.add(s, "name", f"{s.layer} step '{s.name}' has the name of dataset '{s.name}' (produced by "
+                               f"step '{producers[s.name][1]}'): both would be asset [pipeline, '{s.name}']; "
+                               "rename one")
 
 
 def _case_hint(value: str, valid: Iterable[str], what: str) -> str:
@@ -247,25 +248,29 @@ def _case_hint(value: str, valid: Iterable[str], what: str) -> str:
     return ""
 
 
+def _invalid(step: str, what: str, value: str, valid: tuple[str, ...]) -> str:
+    # ODIBI's wording ("Step 'x' has invalid layer: 'y'"), the valid values and a hint for 'Ingest'.
+    return (f"Step '{step}' has invalid {what}: '{value}' (valid: {', '.join(valid)})"
+            + _case_hint(value, valid, what))
+
+
 def _check_step_kinds(steps: list[Step], col: _Collector) -> None:
     for s in steps:
         if s.layer not in VALID_LAYERS:
-            col.add(s, "layer", f"Step '{s.name}' has invalid layer: '{s.layer}' (valid: {', '.join(VALID_LAYERS)})"
-                                + _case_hint(s.layer, VALID_LAYERS, "layer"))
+            col.add(s, "layer", _invalid(s.name, "layer", s.layer, VALID_LAYERS))
         # An invalid pipeline engine is reported once, at the pipeline, not again for every step.
         if s.engine is not None and s.engine not in VALID_ENGINES:
-            col.add(s, "engine", f"Step '{s.name}' has invalid engine: '{s.engine}' (valid: {', '.join(VALID_ENGINES)})"
-                                 + _case_hint(s.engine, VALID_ENGINES, "engine"))
+            col.add(s, "engine", _invalid(s.name, "engine", s.engine, VALID_ENGINES))
         if s.type not in VALID_TYPES:
-            col.add(s, "type", f"Step '{s.name}' has invalid type: '{s.type}' (valid: {', '.join(VALID_TYPES)})"
-                               + _case_hint(s.type, VALID_TYPES, "type"))
+            col.add(s, "type", _invalid(s.name, "type", s.type, VALID_TYPES))
         defaulted = (" (the step has no 'layer', so ODIBI's default 'transform' applies)"
                      if s.name in col.layer_defaulted else "")
         if s.layer == "transform":
             if not s.inputs:
                 col.add(s, "inputs", "transform step has no inputs" + defaulted)
             if s.type not in ("sql", "function") and s.type in VALID_TYPES:
-                col.add(s, "type", f"transform step must be of type 'sql' or 'function', not '{s.type}'" + defaulted)
+                col.add(s, "type",
+                        f"transform step must be of type 'sql' or 'function', not '{s.type}'" + defaulted)
         if s.layer in DATA_LAYERS and not s.outputs:
             col.add(s, "outputs", f"{s.layer} step has no outputs")
         if s.layer == "ingest" and not s.value.strip():
@@ -347,7 +352,8 @@ def _check_templates(text: str, where: str, step: Step, partitioned: bool, col: 
         ok = False
     if not partitioned:
         for var in sorted(used & PARTITION_VARIABLES):
-            col.add(step, where, f"template variable '{var}' is only defined when the pipeline has partitions")
+            col.add(step, where,
+                    f"template variable '{var}' is only defined when the pipeline has partitions")
             ok = False
     return ok
 
@@ -398,6 +404,8 @@ def _check_step_details(pipeline: PipelineConfig, steps: list[Step], col: _Colle
             _check_templates(text, where, s, partitioned, col)
         if s.type == "sql" and s.value.strip() and texts_ok and s.layer != "connect":
             allowed = set(s.inputs) if not col.has_bad(s, "inputs") else None
+            if s.layer == "ingest":
+                allowed = None  # an ingest query reads its source database's tables, not step inputs
             _check_sql(s.value, s, "value", engine, allowed, partitioned, col)
         if s.type == "function":
             if not s.value.strip():
@@ -409,11 +417,14 @@ def _check_step_details(pipeline: PipelineConfig, steps: list[Step], col: _Colle
                     col.add(s, "value", str(exc))
         conn = s.params.get("connection")
         if conn is not None and (not isinstance(conn, str) or conn not in connect_steps):
+            known = ", ".join(sorted(connect_steps)) or "none"
             col.add(s, "params.connection",
-                    f"connection '{conn}' is not a connect step (connect steps: {', '.join(sorted(connect_steps)) or 'none'})")
+                    f"connection '{conn}' is not a connect step (connect steps: {known})")
         for key, value in s.params.items():
-            if isinstance(value, dict) and "secret" in value and (set(value) != {"secret"} or not isinstance(value["secret"], str)):
-                col.add(s, f"params.{key}", "a secret reference must be exactly {\"secret\": \"ENV_VAR_NAME\"}")
+            if (isinstance(value, dict) and "secret" in value
+                    and (set(value) != {"secret"} or not isinstance(value["secret"], str))):
+                col.add(s, f"params.{key}",
+                        "a secret reference must be exactly {\"secret\": \"ENV_VAR_NAME\"}")
         check_names: dict[tuple[str | None, str], int] = {}
         for i, check in enumerate(s.checks):
             if check.name is not None and not _DAGSTER_NAME.match(check.name):
@@ -422,15 +433,16 @@ def _check_step_details(pipeline: PipelineConfig, steps: list[Step], col: _Colle
             target = check.dataset or next(iter(s.outputs.values()), None)
             first = check_names.setdefault((target, check.check_name), i)
             if first != i:
-                col.add(s, f"checks[{i}]", f"check '{check.check_name}' is declared twice on the same dataset "
-                                           f"(also checks[{first}]); give one a different 'name'")
+                col.add(s, f"checks[{i}]", f"check '{check.check_name}' is declared twice on the same "
+                                           f"dataset (also checks[{first}]); give one a different 'name'")
             if check.sql is not None:
                 allowed = {"data", *s.inputs, *s.outputs}
                 _check_sql(check.sql, s, f"checks[{i}].sql", engine, allowed, partitioned, col)
             if check.dataset is not None and check.dataset not in s.outputs.values():
                 col.add(s, f"checks[{i}].dataset", f"'{check.dataset}' is not an output of this step")
             if s.layer not in DATA_LAYERS and s.layer in VALID_LAYERS:
-                col.add(s, f"checks[{i}]", "checks apply to ingest and transform steps (their output datasets)")
+                col.add(s, f"checks[{i}]",
+                        "checks apply to ingest and transform steps (their output datasets)")
         if s.partition_mapping is not None and not partitioned:
             col.add(s, "partition_mapping", "a partition mapping needs pipeline 'partitions'")
         for key in ("owner", "owners"):
@@ -495,7 +507,8 @@ def _check_pipeline(pipeline: PipelineConfig, steps: list[Step], col: _Collector
                         dt.datetime.fromisoformat(value)
                     except ValueError:
                         dates_ok = False
-                        col.add(None, f"partitions.{key}", f"'{value}' is not a date (YYYY-MM-DD or ISO datetime)")
+                        col.add(None, f"partitions.{key}",
+                                f"'{value}' is not a date (YYYY-MM-DD or ISO datetime)")
             if dates_ok:
                 try:
                     build_partitions_def(pipeline.partitions, pipeline.name)
@@ -522,12 +535,17 @@ def _check_pipeline(pipeline: PipelineConfig, steps: list[Step], col: _Collector
             col.add(None, where, f"sensor names unknown step '{sensor.step}'")
         elif target.layer != "ingest":
             col.add(None, where, f"sensor step '{sensor.step}' must be an ingest step, not {target.layer}")
-        if isinstance(sensor, FileWatchSensorConfig) and sensor.dynamic_partitions:
-            if pipeline.partitions is None or pipeline.partitions.type != "dynamic":
-                col.add(None, f"sensors[{i}].dynamic_partitions",
-                        "dynamic_partitions needs pipeline 'partitions: {type: dynamic}'")
-        if isinstance(sensor, PollingSensorConfig) and "://" not in sensor.source and sensor.source not in by_name:
+        if (isinstance(sensor, FileWatchSensorConfig) and sensor.dynamic_partitions
+                and (pipeline.partitions is None or pipeline.partitions.type != "dynamic")):
+            col.add(None, f"sensors[{i}].dynamic_partitions",
+                    "dynamic_partitions needs pipeline 'partitions: {type: dynamic}'")
+        if (isinstance(sensor, PollingSensorConfig) and "://" not in sensor.source
+                and sensor.source not in by_name):
             col.add(None, f"sensors[{i}].source", f"'{sensor.source}' is neither a URL nor a connect step")
+        if isinstance(sensor, PollingSensorConfig) and pipeline.partitions is not None \
+                and pipeline.partitions.type in ("static", "dynamic"):
+            col.add(None, f"sensors[{i}].type", f"a {sensor.type} sensor needs an unpartitioned or "
+                    f"time-partitioned pipeline (partitions are {pipeline.partitions.type})")
     for i, hook in enumerate(pipeline.hooks):
         if hook.event not in VALID_EVENTS:
             hint = ""
@@ -570,7 +588,8 @@ def validate_raw(raw: RawPipeline) -> tuple[PipelineConfig | None, list[Problem]
     return pipeline, []
 
 
-def load_pipelines(*paths: str | Path, project: str | None = None, enabled_only: bool = True) -> list[PipelineConfig]:
+def load_pipelines(*paths: str | Path, project: str | None = None,
+                   enabled_only: bool = True) -> list[PipelineConfig]:
     """Load and validate every config at ``paths`` (files or directories).
 
     Raises :class:`ConfigValidationError` listing every problem of every file.
@@ -601,8 +620,8 @@ def load_pipelines(*paths: str | Path, project: str | None = None, enabled_only:
         elif seen_safe.get(_dagster_name(p.name), p.name) != p.name:
             other = seen_safe[_dagster_name(p.name)]
             problems.append(Problem(str(p.source), None, "pipeline",
-                                    f"pipeline names '{p.name}' and '{other}' ({seen[other]}) both become the "
-                                    f"Dagster job '{_dagster_name(p.name)}'; rename one"))
+                                    f"pipeline names '{p.name}' and '{other}' ({seen[other]}) both become "
+                                    f"the Dagster job '{_dagster_name(p.name)}'; rename one"))
         seen.setdefault(p.name, str(p.source))
         seen_safe.setdefault(_dagster_name(p.name), p.name)
     if problems:
@@ -610,13 +629,15 @@ def load_pipelines(*paths: str | Path, project: str | None = None, enabled_only:
     return pipelines
 
 
-def load_pipeline(path: str | Path, *, project: str | None = None, enabled_only: bool = True) -> PipelineConfig:
+def load_pipeline(path: str | Path, *, project: str | None = None,
+                  enabled_only: bool = True) -> PipelineConfig:
     """Load and validate one pipeline config file (JSON, YAML, SQLite or CSV)."""
     pipelines = load_pipelines(path, project=project, enabled_only=enabled_only)
     if len(pipelines) != 1:
         names = ", ".join(p.name for p in pipelines)
         raise ConfigValidationError([Problem(str(path), None, "project",
-                                             f"holds {len(pipelines)} pipelines ({names}); pass project=...")])
+                                             f"holds {len(pipelines)} pipelines ({names}); "
+                                             "pass project=...")])
     return pipelines[0]
 
 
@@ -634,10 +655,12 @@ def validate_pipeline(config: PipelineConfig | list[dict[str, Any]] | dict[str, 
         default = config.name
     else:
         if isinstance(config, list | tuple):
-            config = {"steps": [s.model_dump(exclude_none=True) if isinstance(s, Step) else s for s in config]}
+            config = {"steps": [s.model_dump(exclude_none=True) if isinstance(s, Step) else s
+                                for s in config]}
         if not isinstance(config, dict):
-            raise ConfigValidationError([Problem(file, None, None, "a config must be a list of steps or a "
-                                                                   f"pipeline mapping, got {type(config).__name__}")])
+            raise ConfigValidationError([Problem(
+                file, None, None,
+                f"a config must be a list of steps or a pipeline mapping, got {type(config).__name__}")])
         doc = config
         source = None
         default = "pipeline"

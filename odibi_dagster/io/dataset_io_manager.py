@@ -9,6 +9,7 @@ process or on any machine that sees ``base_dir``.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -41,7 +42,12 @@ def partition_file_stem(partition_key: str | None) -> str:
     """File name (without suffix) of one partition; any key is safe as a file name."""
     if partition_key is None:
         return UNPARTITIONED
-    return "partition=" + quote(partition_key, safe="")
+    stem = "partition=" + quote(partition_key, safe="")
+    if len(stem) > 200:
+        # File names stop at 255 bytes; long keys (a dynamic partition per landed file path)
+        # keep a readable prefix and a hash of the whole key.
+        stem = f"{stem[:150]}~{hashlib.sha256(partition_key.encode()).hexdigest()[:32]}"
+    return stem
 
 
 class OdibiIOManager(dg.ConfigurableIOManager):
@@ -115,7 +121,8 @@ class OdibiIOManager(dg.ConfigurableIOManager):
                     f"Dataset {asset_key.to_user_string()} has not been materialized"
                     f"{' for partition(s) ' + shown if keys != [None] else ''} under {self.asset_dir(asset_key)}; "
                     "materialize it first."
-                )
+                ),
+                allow_retries=False,  # retrying the step cannot make the upstream data appear
             )
         fmt: DatasetFormat = "delta" if formats == {"delta"} else "parquet"
         if len(formats) > 1:

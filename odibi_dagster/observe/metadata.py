@@ -29,13 +29,13 @@ def column_schema(snapshot: Snapshot) -> dg.TableSchema:
     return dg.TableSchema(columns=[dg.TableColumn(name=str(c), type=str(t)) for c, t in snapshot.schema])
 
 
+def _is_missing(value: Any) -> bool:
+    if value is None or value is pd.NaT or value is pd.NA:
+        return True
+    return isinstance(value, float) and math.isnan(value)
+
+
 def _cell_text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float) and math.isnan(value):
-        return "NaN"
-    if value is pd.NaT:
-        return "NaT"
     if isinstance(value, pd.Timestamp | _dt.datetime | _dt.date):
         return value.isoformat()
     if isinstance(value, bytes | bytearray):
@@ -43,8 +43,7 @@ def _cell_text(value: Any) -> str:
     return str(value)
 
 
-def _md_cell(value: Any, max_chars: int) -> str:
-    text = _cell_text(value)
+def _md_cell(text: str, max_chars: int) -> str:
     if max_chars > 0 and len(text) > max_chars:
         text = text[: max(max_chars - 1, 0)] + ELLIPSIS  # cut before escaping: count what users see
     # Backslash first so the escapes we add stay unambiguous; <, > and & as entities so no raw
@@ -71,10 +70,13 @@ def sample_markdown(
     head = sample.head(rows)
     redact = redactor.redact_text if redactor is not None else (lambda s: s)
     header = "| " + " | ".join(_md_cell(redact(str(c)), max_cell_chars) for c in head.columns) + " |"
+    # Missing values (None, NaN, NaT, NA) show as an italic null, unlike an empty string.
     rule = "| " + " | ".join("---" for _ in head.columns) + " |"
     lines = [header, rule]
     for record in head.itertuples(index=False, name=None):
-        cells = (_md_cell(redact(_cell_text(v)), max_cell_chars) for v in record)
+        cells = (
+            "*null*" if _is_missing(v) else _md_cell(redact(_cell_text(v)), max_cell_chars) for v in record
+        )
         lines.append("| " + " | ".join(cells) + " |")
     if len(head) == 0:
         lines.append("| " + " | ".join("" for _ in head.columns) + " |")

@@ -10,6 +10,7 @@ pandas frame and the schema of the Parquet file it was written to compare equal.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -20,7 +21,7 @@ import pyarrow.dataset as ds
 
 from odibi_dagster.engines.base import DatasetRef, Snapshot
 
-__all__ = ["schema_diff", "snapshot_frame_pandas", "snapshot_ref", "snapshot_table_arrow"]
+__all__ = ["normalize_type", "schema_diff", "snapshot_frame_pandas", "snapshot_ref", "snapshot_table_arrow"]
 
 SchemaLike = Snapshot | Sequence[Sequence[str]] | Mapping[str, str] | None
 
@@ -37,8 +38,21 @@ def _filesystem(path: str, storage_options: Mapping[str, Any] | None) -> tuple[A
     return fs, root
 
 
+_PHYSICAL_VARIANTS = re.compile(r"\blarge_(string|binary|list)\b|\b(string|binary|list)_view\b")
+
+
+def normalize_type(type_name: str) -> str:
+    """An Arrow type name without physical-layout variants: ``large_string`` and
+    ``string_view`` are ``string`` (same for binary and list).
+
+    pandas, DuckDB and Spark pick different layouts for the same logical column; a
+    schema diff or Dagster's schema-change check should not report that as a change.
+    """
+    return _PHYSICAL_VARIANTS.sub(lambda m: m.group(1) or m.group(2), str(type_name))
+
+
 def _arrow_schema_pairs(schema: pa.Schema) -> tuple[tuple[str, str], ...]:
-    return tuple((field.name, str(field.type)) for field in schema)
+    return tuple((field.name, normalize_type(str(field.type))) for field in schema)
 
 
 def _table_to_pandas(table: pa.Table) -> pd.DataFrame:
@@ -56,23 +70,59 @@ def _unified_schema(schemas: list[pa.Schema]) -> pa.Schema:
         return schemas[0]
 
 
-def _head_across(datasets: list[Any], n: int, schema: pa.Schema) -> pa.Table:
-    """The first ``n`` rows across ``datasets`` (each exposes ``head``), reading no more than needed."""
+def _parquet_head(dataset: ds.Dataset, n: int) -> list[pa.Table]:
+    """The first ``n`` rows of a Parquet dataset, reading one row group at a time.
+
+    ``Dataset.head`` reads ahead across row groups and files (the whole file, for small
+    files); scanning one row-group subset of one fragment at a time reads only what the
+    sample needs: the footer and the first non-empty row group(s).
+    """
     parts: list[pa.Table] = []
     remaining = n
-    for dataset in datasets:
+    options = ds.ParquetFragmentScanOptions(pre_buffer=False)
+    for fragment in dataset.get_fragments():
         if remaining <= 0:
             break
-        part = dataset.head(remaining)
-        if part.num_rows:
+        groups = getattr(fragment, "row_groups", None)
+        if groups is None:  # not a Parquet fragment: let Arrow do it
+            part = fragment.head(remaining)
             parts.append(part)
             remaining -= part.num_rows
+            continue
+        for group in groups:
+            if remaining <= 0:
+                break
+            if group.num_rows == 0:
+                continue
+            piece = fragment.subset(row_group_ids=[group.id])
+            scanner = ds.Scanner.from_fragment(
+                piece, schema=dataset.schema, fragment_scan_options=options, batch_readahead=0
+            )
+            part = scanner.head(remaining)
+            if part.num_rows:
+                parts.append(part)
+                remaining -= part.num_rows
+    return parts
+
+
+def _concat(parts: list[pa.Table], schema: pa.Schema) -> pa.Table:
     if not parts:
         return schema.empty_table()
     try:
         return pa.concat_tables(parts, promote_options="permissive")
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         return parts[0]
+
+
+def _head_across(datasets: list[ds.Dataset], n: int, schema: pa.Schema) -> pa.Table:
+    """The first ``n`` rows across Parquet ``datasets``, reading no more than needed."""
+    parts: list[pa.Table] = []
+    for dataset in datasets:
+        remaining = n - sum(p.num_rows for p in parts)
+        if remaining <= 0:
+            break
+        parts.extend(_parquet_head(dataset, remaining))
+    return _concat(parts, schema)
 
 
 def _snapshot_parquet(
@@ -118,7 +168,19 @@ def _snapshot_delta(
     rows = sum(_delta_row_count(t) for t in tables)
     sample = None
     if sample_rows > 0:
-        sample = _table_to_pandas(_head_across([t.to_pyarrow_dataset() for t in tables], sample_rows, schema))
+        parts: list[pa.Table] = []
+        for table in tables:
+            remaining = sample_rows - sum(p.num_rows for p in parts)
+            if remaining <= 0:
+                break
+            dataset = table.to_pyarrow_dataset()
+            try:
+                parts.extend(_parquet_head(dataset, remaining))
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, AttributeError, TypeError):
+                part = dataset.head(remaining)
+                if part.num_rows:
+                    parts.append(part)
+        sample = _table_to_pandas(_concat(parts, schema))
     return Snapshot(row_count=rows, schema=_arrow_schema_pairs(schema), sample=sample)
 
 
@@ -182,15 +244,21 @@ def schema_diff(before: SchemaLike, after: SchemaLike) -> dict[str, Any]:
 
     Returns ``{"added_columns": [...], "removed_columns": [...],
     "changed_types": [{"column", "before", "after"}, ...]}``, columns in schema order.
+    Types that differ only in physical layout (``large_string`` vs ``string``) are equal.
     """
     before_cols = _schema_map(before)
     after_cols = _schema_map(after)
+    same = {
+        c
+        for c in before_cols
+        if c in after_cols and normalize_type(before_cols[c]) == normalize_type(after_cols[c])
+    }
     return {
         "added_columns": [c for c in after_cols if c not in before_cols],
         "removed_columns": [c for c in before_cols if c not in after_cols],
         "changed_types": [
             {"column": c, "before": before_cols[c], "after": after_cols[c]}
             for c in before_cols
-            if c in after_cols and before_cols[c] != after_cols[c]
+            if c in after_cols and c not in same
         ],
     }

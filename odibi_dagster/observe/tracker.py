@@ -15,13 +15,14 @@ Layout::
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from odibi_dagster.engines.base import Snapshot
 from odibi_dagster.observe._util import atomic_write_text, dumps, json_safe, safe_name
@@ -31,6 +32,15 @@ from odibi_dagster.observe.snapshot import schema_diff
 __all__ = ["RunTracker", "run_dir", "snapshot_to_dict", "summarize"]
 
 StepStatus = Literal["success", "failed"]
+
+
+class StoryWriter(Protocol):
+    """What :meth:`RunTracker.publish` needs from a story renderer (``StoryGenerator``)."""
+
+    def write(
+        self, path: Any, lineage: Mapping[str, Any], graph: Mapping[str, Any] | None = None
+    ) -> Path: ...
+
 
 # Keys every step record has, in ODIBI's StepExecution order; ``extra`` cannot override them.
 _CORE_KEYS = (
@@ -73,8 +83,11 @@ def snapshot_to_dict(
     """
     sample: list[dict[str, Any]] = []
     if snapshot.sample is not None and sample_rows > 0:
-        frame = snapshot.sample.head(sample_rows)
+        frame = snapshot.sample.head(sample_rows).copy()
         frame.columns = [str(c) for c in frame.columns]
+        for column in frame.columns[frame.dtypes.astype(str) == "float32"]:
+            # float32 values widen to float64 noise (99.99 -> 99.98999786...): keep their short form.
+            frame[column] = frame[column].astype(str).astype("float64")
         sample = json_safe(frame.to_dict(orient="records"))
     return {
         "name": name,
@@ -294,6 +307,52 @@ class RunTracker:
     def save(self) -> Path:
         """Write the merged lineage to ``<run_dir>/tracker.json`` atomically and return its path."""
         return atomic_write_text(self.tracker_path, dumps(self.export_lineage(), indent=2))
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """An exclusive, cross-process lock on the run folder (``<run_dir>/.lock``).
+
+        Hold it around "merge the step files, then write story/tracker.json" so that
+        two steps finishing at once cannot leave an older merge on disk last. Step
+        files themselves never need it. Not re-entrant (do not call :meth:`publish`
+        while holding it). Falls back to no locking where ``fcntl`` is unavailable.
+        """
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            yield
+            return
+        with open(self.run_dir / ".lock", "a+") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+    def publish(
+        self,
+        story: StoryWriter | None = None,
+        graph: Mapping[str, Any] | None = None,
+        *,
+        metrics: bool = False,
+    ) -> dict[str, Any]:
+        """Merge the step files and write ``tracker.json``, the story (when ``story`` is given,
+        e.g. a ``StoryGenerator``) and ``metrics.json``/``metrics.prom``, all under :meth:`lock`.
+
+        Call it after every step so the story stays current; whichever process
+        publishes last writes the freshest merge. Returns the lineage written.
+        """
+        with self.lock():
+            lineage = self.export_lineage()
+            if story is not None:
+                story.write(self.story_path, lineage, graph)
+            atomic_write_text(self.tracker_path, dumps(lineage, indent=2))
+            if metrics:
+                from odibi_dagster.observe.metrics import write_metrics
+
+                write_metrics(self.run_dir, lineage)
+            return lineage
 
 
 def summarize(steps: list[Mapping[str, Any]]) -> dict[str, Any]:

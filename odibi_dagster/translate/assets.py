@@ -140,7 +140,7 @@ def _data_asset(plan: PipelinePlan, translator: OdibiTranslator, key_prefix: tup
         refs = _refs_in_step_order(step, names, kwargs)
         per_dataset: dict[str, list[tuple[DatasetRef, dict[str, Any]]]] = {d: [] for d in output_names}
         for key in _partition_keys(context):
-            execution = StepExecution(plan, step, context, key)
+            execution = StepExecution(plan, step, context, key, run_config=config)
             results, _ = run_data_step(execution, refs, _upstream_keys(context, plan, step, key), config)
             for dataset, res in results.items():
                 per_dataset[dataset].append(res)
@@ -181,7 +181,7 @@ def _sink_asset(plan: PipelinePlan, translator: OdibiTranslator, key_prefix: tup
         rows = 0
         keys = _partition_keys(context)
         for key in keys:
-            execution = StepExecution(plan, step, context, key)
+            execution = StepExecution(plan, step, context, key, run_config=config)
             metadata = run_sink_step(execution, refs, _upstream_keys(context, plan, step, key))
             rows += int(metadata["dagster/row_count"].value)
         if len(keys) > 1:

@@ -70,9 +70,18 @@ class PipelinePlan:
             if value.startswith("sqlite:///") and not value.startswith("sqlite:////"):
                 rel = value[len("sqlite:///"):]
                 if rel and rel != ":memory:" and not os.path.isabs(rel):
-                    return "sqlite:///" + os.path.join(self.data_root, rel)
+                    return "sqlite:///" + self._join_root(rel)
             return value
-        return os.path.join(self.data_root, value)
+        return self._join_root(value)
+
+    def _join_root(self, rel: str) -> str:
+        # Local paths are normalised (no ``pipelines/../output`` in URIs and logs), keeping a
+        # trailing separator: ``out/dir/`` names a directory target.
+        joined = os.path.join(self.data_root, rel)
+        if "://" in joined:
+            return joined
+        norm = os.path.normpath(joined)
+        return norm + os.sep if rel.endswith(("/", os.sep)) and not norm.endswith(os.sep) else norm
 
     def resolve_value(self, value: str, params: dict) -> str:
         """An ingest/store step's value: a path (see :meth:`resolve_path`), except when the step

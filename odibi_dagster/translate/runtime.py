@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import dagster as dg
@@ -32,12 +33,17 @@ from odibi_dagster.observe.story.generator import StoryGenerator
 from odibi_dagster.observe.tracker import RunTracker
 from odibi_dagster.translate import events
 from odibi_dagster.translate.plan import PipelinePlan
+from odibi_dagster.triggers.sensors import dynamic_file_source
 
 
 class StepRunConfig(dg.Config):
-    """Run config of a step. ``source`` overrides an ingest step's value (file-watch sensors set it)."""
+    """Run config of a step. ``source`` overrides an ingest step's value (file-watch sensors set it);
+    ``watermark_start`` / ``watermark_end`` are the range a polling sensor's run reads (template
+    variables of the same names)."""
 
     source: str | None = None
+    watermark_start: Any = None
+    watermark_end: Any = None
 
 
 @dataclass
@@ -50,12 +56,13 @@ class StepExecution:
     partition_key: str | None
     redactor: Redactor = field(default_factory=Redactor)
     env: EnvNamespace = field(default_factory=EnvNamespace)
+    run_config: StepRunConfig | None = None
 
     @property
     def engine(self) -> str:
         return self.step.engine or self.plan.pipeline.engine
 
-    @property
+    @cached_property
     def tracker(self) -> RunTracker:
         return RunTracker(self.plan.stories_dir, self.plan.name, self.context.run_id, self.redactor,
                           sample_rows=self.plan.pipeline.story.sample_rows)
@@ -65,10 +72,14 @@ class StepExecution:
         return str(self.tracker.story_path)
 
     def variables(self) -> dict[str, Any]:
-        values: dict[str, Any] = {"run_id": self.context.run_id, "pipeline": self.plan.name, "env": self.env}
+        cfg = self.run_config or StepRunConfig()
+        values: dict[str, Any] = {"run_id": self.context.run_id, "pipeline": self.plan.name, "env": self.env,
+                                  "watermark_start": cfg.watermark_start, "watermark_end": cfg.watermark_end}
         if self.partition_key is not None:
             values["partition_key"] = self.partition_key
-            values["partition_keys"] = [self.partition_key]
+            # Every key of the run: one for a partition run, the whole range for a single-run backfill.
+            ranged = self.context.has_partition_key or self.context.has_partition_key_range
+            values["partition_keys"] = list(self.context.partition_keys) if ranged else [self.partition_key]
             start = end = self.partition_key
             pdef = self.context.assets_def.partitions_def
             if isinstance(pdef, dg.TimeWindowPartitionsDefinition):
@@ -203,7 +214,8 @@ def run_data_step(
         try:
             params = execution.params()
             if step.layer == "ingest":
-                source = config.source or execution.render_value()
+                source = config.source or dynamic_file_source(plan, step, execution.partition_key) \
+                    or execution.render_value()
                 frames = {None: ctx.read(plan.resolve_value(source, params) if step.type != "api" else source,
                                          **params)}
             elif step.type == "sql":

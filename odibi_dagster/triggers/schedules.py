@@ -1,12 +1,19 @@
-"""Cron and interval helpers shared by validation and the schedule builders."""
+"""Schedules of a pipeline (``schedule: {cron, timezone}``) and the cron / interval helpers
+shared by validation and the schedule builders."""
 
 from __future__ import annotations
 
 import re
+from typing import Any
+
+import dagster as dg
 
 # Dagster's own cron parser (the one its schedules use), so validation and the
 # daemon agree on what a valid expression is.
 from dagster._utils.schedules import is_valid_cron_string
+
+from odibi_dagster.translate.plan import PipelinePlan, safe_identifier
+from odibi_dagster.triggers.partitions import build_partitions_def, latest_complete_partition
 
 _UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600, "d": 86400}
 
@@ -33,3 +40,55 @@ def interval_seconds(every: str | int) -> int:
     if seconds < 30:
         raise ValueError(f"interval of {seconds}s is shorter than Dagster's 30s minimum tick interval")
     return seconds
+
+
+def schedule_name(plan: PipelinePlan) -> str:
+    """``schedule.name`` (made a valid Dagster name) or ``<pipeline>_schedule``."""
+    sch = plan.pipeline.schedule
+    return safe_identifier(sch.name) if sch is not None and sch.name else f"{plan.job_name}_schedule"
+
+
+def build_schedule(plan: PipelinePlan, job: Any) -> dg.ScheduleDefinition | None:
+    """``schedule: {cron, timezone}`` -> a Dagster schedule on the pipeline's job.
+
+    The cron expression is evaluated in ``schedule.timezone``. On a time-partitioned
+    pipeline each tick runs the latest *complete* partition at the tick's time (in the
+    partitions' own timezone), with the partition key as run key so a partition is
+    scheduled once however often the cron fires. Static partitions run every value on each
+    tick, dynamic partitions every key known at the tick. ``every:`` (ODIBI's interval
+    mode) is a sensor instead (see ``sensors.build_interval_sensor``).
+
+    Dagster's ``build_schedule_from_partitioned_job`` is not used: it takes its cadence and
+    timezone from the partitions and refuses a cron or timezone of its own.
+    """
+    sch = plan.pipeline.schedule
+    if sch is None or sch.cron is None:
+        return None
+    status = dg.DefaultScheduleStatus.RUNNING if sch.enabled else dg.DefaultScheduleStatus.STOPPED
+    pdef = build_partitions_def(plan.pipeline.partitions, plan.name)
+    if pdef is None:
+        return dg.ScheduleDefinition(name=schedule_name(plan), job=job, cron_schedule=sch.cron,
+                                     execution_timezone=sch.timezone, default_status=status,
+                                     description=f"Runs {plan.name} at '{sch.cron}' ({sch.timezone})")
+
+    @dg.schedule(name=schedule_name(plan), job=job, cron_schedule=sch.cron, execution_timezone=sch.timezone,
+                 default_status=status,
+                 description=f"Runs {plan.name} at '{sch.cron}' ({sch.timezone}) for the latest partition")
+    def _partitioned(context: dg.ScheduleEvaluationContext) -> Any:
+        at = context.scheduled_execution_time
+        if isinstance(pdef, dg.TimeWindowPartitionsDefinition):
+            key = latest_complete_partition(pdef, at)
+            if key is None:
+                return dg.SkipReason(f"no complete partition of {plan.name} at {at}")
+            return dg.RunRequest(run_key=key, partition_key=key)
+        if isinstance(pdef, dg.DynamicPartitionsDefinition):
+            keys = list(context.instance.get_dynamic_partitions(pdef.name or ""))
+        else:
+            keys = list(pdef.get_partition_keys())
+        if not keys:
+            return dg.SkipReason(f"{plan.name} has no partitions yet")
+        # Static/dynamic partitions are refreshed on every tick: the tick time keys the runs.
+        stamp = at.isoformat() if at is not None else "now"
+        return [dg.RunRequest(run_key=f"{key}@{stamp}", partition_key=key) for key in keys]
+
+    return _partitioned

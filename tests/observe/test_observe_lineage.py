@@ -55,7 +55,11 @@ def test_aggregates_group_by_and_case():
     )
     assert result["Region"] == {("customers", "Region")}
     assert result["total"] == {("bronze_orders", "amount")}
-    assert result["mixed"] == {("bronze_orders", "status"), ("bronze_orders", "amount"), ("customers", "cust_id")}
+    assert result["mixed"] == {
+        ("bronze_orders", "status"),
+        ("bronze_orders", "amount"),
+        ("customers", "cust_id"),
+    }
     assert "n" not in result  # COUNT(*) reads no column
 
 

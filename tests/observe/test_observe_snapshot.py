@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import io
 
 import fsspec
 import fsspec.implementations.memory
@@ -16,6 +17,7 @@ from deltalake import DeltaTable, write_deltalake
 
 from odibi_dagster.engines.base import DatasetRef, Snapshot
 from odibi_dagster.observe.snapshot import (
+    normalize_type,
     schema_diff,
     snapshot_frame_pandas,
     snapshot_ref,
@@ -62,6 +64,13 @@ def test_snapshot_parquet_file_uses_footer_and_head(tmp_path):
     assert list(snap.sample["id"]) == [0, 1, 2, 3, 4]
 
 
+class _CountingFile(io.BytesIO):
+    def read(self, n=-1):
+        data = super().read(n)
+        _CountingMemoryFS.bytes_read += len(data)
+        return data
+
+
 class _CountingMemoryFS(fsspec.implementations.memory.MemoryFileSystem):
     """An in-memory filesystem that counts the bytes readers pull out of it."""
 
@@ -69,17 +78,9 @@ class _CountingMemoryFS(fsspec.implementations.memory.MemoryFileSystem):
     bytes_read = 0
 
     def _open(self, path, mode="rb", **kwargs):
-        handle = super()._open(path, mode, **kwargs)
-        if "r" in mode:
-            original = handle.read
-
-            def read(*args):
-                data = original(*args)
-                type(self).bytes_read += len(data)
-                return data
-
-            handle.read = read
-        return handle
+        if mode == "rb":
+            return _CountingFile(self.cat_file(path))
+        return super()._open(path, mode, **kwargs)
 
 
 def test_snapshot_parquet_reads_footer_and_first_rows_only():
@@ -87,13 +88,15 @@ def test_snapshot_parquet_reads_footer_and_first_rows_only():
     fs = fsspec.filesystem("countmem")
     rng = np.random.default_rng(0)
     table = pa.table({"id": np.arange(400_000), "x": rng.random(400_000), "y": rng.random(400_000)})
-    with fs.open("countmem://big/data.parquet", "wb") as fh:
+    with fs.open("countmem://big/day=1/data.parquet", "wb") as fh:
         pq.write_table(table, fh, row_group_size=20_000, compression="none")
-    size = fs.size("countmem://big/data.parquet")
+    size = fs.size("countmem://big/day=1/data.parquet")
     _CountingMemoryFS.bytes_read = 0
-    snap = snapshot_ref(DatasetRef(paths=("countmem://big/data.parquet",)), sample_rows=3)
+    snap = snapshot_ref(DatasetRef(paths=("countmem://big",)), sample_rows=3)
     assert snap.row_count == 400_000
-    assert len(snap.sample) == 3
+    assert snap.columns == ["id", "x", "y", "day"]  # hive partition column included
+    assert list(snap.sample["id"]) == [0, 1, 2]
+    assert list(snap.sample["day"]) == [1, 1, 1]
     # Footer + (at most) the first row group: a small fraction of the file.
     assert _CountingMemoryFS.bytes_read < size * 0.2, (_CountingMemoryFS.bytes_read, size)
 
@@ -144,13 +147,15 @@ def test_snapshot_delta_counts_from_add_actions(tmp_path, monkeypatch):
         def __init__(self, dataset):
             self.dataset = dataset
 
-        def head(self, n):
-            return self.dataset.head(n)
+        def __getattr__(self, name):
+            return getattr(self.dataset, name)
 
         def count_rows(self):
             pytest.fail("counted by scanning")
 
-    monkeypatch.setattr(DeltaTable, "to_pyarrow_dataset", lambda self, *a, **k: NoCount(original(self, *a, **k)))
+    monkeypatch.setattr(
+        DeltaTable, "to_pyarrow_dataset", lambda self, *a, **k: NoCount(original(self, *a, **k))
+    )
     snap = snapshot_ref(DatasetRef(paths=(path,), format="delta"), sample_rows=5)
     assert snap.row_count == 10
     assert snap.schema == (("id", "int64"), ("name", "string"), ("amount", "double"))
@@ -196,3 +201,13 @@ def test_snapshot_pandas_mixed_object_column_falls_back():
 def test_snapshot_arrow_table():
     snap = snapshot_table_arrow(_table(8), sample_rows=3)
     assert snap.row_count == 8 and len(snap.sample) == 3 and snap.columns == ["id", "name", "amount"]
+
+
+def test_physical_layout_variants_are_not_type_changes():
+    assert normalize_type("large_string") == "string"
+    assert normalize_type("large_list<item: large_string>") == "list<item: string>"
+    assert normalize_type("string_view") == "string" and normalize_type("timestamp[us]") == "timestamp[us]"
+    large = snapshot_table_arrow(pa.table({"s": pa.array(["a"], pa.large_string())}))
+    small = snapshot_table_arrow(pa.table({"s": pa.array(["a"], pa.string())}))
+    assert large.schema == small.schema == (("s", "string"),)
+    assert schema_diff([("s", "large_string")], [("s", "string")])["changed_types"] == []

@@ -86,8 +86,10 @@ def standalone_cluster(tmp_path: Path) -> Iterator[dict[str, Any]]:
         logs.append(master_log)
         procs.append(
             subprocess.Popen(
-                [spark_class, "org.apache.spark.deploy.master.Master", "--host", HOST]
-                + ["--port", str(port), "--webui-port", str(ui_port)],
+                [
+                    *(spark_class, "org.apache.spark.deploy.master.Master", "--host", HOST),
+                    *("--port", str(port), "--webui-port", str(ui_port)),
+                ],
                 env=env,
                 stdout=master_log,
                 stderr=subprocess.STDOUT,
@@ -100,8 +102,10 @@ def standalone_cluster(tmp_path: Path) -> Iterator[dict[str, Any]]:
         logs.append(worker_log)
         procs.append(
             subprocess.Popen(
-                [spark_class, "org.apache.spark.deploy.worker.Worker", f"spark://{HOST}:{port}"]
-                + ["--cores", "1", "--memory", "1g", "--host", HOST, "--webui-port", str(worker_ui_port)],
+                [
+                    *(spark_class, "org.apache.spark.deploy.worker.Worker", f"spark://{HOST}:{port}"),
+                    *("--cores", "1", "--memory", "1g", "--host", HOST, "--webui-port", str(worker_ui_port)),
+                ],
                 env=env,
                 stdout=worker_log,
                 stderr=subprocess.STDOUT,
@@ -132,15 +136,16 @@ DRIVER_SCRIPT = textwrap.dedent(
     engine = SparkEngine(master=master, app_name="odibi-cluster-test", spark_conf={
         "spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1",
         "spark.executor.memory": "512m", "spark.cores.max": "1", "spark.ui.port": ui_port,
-        "spark.sql.shuffle.partitions": "2", "spark.pyspark.python": sys.executable})
+        "spark.sql.shuffle.partitions": "2", "spark.databricks.delta.snapshotPartitions": "2",
+        "spark.pyspark.python": sys.executable})
     ctx = engine.context()
     with open(work + "/sales.csv", "w") as fh:
         fh.write("sale_id,store,amount\\n")
         for i in range(1000):
             fh.write(f"{i},s{i % 4},{'oops' if i % 10 == 0 else i % 50 - 5}\\n")
     ctx.register_temp("bronze", ctx.read(work + "/sales.csv"))
-    silver = ctx.execute_sql(
-        "SELECT sale_id, store, CAST(amount AS DOUBLE) AS amount FROM bronze WHERE TRY_CAST(amount AS DOUBLE) > 0")
+    silver = ctx.execute_sql("SELECT sale_id, store, CAST(amount AS DOUBLE) AS amount FROM bronze "
+                             "WHERE TRY_CAST(amount AS DOUBLE) > 0")
     info = ctx.persist(silver, work + "/silver", "delta")
     ctx.register_temp("silver", DatasetRef(paths=(work + "/silver",), format="delta"))
     gold = ctx.execute_sql("SELECT store, COUNT(*) AS n FROM silver GROUP BY store ORDER BY store")
@@ -166,7 +171,7 @@ def test_job_runs_on_a_standalone_cluster(spark, standalone_cluster: dict[str, A
         env=standalone_cluster["env"],
         capture_output=True,
         text=True,
-        timeout=150,
+        timeout=240,
     )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     assert proc.returncode == 0 and lines, proc.stderr[-4000:]
@@ -180,7 +185,9 @@ def test_job_runs_on_a_standalone_cluster(spark, standalone_cluster: dict[str, A
     # the master saw the application run and finish
     apps = _wait_for(
         lambda: [
-            a for a in _get_json(standalone_cluster["master_json"])["completedapps"] if a["id"] == result["app_id"]
+            a
+            for a in _get_json(standalone_cluster["master_json"])["completedapps"]
+            if a["id"] == result["app_id"]
         ],
         30,
         "application completed",

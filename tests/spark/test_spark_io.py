@@ -23,7 +23,11 @@ def _rows(df) -> list[tuple]:
 @pytest.fixture
 def sales(ctx: SparkEngineContext):
     return ctx.spark.createDataFrame(
-        [(1, "north", 10.5, "2024-01-01"), (2, "south", 20.0, "2024-01-02"), (3, "north", 7.25, "2024-01-02")],
+        [
+            (1, "north", 10.5, "2024-01-01"),
+            (2, "south", 20.0, "2024-01-02"),
+            (3, "north", 7.25, "2024-01-02"),
+        ],
         "sale_id long, store string, amount double, sale_date string",
     )
 

@@ -114,10 +114,7 @@ def test_persist_handoff_readable_by_spark_and_the_pandas_side(
     assert ctx.load(ref).count() == 3
 
     # the pandas side reads what Spark persisted
-    if fmt == "delta":
-        table = RustDeltaTable(path).to_pyarrow_table()
-    else:
-        table = pq.read_table(path)
+    table = RustDeltaTable(path).to_pyarrow_table() if fmt == "delta" else pq.read_table(path)
     assert sorted(table.column("twice").to_pylist()) == [2, 4, 6]
 
 

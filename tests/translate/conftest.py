@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from odibi_testlib import Project  # noqa: E402
+from odibi_testlib import Project
 
 
 @pytest.fixture

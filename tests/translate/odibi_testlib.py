@@ -100,8 +100,9 @@ class Project:
     def sample_csv(self, rel: str = "data/sample.csv") -> Path:
         return write_sample_csv(self.root / rel)
 
-    def pipeline(self, name: str, steps: Sequence[dict[str, Any]], *, filename: str | None = None,
-                 **settings: Any) -> Path:
+    def pipeline(
+        self, name: str, steps: Sequence[dict[str, Any]], *, filename: str | None = None, **settings: Any
+    ) -> Path:
         """A YAML pipeline document ``{pipeline: name, **settings, steps: [...]}``."""
         doc = {"pipeline": name, **settings, "steps": list(steps)}
         return self.write(filename or f"{name}.yaml", yaml.safe_dump(doc, sort_keys=False))
@@ -142,8 +143,11 @@ def run_pipeline(
 
 def step_events(result: dg.ExecuteInProcessResult | dg.ExecuteJobResult, event_type: str) -> set[str]:
     """Step names (op name without the pipeline prefix) that had ``event_type`` (e.g. STEP_SUCCESS)."""
-    return {ev.step_key.split("__", 1)[-1] for ev in result.all_events
-            if ev.event_type_value == event_type and ev.step_key}
+    return {
+        ev.step_key.split("__", 1)[-1]
+        for ev in result.all_events
+        if ev.event_type_value == event_type and ev.step_key
+    }
 
 
 def run_step_events(instance: dg.DagsterInstance, run_id: str, event_type: str) -> set[str]:
@@ -194,7 +198,9 @@ def cli_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120
-            ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([ODIBI_CLI, *args], cwd=cwd, env=env or cli_env(), capture_output=True, text=True,
-                          timeout=timeout)
+def run_cli(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [ODIBI_CLI, *args], cwd=cwd, env=env or cli_env(), capture_output=True, text=True, timeout=timeout
+    )

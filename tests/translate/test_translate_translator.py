@@ -9,6 +9,14 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 import pytest
+from odibi_testlib import (
+    HIGH_VALUE_IDS,
+    ODIBI_SIMPLE_STEPS,
+    Project,
+    failure_message,
+    run_pipeline,
+    step_events,
+)
 
 from odibi_dagster import (
     ConfigValidationError,
@@ -17,14 +25,6 @@ from odibi_dagster import (
     OdibiTranslator,
     build_definitions,
     load_pipeline,
-)
-from odibi_testlib import (
-    HIGH_VALUE_IDS,
-    ODIBI_SIMPLE_STEPS,
-    Project,
-    failure_message,
-    run_pipeline,
-    step_events,
 )
 
 
@@ -49,18 +49,43 @@ def code_reference(spec: dg.AssetSpec) -> dg.LocalFileCodeReference:
 
 def medallion_steps(fn_module: str) -> list[dict[str, Any]]:
     return [
-        {"layer": "ingest", "name": "read_sample_csv", "value": "data/sample.csv", "outputs": {"data": "raw"},
-         "metadata": {"description": "The walkthrough's sample: ten items."}},
-        {"layer": "transform", "name": "filter_high_value", "type": "sql",
-         "value": "SELECT * FROM data WHERE value > 100 ORDER BY id",
-         "inputs": {"data": "raw"}, "outputs": {"data": "filtered"},
-         "metadata": {"description": "Keeps the expensive items."}},
-        {"layer": "transform", "name": "split_by_category", "type": "function",
-         "value": f"{fn_module}.split", "params": {"category": "B"},
-         "inputs": {"data": "filtered"}, "outputs": {"picked": "picked", "others": "others"}},
-        {"layer": "store", "name": "save_filtered", "value": "out/filtered.parquet",
-         "inputs": {"data": "filtered"}},
-        {"layer": "publish", "name": "publish_picked", "value": "out/picked.csv", "inputs": {"data": "picked"}},
+        {
+            "layer": "ingest",
+            "name": "read_sample_csv",
+            "value": "data/sample.csv",
+            "outputs": {"data": "raw"},
+            "metadata": {"description": "The walkthrough's sample: ten items."},
+        },
+        {
+            "layer": "transform",
+            "name": "filter_high_value",
+            "type": "sql",
+            "value": "SELECT * FROM data WHERE value > 100 ORDER BY id",
+            "inputs": {"data": "raw"},
+            "outputs": {"data": "filtered"},
+            "metadata": {"description": "Keeps the expensive items."},
+        },
+        {
+            "layer": "transform",
+            "name": "split_by_category",
+            "type": "function",
+            "value": f"{fn_module}.split",
+            "params": {"category": "B"},
+            "inputs": {"data": "filtered"},
+            "outputs": {"picked": "picked", "others": "others"},
+        },
+        {
+            "layer": "store",
+            "name": "save_filtered",
+            "value": "out/filtered.parquet",
+            "inputs": {"data": "filtered"},
+        },
+        {
+            "layer": "publish",
+            "name": "publish_picked",
+            "value": "out/picked.csv",
+            "inputs": {"data": "picked"},
+        },
     ]
 
 
@@ -85,7 +110,8 @@ def test_default_specs_follow_the_design(project: Project) -> None:
 
     # keys: [pipeline, dataset] for ingest/transform outputs, [pipeline, step] for store/publish
     assert set(specs) == {
-        dg.AssetKey(["shop", k]) for k in ("raw", "filtered", "picked", "others", "save_filtered", "publish_picked")
+        dg.AssetKey(["shop", k])
+        for k in ("raw", "filtered", "picked", "others", "save_filtered", "publish_picked")
     }
     for spec in specs.values():
         assert spec.group_name == "shop"
@@ -113,11 +139,16 @@ def test_default_specs_follow_the_design(project: Project) -> None:
     # deps come from inputs
     assert {d.asset_key for d in filtered.deps} == {dg.AssetKey(["shop", "raw"])}
     assert {d.asset_key for d in specs[dg.AssetKey(["shop", "publish_picked"])].deps} == {
-        dg.AssetKey(["shop", "picked"])}
+        dg.AssetKey(["shop", "picked"])
+    }
 
     # a code reference to the config file and the step's line
-    for name, key in [("read_sample_csv", "raw"), ("filter_high_value", "filtered"),
-                      ("split_by_category", "picked"), ("save_filtered", "save_filtered")]:
+    for name, key in [
+        ("read_sample_csv", "raw"),
+        ("filter_high_value", "filtered"),
+        ("split_by_category", "picked"),
+        ("save_filtered", "save_filtered"),
+    ]:
         ref = code_reference(specs[dg.AssetKey(["shop", key])])
         assert Path(ref.file_path) == path.resolve()
         assert ref.line_number is not None
@@ -131,14 +162,17 @@ def test_code_reference_points_at_the_json_step(project: Project) -> None:
     path = project.odibi_json("simple_pipeline.json", ODIBI_SIMPLE_STEPS)
     specs = specs_by_key(build_definitions(path))
     text = path.read_text().splitlines()
-    for step, key in [("read_sample_csv", "raw_data"), ("filter_high_value", "filtered_data"),
-                      ("write_filtered_parquet", "write_filtered_parquet")]:
+    for step, key in [
+        ("read_sample_csv", "raw_data"),
+        ("filter_high_value", "filtered_data"),
+        ("write_filtered_parquet", "write_filtered_parquet"),
+    ]:
         ref = code_reference(specs[dg.AssetKey(["simple_pipeline", key])])
         assert Path(ref.file_path) == path.resolve()
         assert ref.line_number is not None
         # the referenced line lies inside the step's JSON object
         start = max(i for i in range(ref.line_number) if text[i].strip() == "{")
-        block = "\n".join(text[start:ref.line_number + 8])
+        block = "\n".join(text[start : ref.line_number + 8])
         assert f'"name": "{step}"' in block
 
 
@@ -167,10 +201,13 @@ def test_code_version_is_a_hash_of_value_params_and_engine(project: Project) -> 
     step = pipeline.step("filter_high_value")
     tr = OdibiTranslator()
     pandas_v = tr.get_code_version(OdibiStep(pipeline, step, "filtered_data"))
-    spark_v = tr.get_code_version(OdibiStep(pipeline, step.model_copy(update={"engine": "spark"}), "filtered_data"))
+    spark_v = tr.get_code_version(
+        OdibiStep(pipeline, step.model_copy(update={"engine": "spark"}), "filtered_data")
+    )
     assert pandas_v != spark_v
-    assert tr.get_kinds(OdibiStep(pipeline, step.model_copy(update={"engine": "spark"}), "filtered_data")) >= {
-        "odibi", "spark"}
+    assert tr.get_kinds(
+        OdibiStep(pipeline, step.model_copy(update={"engine": "spark"}), "filtered_data")
+    ) >= {"odibi", "spark"}
 
 
 # ----------------------------------------------------------------------------- overrides
@@ -230,8 +267,9 @@ def test_translator_subclass_changes_every_overridden_attribute_and_still_runs(p
     # deps follow the overridden keys
     assert {d.asset_key for d in filtered.deps} == {dg.AssetKey(["warehouse", "ingest", "raw"])}
 
-    result = defs.resolve_job_def("shop").execute_in_process(instance=dg.DagsterInstance.ephemeral(),
-                                                             raise_on_error=False)
+    result = defs.resolve_job_def("shop").execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(), raise_on_error=False
+    )
     assert result.success
     materialized = {m.asset_key for m in result.get_asset_materialization_events()}
     assert materialized == set(specs)
@@ -265,10 +303,14 @@ def test_key_prefix_prefixes_every_key_and_runs(project: Project) -> None:
     path = project.odibi_json("simple_pipeline.json", ODIBI_SIMPLE_STEPS)
     defs = build_definitions(path, key_prefix=["lake", "odibi"])
     keys = set(defs.resolve_all_asset_keys())
-    assert keys == {dg.AssetKey(["lake", "odibi", "simple_pipeline", k])
-                    for k in ("raw_data", "filtered_data", "write_filtered_parquet")}
+    assert keys == {
+        dg.AssetKey(["lake", "odibi", "simple_pipeline", k])
+        for k in ("raw_data", "filtered_data", "write_filtered_parquet")
+    }
     assert set(build_definitions(path, key_prefix="lake").resolve_all_asset_keys()) == {
-        dg.AssetKey(["lake", "simple_pipeline", k]) for k in ("raw_data", "filtered_data", "write_filtered_parquet")}
+        dg.AssetKey(["lake", "simple_pipeline", k])
+        for k in ("raw_data", "filtered_data", "write_filtered_parquet")
+    }
     result = defs.resolve_job_def("simple_pipeline").execute_in_process(raise_on_error=False)
     assert result.success
     assert len(pd.read_parquet(project.path("output/filtered.parquet"))) == 6
@@ -277,7 +319,9 @@ def test_key_prefix_prefixes_every_key_and_runs(project: Project) -> None:
 # ----------------------------------------------------------------------------- build_definitions
 
 
-def test_one_asset_per_dataset_multi_asset_for_several_outputs_and_a_job_per_pipeline(project: Project) -> None:
+def test_one_asset_per_dataset_multi_asset_for_several_outputs_and_a_job_per_pipeline(
+    project: Project,
+) -> None:
     project.sample_csv()
     fn = project.module(SPLIT_FN)
     shop = project.pipeline("shop", medallion_steps(fn))
@@ -325,16 +369,24 @@ def test_two_pipelines_with_the_same_dataset_names_do_not_collide(project: Proje
 
 def test_connect_steps_become_resources(project: Project) -> None:
     project.sample_csv()
-    path = project.pipeline("db_pipe", [
-        {"layer": "connect", "name": "warehouse", "value": "sqlite:///db/warehouse.sqlite"},
-        {"layer": "ingest", "name": "read", "value": "data/sample.csv", "outputs": {"data": "raw"}},
-        {"layer": "store", "name": "save", "value": "items", "params": {"connection": "warehouse"},
-         "inputs": {"data": "raw"}},
-    ])
+    path = project.pipeline(
+        "db_pipe",
+        [
+            {"layer": "connect", "name": "warehouse", "value": "sqlite:///db/warehouse.sqlite"},
+            {"layer": "ingest", "name": "read", "value": "data/sample.csv", "outputs": {"data": "raw"}},
+            {
+                "layer": "store",
+                "name": "save",
+                "value": "items",
+                "params": {"connection": "warehouse"},
+                "inputs": {"data": "raw"},
+            },
+        ],
+    )
     defs = build_definitions(path)
     conns = {k: v for k, v in (defs.resources or {}).items() if isinstance(v, OdibiConnection)}
     assert len(conns) == 1
-    (key, conn), = conns.items()
+    ((key, conn),) = conns.items()
     assert "warehouse" in key
     assert conn.url == "sqlite:///db/warehouse.sqlite"
     # the store asset requires it
@@ -348,13 +400,22 @@ def test_connect_steps_become_resources(project: Project) -> None:
 def test_invalid_config_raises_and_builds_nothing(project: Project) -> None:
     project.sample_csv()
     good = project.odibi_json("good.json", ODIBI_SIMPLE_STEPS)
-    bad = project.odibi_json("bad.json", [
-        {"layer": "ingest", "name": "read", "value": "data/sample.csv", "outputs": {"data": "raw"}},
-        {"layer": "transform", "name": "t", "type": "sql", "value": "SELECT * FROM nope",
-         "inputs": {"data": "raw"}, "outputs": {"data": "out"}},
-        {"layer": "store", "name": "s", "value": "x.parquet", "inputs": {"data": "missing"}},
-        {"layer": "bogus", "name": "b", "value": "x"},
-    ])
+    bad = project.odibi_json(
+        "bad.json",
+        [
+            {"layer": "ingest", "name": "read", "value": "data/sample.csv", "outputs": {"data": "raw"}},
+            {
+                "layer": "transform",
+                "name": "t",
+                "type": "sql",
+                "value": "SELECT * FROM nope",
+                "inputs": {"data": "raw"},
+                "outputs": {"data": "out"},
+            },
+            {"layer": "store", "name": "s", "value": "x.parquet", "inputs": {"data": "missing"}},
+            {"layer": "bogus", "name": "b", "value": "x"},
+        ],
+    )
     with pytest.raises(ConfigValidationError) as info:
         build_definitions(good, bad)
     problems = info.value.problems
@@ -375,8 +436,9 @@ def test_in_memory_configs_build_and_validate(project: Project) -> None:
         build_definitions(broken)
 
 
-def test_relative_paths_resolve_against_the_config_directory(project: Project, tmp_path: Path,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_relative_paths_resolve_against_the_config_directory(
+    project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     project.sample_csv()
     path = project.odibi_json("simple_pipeline.json", ODIBI_SIMPLE_STEPS)
     elsewhere = tmp_path / "elsewhere"

@@ -1,0 +1,245 @@
+"""Spark medallion benchmark: raw PySpark vs the same work through odibi_dagster's Spark engine.
+
+    python bench/spark_medallion.py --rows 5000000
+
+Generates (once, cached under ``bench/data/``) a sales CSV with string amounts, some of them
+invalid or negative, then runs bronze -> silver -> gold on ``local[2]``:
+
+(a) ``run_raw``: a plain PySpark script: read CSV -> filter/cast -> write Parquet -> read ->
+    group-by -> write Parquet;
+(b) ``run_odibi``: the same through ``SparkEngineContext`` (read, register_temp, execute_sql,
+    persist). It is one self-contained function so it can be swapped for a full
+    odibi_dagster pipeline run later.
+
+Every run is a fresh Python process (so a fresh JVM), in the order raw, odibi, raw; the best
+raw time is the baseline. Prints wall times and the ratio odibi/raw.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+DATA_DIR = HERE / "data"
+OUT_DIR = HERE / "out"
+MASTER = os.environ.get("ODIBI_BENCH_MASTER", "local[2]")
+
+SILVER_SQL = """
+SELECT sale_id,
+       store,
+       CAST(amount AS DOUBLE) AS amount,
+       to_date(sale_date) AS sale_date
+FROM bronze
+WHERE TRY_CAST(amount AS DOUBLE) > 0
+"""
+
+GOLD_SQL = """
+SELECT store, sale_date, COUNT(*) AS sales, SUM(amount) AS total, AVG(amount) AS avg_amount
+FROM silver
+GROUP BY store, sale_date
+"""
+
+
+# --------------------------------------------------------------------------------------
+# data
+# --------------------------------------------------------------------------------------
+
+
+def generate_csv(rows: int, chunk: int = 1_000_000) -> Path:
+    """``bench/data/sales_<rows>.csv`` (cached): sale_id, store, amount (string), sale_date."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    path = DATA_DIR / f"sales_{rows}.csv"
+    if path.exists():
+        return path
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".csv.tmp")
+    rng = np.random.default_rng(42)
+    stores = np.array([f"S{i:03d}" for i in range(50)])
+    days = np.datetime64("2024-01-01") + np.arange(365)
+    invalid = np.array(["n/a", "", "abc", "12.5.1"])
+    schema = pa.schema(
+        [("sale_id", pa.int64()), ("store", pa.string()), ("amount", pa.string()), ("sale_date", pa.string())]
+    )
+    options = pacsv.WriteOptions(include_header=False, quoting_style="none")
+    with tmp.open("wb") as sink:
+        sink.write(b"sale_id,store,amount,sale_date\n")
+        with pacsv.CSVWriter(sink, schema, write_options=options) as writer:
+            for start in range(0, rows, chunk):
+                n = min(chunk, rows - start)
+                amount = np.round(rng.gamma(2.0, 40.0, n), 2).astype(str)
+                negative = rng.random(n) < 0.05
+                amount[negative] = np.char.add("-", amount[negative])
+                bad = rng.random(n) < 0.03
+                amount[bad] = rng.choice(invalid, bad.sum())
+                columns = {
+                    "sale_id": np.arange(start, start + n, dtype=np.int64),
+                    "store": rng.choice(stores, n),
+                    "amount": amount,
+                    "sale_date": rng.choice(days, n).astype(str),
+                }
+                writer.write_table(pa.table(columns, schema=schema))
+    tmp.rename(path)
+    return path
+
+
+# --------------------------------------------------------------------------------------
+# (a) raw PySpark
+# --------------------------------------------------------------------------------------
+
+
+def run_raw(csv_path: str, out_dir: str) -> dict[str, Any]:
+    """The medallion as a plain PySpark script. Returns timings and row counts."""
+    from pyspark.sql import SparkSession
+    from pyspark.sql import functions as F
+
+    t0 = time.perf_counter()
+    spark = (
+        SparkSession.builder.master(MASTER)
+        .appName("bench-raw")
+        .config("spark.ui.enabled", "false")
+        .getOrCreate()
+    )
+    spark.sparkContext.setLogLevel("ERROR")
+    t1 = time.perf_counter()
+    bronze = spark.read.option("header", "true").option("inferSchema", "true").csv(csv_path)
+    silver = bronze.where(F.expr("TRY_CAST(amount AS DOUBLE) > 0")).select(
+        "sale_id",
+        "store",
+        F.col("amount").cast("double").alias("amount"),
+        F.to_date("sale_date").alias("sale_date"),
+    )
+    silver.write.mode("overwrite").parquet(f"{out_dir}/silver")
+    silver = spark.read.parquet(f"{out_dir}/silver")
+    gold = silver.groupBy("store", "sale_date").agg(
+        F.count(F.lit(1)).alias("sales"), F.sum("amount").alias("total"), F.avg("amount").alias("avg_amount")
+    )
+    gold.write.mode("overwrite").parquet(f"{out_dir}/gold")
+    t2 = time.perf_counter()
+    result = {
+        "session_s": t1 - t0,
+        "pipeline_s": t2 - t1,
+        "silver_rows": spark.read.parquet(f"{out_dir}/silver").count(),
+        "gold_rows": spark.read.parquet(f"{out_dir}/gold").count(),
+    }
+    spark.stop()
+    return result
+
+
+# --------------------------------------------------------------------------------------
+# (b) odibi_dagster's Spark engine — replace this function to bench the full pipeline
+# --------------------------------------------------------------------------------------
+
+
+def run_odibi(csv_path: str, out_dir: str) -> dict[str, Any]:
+    """The medallion through SparkEngineContext. Returns timings (``pipeline_s`` optional)."""
+    from odibi_dagster.engines.base import DatasetRef
+    from odibi_dagster.engines.spark import SparkEngine
+
+    t0 = time.perf_counter()
+    # delta=False: the same jars as the raw script, so the comparison is the engine alone
+    engine = SparkEngine(
+        master=MASTER, app_name="bench-odibi", delta=False, spark_conf={"spark.ui.enabled": "false"}
+    )
+    ctx = engine.context()
+    ctx.spark.sparkContext.setLogLevel("ERROR")
+    t1 = time.perf_counter()
+    ctx.register_temp("bronze", ctx.read(csv_path))  # header + inferSchema by default
+    silver = ctx.persist(ctx.execute_sql(SILVER_SQL), f"{out_dir}/silver", "parquet")
+    ctx.register_temp("silver", DatasetRef(paths=(silver.uri,), format="parquet"))
+    gold = ctx.persist(ctx.execute_sql(GOLD_SQL), f"{out_dir}/gold", "parquet")
+    t2 = time.perf_counter()
+    ctx.close()
+    engine.stop()
+    return {"session_s": t1 - t0, "pipeline_s": t2 - t1, "silver_rows": silver.rows, "gold_rows": gold.rows}
+
+
+RUNNERS = {"raw": run_raw, "odibi": run_odibi}
+
+
+# --------------------------------------------------------------------------------------
+# driver
+# --------------------------------------------------------------------------------------
+
+
+def _run_child(kind: str, csv_path: Path, out_dir: Path) -> dict[str, Any]:
+    """Run one variant in a fresh interpreter (fresh JVM); wall time measured from outside."""
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
+    cmd = [sys.executable, __file__, "--child", kind, "--csv", str(csv_path), "--out", str(out_dir)]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - t0
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"{kind} run failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    result = json.loads(lines[-1][len("RESULT ") :])
+    result["wall_s"] = wall
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse args; either run one child variant or the whole raw/odibi/raw comparison."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rows", type=int, default=5_000_000)
+    parser.add_argument("--child", choices=sorted(RUNNERS), help=argparse.SUPPRESS)
+    parser.add_argument("--csv", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.child:
+        result = RUNNERS[args.child](args.csv, args.out)
+        print("RESULT " + json.dumps(result), flush=True)
+        return 0
+
+    t0 = time.perf_counter()
+    csv_path = generate_csv(args.rows)
+    size_mb = csv_path.stat().st_size / 1e6
+    print(
+        f"data: {csv_path} ({args.rows:,} rows, {size_mb:.0f} MB, ready in {time.perf_counter() - t0:.1f}s)"
+    )
+    print(f"master: {MASTER}")
+    runs: list[tuple[str, dict[str, Any]]] = []
+    for kind in ("raw", "odibi", "raw"):
+        result = _run_child(kind, csv_path, OUT_DIR / f"spark_medallion_{kind}")
+        runs.append((kind, result))
+        print(
+            f"  {kind:<5} wall {result['wall_s']:7.2f}s  session {result['session_s']:6.2f}s  "
+            f"pipeline {result.get('pipeline_s', float('nan')):7.2f}s  "
+            f"silver {result['silver_rows']:,}  gold {result['gold_rows']:,}"
+        )
+    raws = [r for k, r in runs if k == "raw"]
+    odibi = next(r for k, r in runs if k == "odibi")
+    best_raw = min(raws, key=lambda r: r["wall_s"])
+    if odibi["silver_rows"] != best_raw["silver_rows"] or odibi["gold_rows"] != best_raw["gold_rows"]:
+        print("MISMATCH: the two variants produced different row counts", file=sys.stderr)
+        return 1
+    print(
+        f"raw (best of {len(raws)}): wall {best_raw['wall_s']:.2f}s, pipeline {best_raw['pipeline_s']:.2f}s"
+    )
+    odibi_pipe = odibi.get("pipeline_s", float("nan"))
+    print(f"odibi:              wall {odibi['wall_s']:.2f}s, pipeline {odibi_pipe:.2f}s")
+    print(f"ratio odibi/raw: wall {odibi['wall_s'] / best_raw['wall_s']:.3f}", end="")
+    if "pipeline_s" in odibi:
+        best_pipe = min(r["pipeline_s"] for r in raws)
+        print(f", pipeline {odibi['pipeline_s'] / best_pipe:.3f}")
+    else:
+        print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,14 @@
+"""Fixtures of the config tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from odibi_config_helpers import ConfigFiles
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> ConfigFiles:
+    """Write configs (JSON, YAML, SQLite, CSV) into the test's tmp_path."""
+    return ConfigFiles(tmp_path)
