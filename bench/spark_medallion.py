@@ -54,12 +54,12 @@ GROUP BY store, sale_date
 
 
 def generate_csv(rows: int, chunk: int = 1_000_000) -> Path:
-    """``bench/data/sales_<rows>.csv`` (cached): sale_id, store, amount (string), sale_date."""
+    """``bench/data/spark_sales_<rows>.csv`` (cached): sale_id, store, amount (string), sale_date."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    path = DATA_DIR / f"sales_{rows}.csv"
+    path = DATA_DIR / f"spark_sales_{rows}.csv"  # bench/medallion.py owns sales_*.csv
     if path.exists():
         return path
     DATA_DIR.mkdir(parents=True, exist_ok=True)

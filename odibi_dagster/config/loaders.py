@@ -62,9 +62,10 @@ class RawPipeline:
 def discover(path: str | Path) -> list[Path]:
     """The config files at ``path``: the file itself, or every config in a directory.
 
-    In a directory, CSV files without ODIBI's columns and JSON/YAML files that are
-    clearly data (no step or pipeline keys, or a dg ``defs.yaml``) are skipped; files
-    that do not parse are kept, so their errors are reported.
+    In a directory, CSV files without ODIBI's columns, SQLite databases without a
+    ``transformation_config`` table and JSON/YAML files that are clearly data (no step or
+    pipeline keys, or a dg ``defs.yaml``) are skipped; JSON/YAML files that do not parse
+    are kept, so their errors are reported.
     """
     p = Path(path)
     if p.is_dir():
@@ -76,9 +77,24 @@ def discover(path: str | Path) -> list[Path]:
                     continue  # a data file next to the configs
                 if suffix in JSON_SUFFIXES | YAML_SUFFIXES and not _looks_like_config(child):
                     continue
+                if suffix in SQLITE_SUFFIXES and not _has_config_table(child):
+                    continue  # a data database next to the configs
                 found.append(child)
         return found
     return [p]
+
+
+def _has_config_table(p: Path) -> bool:
+    try:
+        conn = sqlite3.connect(f"file:{p}?mode=ro", uri=True)
+        try:
+            row = conn.execute("SELECT 1 FROM sqlite_master WHERE type IN ('table', 'view') "
+                               "AND lower(name) = 'transformation_config'").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return False
+    return row is not None
 
 
 def _looks_like_config(p: Path) -> bool:
@@ -144,8 +160,16 @@ def _failed(p: Path, message: str, line: int | None = None) -> RawPipeline:
     return RawPipeline(str(p), None, problems=[Problem(str(p), None, None, message, line)])
 
 
+def _empty(p: Path) -> RawPipeline:
+    # ODIBI's wording for a config without steps.
+    problem = Problem(str(p), None, "steps", "Config is empty - no steps found")
+    return RawPipeline(str(p), None, problems=[problem])
+
+
 def _read_json(p: Path) -> RawPipeline:
     text = p.read_text(encoding="utf-8-sig")  # utf-8-sig: files saved with a BOM (Windows editors) load too
+    if not text.strip():
+        return _empty(p)
     duplicates: list[tuple[str | None, str]] = []
 
     def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -172,19 +196,70 @@ def _read_json(p: Path) -> RawPipeline:
     return raw
 
 
+def _json_item_offsets(text: str) -> list[int]:
+    """Where each step starts in JSON ``text``: the items of the top-level array, or of the
+    ``steps`` array of the top-level object (a small scanner; the text is valid JSON)."""
+    stack: list[str] = []
+    steps_depth: int | None = None
+    offsets: list[int] = []
+    expect = pending_steps = False
+    last_key: str | None = None
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c.isspace():
+            i += 1
+            continue
+        if expect and c != "]":
+            offsets.append(i)
+            expect = False
+        if c == '"':
+            j = i + 1
+            while j < n and text[j] != '"':
+                j += 2 if text[j] == "\\" else 1
+            pending_steps = False
+            if stack == ["{"]:
+                last_key = text[i + 1:j]
+            i = j + 1
+            continue
+        if c == ":":
+            pending_steps = stack == ["{"] and last_key == "steps"
+        elif c in "[{":
+            stack.append(c)
+            if c == "[" and steps_depth is None and (len(stack) == 1 or pending_steps):
+                steps_depth, expect = len(stack), True
+            pending_steps = False
+        elif c in "]}":
+            if c == "]" and len(stack) == steps_depth:
+                break
+            if stack:
+                stack.pop()
+        elif c == ",":
+            expect = steps_depth is not None and len(stack) == steps_depth
+        else:
+            pending_steps = False
+        i += 1
+    return offsets
+
+
 def _json_step_lines(text: str, doc: dict[str, Any]) -> dict[int, int]:
+    """Line of each step: its ``"name"`` entry, else where the step starts."""
     steps = doc.get("steps")
     if not isinstance(steps, list):
         return {}
+    offsets = _json_item_offsets(text)
+    if len(offsets) != len(steps):
+        return {}
     lines: dict[int, int] = {}
-    pos = 0
-    for i, step in enumerate(steps):
-        if not isinstance(step, dict) or not isinstance(step.get("name"), str):
-            continue
-        m = re.compile(r'"name"\s*:\s*' + re.escape(json.dumps(step["name"]))).search(text, pos)
-        if m:
-            lines[i] = text.count("\n", 0, m.start()) + 1
-            pos = m.end()
+    for i, (step, start) in enumerate(zip(steps, offsets, strict=True)):
+        end = offsets[i + 1] if i + 1 < len(offsets) else len(text)
+        pos = start
+        if isinstance(step, dict) and isinstance(step.get("name"), str):
+            m = re.compile(r'"name"\s*:\s*' + re.escape(json.dumps(step["name"]))).search(text, start, end)
+            if m is None:  # the file escapes it differently (e.g. non-ASCII as \\u00e9)
+                m = re.compile(r'"name"\s*:').search(text, start, end)
+            pos = m.start() if m else start
+        lines[i] = text.count("\n", 0, pos) + 1
     return lines
 
 
@@ -200,6 +275,8 @@ def _read_yaml(p: Path) -> RawPipeline:
         return _failed(p, f"invalid YAML: {msg}", line)
     except RecursionError:
         return _failed(p, "invalid YAML: nested too deeply")
+    if data is None:  # an empty file, or only comments
+        return _empty(p)
     doc = _wrap(data)
     if doc is None:
         return _failed(p, "YAML config must be a list of steps or a mapping")

@@ -202,7 +202,11 @@ def render_sql(sql: str, variables: Mapping[str, Any], dialect: str = "duckdb") 
     env = _env(finalize=finalize)
     env.filters["_odibi_in_single_quotes"] = lambda v: _InString(v, "'")
     env.filters["_odibi_in_double_quotes"] = lambda v: _InString(v, '"')
-    return env.from_string(_mark_in_string(sql, dialect)).render(**variables)
+    try:
+        template = env.from_string(_mark_in_string(sql, dialect))
+    except jinja2.TemplateSyntaxError:  # an expression our scan split wrongly: render it as written
+        template = env.from_string(sql)
+    return template.render(**variables)
 
 
 def render_params(params: Any, variables: Mapping[str, Any]) -> Any:

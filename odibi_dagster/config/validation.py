@@ -369,19 +369,29 @@ def _walk_strings(obj: Any, prefix: str) -> Iterable[tuple[str, str]]:
             yield from _walk_strings(v, f"{prefix}[{i}]")
 
 
+# An ingest query runs on its source database (SQLite, Postgres, SQL Server...): any dialect may parse it.
+SOURCE_DIALECTS = ("sqlite", "postgres", "mysql", "tsql", "oracle", "snowflake", "bigquery")
+
+
 def _check_sql(sql: str, step: Step, where: str, engine: str, allowed: set[str] | None, partitioned: bool,
-               col: _Collector) -> None:
+               col: _Collector, *, any_dialect: bool = False) -> None:
     """SQL must parse in the engine's dialect and read only ``allowed`` tables (None: skip that part)."""
     dialect = dialect_for(engine)
     try:
         rendered = render_sql(sql, sample_variables(partitioned), dialect)
+    except Exception as exc:  # e.g. {{ env.A.B }}: the template is fine, its rendering is not
+        col.add(step, where, f"SQL cannot be rendered: {type(exc).__name__}: {exc}")
+        return
+    try:
         statements = parse_sql(rendered, dialect)
-    except sqlglot.errors.ParseError as exc:
+    except sqlglot.errors.SqlglotError as exc:  # ParseError, TokenError (an unclosed quote)
+        if any_dialect and any(_parses(rendered, d) for d in SOURCE_DIALECTS):
+            return
         first = str(exc).splitlines()[0] if str(exc) else "syntax error"
         col.add(step, where, f"SQL does not parse ({dialect} dialect): {first}")
         return
-    except Exception as exc:  # rendering failure already reported by template checks
-        col.add(step, where, f"SQL cannot be rendered: {exc}")
+    except RecursionError:
+        col.add(step, where, f"SQL does not parse ({dialect} dialect): nested too deeply")
         return
     if allowed is None:
         return
@@ -391,6 +401,14 @@ def _check_sql(sql: str, step: Step, where: str, engine: str, allowed: set[str] 
         if table.lower() not in folded:
             names = ", ".join(sorted(allowed)) or "none"
             col.add(step, where, f"SQL names table '{table}' which is not one of the step's inputs ({names})")
+
+
+def _parses(sql: str, dialect: str) -> bool:
+    try:
+        parse_sql(sql, dialect)
+    except Exception:
+        return False
+    return True
 
 
 def _check_step_details(pipeline: PipelineConfig, steps: list[Step], col: _Collector) -> None:
@@ -406,7 +424,10 @@ def _check_step_details(pipeline: PipelineConfig, steps: list[Step], col: _Colle
             allowed = set(s.inputs) if not col.has_bad(s, "inputs") else None
             if s.layer == "ingest":
                 allowed = None  # an ingest query reads its source database's tables, not step inputs
-            _check_sql(s.value, s, "value", engine, allowed, partitioned, col)
+            _check_sql(s.value, s, "value", engine, allowed, partitioned, col,
+                       any_dialect=s.layer == "ingest")
+        if s.type == "sql" and s.layer == "transform" and not s.value.strip():
+            col.add(s, "value", "sql step has an empty value (expected a SQL query)")
         if s.type == "function":
             if not s.value.strip():
                 col.add(s, "value", "function step has an empty value (expected 'package.module.function')")
@@ -486,6 +507,14 @@ def _check_tags(value: Any, step: Step | None, where: str, col: _Collector) -> N
             col.add(step, f"{where}.{key}", f"tag key '{key}' uses Dagster's reserved prefix 'dagster/'")
 
 
+def _valid_timezone(name: str) -> bool:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except Exception:  # ZoneInfoNotFoundError, ValueError, IsADirectoryError ('America'), OSError
+        return False
+    return True
+
+
 def _check_pipeline(pipeline: PipelineConfig, steps: list[Step], col: _Collector) -> None:
     from odibi_dagster.triggers.partitions import build_partitions_def
     from odibi_dagster.triggers.schedules import interval_seconds, is_valid_cron
@@ -494,9 +523,7 @@ def _check_pipeline(pipeline: PipelineConfig, steps: list[Step], col: _Collector
         col.add(None, "engine", f"invalid engine: '{pipeline.engine}' (valid: {', '.join(VALID_ENGINES)})"
                 + _case_hint(pipeline.engine, VALID_ENGINES, "engine"))
     if pipeline.partitions is not None:
-        try:
-            zoneinfo.ZoneInfo(pipeline.partitions.timezone)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        if not _valid_timezone(pipeline.partitions.timezone):
             col.add(None, "partitions.timezone", f"unknown timezone '{pipeline.partitions.timezone}'")
         else:
             dates_ok = True
@@ -521,11 +548,9 @@ def _check_pipeline(pipeline: PipelineConfig, steps: list[Step], col: _Collector
         if sch.every is not None:
             try:
                 interval_seconds(sch.every)
-            except ValueError as exc:
+            except (ValueError, TypeError) as exc:
                 col.add(None, "schedule.every", str(exc))
-        try:
-            zoneinfo.ZoneInfo(sch.timezone)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        if not _valid_timezone(sch.timezone):
             col.add(None, "schedule.timezone", f"unknown timezone '{sch.timezone}'")
     by_name = {s.name: s for s in steps}
     for i, sensor in enumerate(pipeline.sensors):
@@ -542,6 +567,9 @@ def _check_pipeline(pipeline: PipelineConfig, steps: list[Step], col: _Collector
         if (isinstance(sensor, PollingSensorConfig) and "://" not in sensor.source
                 and sensor.source not in by_name):
             col.add(None, f"sensors[{i}].source", f"'{sensor.source}' is neither a URL nor a connect step")
+        if isinstance(sensor, FileWatchSensorConfig) and "://" in sensor.path:
+            col.add(None, f"sensors[{i}].path",
+                    f"'{sensor.path}': file-watch sensors watch a local or mounted directory, not a URL")
         if isinstance(sensor, PollingSensorConfig) and pipeline.partitions is not None \
                 and pipeline.partitions.type in ("static", "dynamic"):
             col.add(None, f"sensors[{i}].type", f"a {sensor.type} sensor needs an unpartitioned or "
@@ -565,6 +593,17 @@ def _check_pipeline(pipeline: PipelineConfig, steps: list[Step], col: _Collector
             col.add(None, f"explanations.{name}", f"explanation for unknown step '{name}'")
     _check_owners(pipeline.owners, None, "owners", col)
     _check_tags(pipeline.tags, None, "tags", col)
+    # Schedules and sensors share one namespace in Dagster: their explicit names must differ.
+    named: dict[str, str] = {}
+    triggers = [("schedule.name", pipeline.schedule)] if pipeline.schedule is not None else []
+    triggers += [(f"sensors[{i}].name", sensor) for i, sensor in enumerate(pipeline.sensors)]
+    for where, trigger in triggers:
+        if trigger.name:
+            first = named.setdefault(_dagster_name(trigger.name), where)
+            if first != where:
+                other = first.removesuffix(".name")
+                col.add(None, where, f"name '{trigger.name}' is also the name of {other} "
+                                     "(schedules and sensors need distinct names)")
 
 
 def validate_raw(raw: RawPipeline) -> tuple[PipelineConfig | None, list[Problem]]:
@@ -597,11 +636,16 @@ def load_pipelines(*paths: str | Path, project: str | None = None,
     problems: list[Problem] = []
     pipelines: list[PipelineConfig] = []
     files: list[Path] = []
+    seen_files: set[Path] = set()
     for p in paths:
         found_files = discover(p)
         if not found_files:
             problems.append(Problem(str(p), None, None, "no config files found"))
-        files.extend(found_files)
+        for f in found_files:  # a file named twice (itself and its directory) is loaded once
+            key = f.resolve() if f.exists() else f
+            if key not in seen_files:
+                seen_files.add(key)
+                files.append(f)
     for f in files:
         try:
             for raw in read_raw(f, project=project, enabled_only=enabled_only):

@@ -265,6 +265,26 @@ def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
     return _PASSWORD_IN_TEXT.sub(lambda m: f"{m.group(1)}=***", text)
 
 
+_COMPRESSION_SUFFIXES = {".gz", ".bz2", ".snappy", ".zst", ".zstd", ".lz4", ".deflate", ".xz"}
+
+
+def _dir_format(directory: Path | None) -> str | None:
+    """The format of a local directory of data files (Spark's part files), from their extension."""
+    if directory is None or not directory.is_dir():
+        return None
+    for _root, dirs, files in os.walk(directory):
+        dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
+        for name in sorted(files):
+            if name.startswith((".", "_")):
+                continue
+            suffixes = [x.lower() for x in Path(name).suffixes]
+            while suffixes and suffixes[-1] in _COMPRESSION_SUFFIXES:
+                suffixes.pop()
+            if suffixes and suffixes[-1] in _EXTENSION_FORMATS:
+                return _EXTENSION_FORMATS[suffixes[-1]]
+    return None
+
+
 def _option_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -436,7 +456,7 @@ class SparkEngineContext:
             return _EXTENSION_FORMATS[suffix]
         if self._exists(f"{_qualify(path).rstrip('/')}/_delta_log"):
             return "delta"
-        return "parquet"
+        return _dir_format(_local_path(_qualify(path))) or "parquet"
 
     @staticmethod
     def _options(params: Mapping[str, Any]) -> dict[str, str]:
@@ -546,8 +566,7 @@ class SparkEngineContext:
             return RuntimeError(
                 f"cannot {what}: the spark-avro jar is not loaded; add 'avro' to SparkEngine.packages"
             )
-        first = msg.strip().splitlines()[0] if msg.strip() else type(exc).__name__
-        return RuntimeError(f"cannot {what} as {fmt}: {first}")
+        return RuntimeError(self._redact(f"cannot {what} as {fmt}: {_error_summary(exc)}"))
 
     # -- JDBC ----------------------------------------------------------------------------
 
@@ -592,7 +611,7 @@ class SparkEngineContext:
             df = self.spark.read.format("jdbc").options(**opts).load()
         except Exception as exc:
             raise RuntimeError(
-                self._redact(f"jdbc read from {opts['url']} failed: {_first_line(exc)}")
+                self._redact(f"jdbc read from {opts['url']} failed: {_error_summary(exc)}")
             ) from None
         return df
 
@@ -610,7 +629,7 @@ class SparkEngineContext:
         except Exception as exc:
             raise RuntimeError(
                 self._redact(
-                    f"jdbc write to {opts['url']} table {opts['dbtable']} failed: {_first_line(exc)}"
+                    f"jdbc write to {opts['url']} table {opts['dbtable']} failed: {_error_summary(exc)}"
                 )
             ) from None
         uri = self._redact(f"{opts['url']}#{opts['dbtable']}")
@@ -695,6 +714,8 @@ class SparkEngineContext:
         from delta.tables import DeltaTable
 
         options = self._options(params)
+        if params.get("merge_schema"):
+            options["mergeSchema"] = "true"
         partition_by = _as_list(params.get("partition_by") or params.get("partitionBy"))
         extra: dict[str, Any] = {"mode": mode}
         rows: int | None = None
@@ -705,7 +726,7 @@ class SparkEngineContext:
                     raise ValueError("mode 'merge' needs 'merge_keys' (or 'keys')")
                 condition = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
                 builder = DeltaTable.forPath(self.spark, path).alias("t").merge(sdf.alias("s"), condition)
-                if params.get("merge_schema") or str(options.get("mergeSchema", "")).lower() == "true":
+                if str(options.get("mergeSchema", "")).lower() == "true":
                     builder = builder.withSchemaEvolution()
                 builder.whenMatchedUpdateAll().whenNotMatchedInsertAll().execute()
             else:
@@ -834,9 +855,24 @@ def _int_or_none(value: Any) -> int | None:
         return None
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+def _error_summary(exc: BaseException, limit: int = 3) -> str:
+    """The meaningful head of an error: the Java exception's own message, not py4j's wrapper
+    or the stack trace."""
+    text = ""
+    java = getattr(exc, "java_exception", None)
+    if java is not None:
+        try:
+            text = str(java.toString())
+        except Exception:
+            text = ""
+    text = text or str(exc)
+    lines = [
+        ln.strip()
+        for ln in text.splitlines()
+        if ln.strip()
+        and not ln.strip().startswith(("at ", "...", "An error occurred while calling", "Suppressed:"))
+    ]
+    return " | ".join(lines[:limit])[:2000] or type(exc).__name__
 
 
 def persist_frame(df: DataFrame, path: str, format: DatasetFormat = "delta") -> WriteInfo:
@@ -973,7 +1009,7 @@ class SparkEngine(dg.ConfigurableResource):
                         f"(master {self.master}, packages {conf.get('spark.jars.packages', '-')}, "
                         f"ivy cache {conf['spark.jars.ivy']}): the first start downloads the jars "
                         "from Maven Central, later starts use the cache offline; "
-                        f"{_first_line(exc)}"
+                        f"{_error_summary(exc)}"
                     ) from exc
                 self._owns_session = True
                 _owned_session = session
@@ -985,6 +1021,9 @@ class SparkEngine(dg.ConfigurableResource):
 
     def _adopt(self, session: SparkSession) -> None:
         """Apply the runtime-modifiable part of ``spark_conf`` to a session we did not start."""
+        running = session.sparkContext.master
+        if running != self.master:
+            log.info("SparkEngine(master=%s) is using the running session on %s", self.master, running)
         for key, value in self.spark_conf.items():
             try:
                 if session.conf.isModifiable(key):

@@ -173,6 +173,11 @@ def _sink_asset(plan: PipelinePlan, translator: OdibiTranslator, key_prefix: tup
     node = OdibiStep(plan.pipeline, step, None, key_prefix)
     mapping = partition_mapping(step.partition_mapping)
     spec = translator.get_asset_spec(node, deps=[dg.AssetDep(k, partition_mapping=mapping) for k in input_keys])
+    # The inputs (with their partition mapping) are the deps; an AssetOut carries no deps. An
+    # explicit output name keeps step names like "Save Gold" (free text in ODIBI's tables) valid:
+    # Dagster would derive it from the asset key and refuse spaces.
+    extra_deps = [d for d in spec.deps if d.asset_key not in input_keys]
+    out = dg.AssetOut.from_spec(spec.replace_attributes(deps=[]), dagster_type=dg.Nothing)
     common = _common(plan, translator, node, step)
 
     def compute(context: dg.AssetExecutionContext, config: StepRunConfig, **kwargs: Any) -> Iterator[Any]:
@@ -190,8 +195,9 @@ def _sink_asset(plan: PipelinePlan, translator: OdibiTranslator, key_prefix: tup
         yield dg.MaterializeResult(metadata=metadata)
 
     return dg.multi_asset(
-        specs=[spec],
-        ins=_ins(plan, step, names, via_deps=True),
+        outs={f"{safe_identifier(step.name)}__target": out},
+        ins=_ins(plan, step, names),
+        deps=extra_deps or None,
         can_subset=False,
         **common,
     )(_with_signature(compute, list(names)))

@@ -25,8 +25,7 @@ from odibi_dagster.config.templating import EnvNamespace, render_params, render_
 from odibi_dagster.engines.base import DatasetRef, Snapshot
 from odibi_dagster.io.dataset_io_manager import OdibiIOManager
 from odibi_dagster.observe.lineage import sql_column_lineage
-from odibi_dagster.observe.metadata import dataset_metadata
-from odibi_dagster.observe.metrics import write_metrics
+from odibi_dagster.observe.metadata import column_schema, dataset_metadata
 from odibi_dagster.observe.redact import Redactor, redact_url
 from odibi_dagster.observe.snapshot import snapshot_ref
 from odibi_dagster.observe.story.generator import StoryGenerator
@@ -133,17 +132,14 @@ class StepExecution:
         return str(text) if text else None
 
     def update_story(self) -> None:
-        if not self.plan.pipeline.story.enabled:
-            return
-        tracker = self.tracker
+        """Re-publish the run's tracker JSON, story and metrics (all steps, all processes)."""
+        pipeline = self.plan.pipeline
+        story = None
+        if pipeline.story.enabled:
+            story = StoryGenerator(explanations=pipeline.explanations, max_rows=pipeline.story.sample_rows,
+                                   max_cell_chars=pipeline.story.max_cell_chars)
         try:
-            lineage = tracker.export_lineage()
-            StoryGenerator(explanations=self.plan.pipeline.explanations,
-                           max_rows=self.plan.pipeline.story.sample_rows).write(
-                tracker.story_path, lineage, self.plan.graph())
-            tracker.save()
-            if self.plan.pipeline.metrics:
-                write_metrics(tracker.run_dir, lineage)
+            self.tracker.publish(story, self.plan.graph(), metrics=pipeline.metrics)
         except Exception as exc:  # the story must never fail the step
             self.context.log.warning(f"odibi: could not update the run story: {exc}")
 
@@ -274,8 +270,6 @@ def run_data_step(
 def run_sink_step(execution: StepExecution, inputs: dict[str, DatasetRef],
                   upstream_keys: dict[str, list[str] | None]) -> dict[str, Any]:
     """Run a store/publish step: write the (first) input to the target. Returns metadata."""
-    from odibi_dagster.observe.snapshot import schema_diff  # noqa: F401 - keeps import graph explicit
-
     plan, step = execution.plan, execution.step
     story = plan.pipeline.story
     inputs = {name: _select_partition(ref, upstream_keys.get(name)) for name, ref in inputs.items()}
@@ -301,7 +295,7 @@ def run_sink_step(execution: StepExecution, inputs: dict[str, DatasetRef],
         md: dict[str, Any] = {
             "dagster/uri": dg.MetadataValue.text(uri),
             "dagster/row_count": dg.MetadataValue.int(int(rows)),
-            "dagster/column_schema": dataset_metadata(before, None, duration_s=0)["dagster/column_schema"],
+            "dagster/column_schema": dg.MetadataValue.table_schema(column_schema(before)),
             "odibi/format": dg.MetadataValue.text(info.format),
             "odibi/mode": dg.MetadataValue.text(str(params.get("mode", "overwrite"))),
             "odibi/duration_ms": dg.MetadataValue.float(round(duration * 1000, 3)),

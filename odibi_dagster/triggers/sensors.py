@@ -133,8 +133,14 @@ class WatchedFile:
 
 
 def _matches(rel: str, name: str, pattern: str) -> bool:
-    # A pattern with a '/' matches the relative path, otherwise the file name (like ODIBI's glob).
-    return fnmatch.fnmatchcase(rel if "/" in pattern else name, pattern)
+    """``pattern`` against the file name, or, when it holds a '/', against the relative path
+    one component at a time (``sub/*.csv`` matches ``sub/a.csv``, not ``sub/x/a.csv``)."""
+    if "/" not in pattern:
+        return fnmatch.fnmatchcase(name, pattern)
+    parts, wanted = rel.split("/"), pattern.strip("/").split("/")
+    if len(parts) != len(wanted):
+        return False
+    return all(fnmatch.fnmatchcase(p, w) for p, w in zip(parts, wanted, strict=True))
 
 
 def scan_files(root: str, pattern: str = "*", recursive: bool = False) -> list[WatchedFile]:

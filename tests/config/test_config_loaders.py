@@ -179,6 +179,14 @@ def test_malformed_yaml_gives_file_and_line(files, text: str, line: int, message
     assert problem.message.startswith(message)
 
 
+@pytest.mark.parametrize(
+    ("name", "text"), [("e.json", ""), ("e.json", " \n"), ("e.yaml", ""), ("e.yml", "# x\n")]
+)
+def test_empty_files(files, name: str, text: str) -> None:
+    path = files.text(text, name)
+    assert_only(problems_of(path), (None, "steps", "Config is empty - no steps found"), file=path)
+
+
 def test_json_and_yaml_not_a_list_or_mapping(files) -> None:
     j = files.text('"just a string"', "s.json")
     y = files.text("42\n", "n.yaml")
@@ -444,6 +452,8 @@ def test_directory_loads_every_config_and_skips_data_files(files) -> None:
     files.text("type: odibi_dagster.OdibiPipelineComponent\nattributes: {}\n", "defs.yaml")
     files.text("def f(df):\n    return df\n", "funcs.py")
     files.text("notes\n", "README.txt")
+    files.sqlite([(1, "north")], "warehouse.db", columns=["id", "region"], table="orders")  # a data database
+    files.text("not sqlite\n", "cache.sqlite")
     files.json(good_steps(), ".hidden.json")
     files.json(good_steps(), "sub/nested.json")  # subdirectories are not scanned
     names = [p.name for p in load_pipelines(files.root)]
@@ -465,3 +475,31 @@ def test_empty_directory_and_several_paths(files, tmp_path: Path) -> None:
     one = files.json(good_steps(), "one.json")
     two = files.yaml(good_steps(), "two.yaml")
     assert [p.name for p in load_pipelines(one, two)] == ["one", "two"]
+
+
+def test_a_file_named_twice_is_loaded_once(files) -> None:
+    path = files.json(good_steps(), "once.json")
+    assert [p.name for p in load_pipelines(files.root, path, str(path))] == ["once"]
+
+
+def test_json_lines_of_steps_without_a_name(files) -> None:
+    text = """{
+  "pipeline": "p",
+  "steps": [
+    {"layer": "ingest", "name": "read",
+     "value": "a.csv", "outputs": {"data": "raw"}},
+    {"layer": "store",
+     "value": "o.csv", "inputs": {"data": "raw"}},
+    "junk"
+  ]
+}
+"""
+    path = files.text(text, "lines.json")
+    problems = problems_of(path)
+    assert_only(
+        problems,
+        ("#2", "name", "missing required field 'name'"),
+        ("#3", None, "a step must be a mapping, got str"),
+        file=path,
+    )
+    assert [p.line for p in problems] == [6, 8]

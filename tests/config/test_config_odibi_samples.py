@@ -398,6 +398,24 @@ def test_sql_naming_a_table_that_is_not_an_input(files, sql: str, engine: str, t
     )
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        "SELECT TOP 10 * FROM [dbo].[orders] WITH (NOLOCK)",  # SQL Server
+        "SELECT id::int, name FROM public.orders WHERE name ILIKE 'a%'",  # Postgres
+        "SELECT * FROM orders WHERE ts > {{ run_id }}",
+    ],
+)
+def test_ingest_queries_run_on_their_source_database(files, query: str) -> None:
+    """An ingest step of type sql reads its connection's tables (not step inputs), in the source's dialect."""
+    steps = [
+        {"layer": "connect", "name": "warehouse", "value": "mssql+pyodbc://{{ env.DB_USER }}@dsn"},
+        ingest(type="sql", value=query, params={"connection": "warehouse"}),
+        store(dataset="raw"),
+    ]
+    load_pipeline(files.json(steps, "query.json"))
+
+
 def test_templates_in_paths_sql_and_params(files, monkeypatch) -> None:
     monkeypatch.delenv("ODIBI_TEST_UNSET_VAR", raising=False)
     doc = {

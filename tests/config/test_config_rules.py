@@ -280,6 +280,11 @@ CASES = [
         [ingest(), sql_step(sql='SELECT {"a": 1} AS s, "a b" FROM data'), store()],
     ),
     Case(
+        "sql_empty_value",
+        [ingest(), sql_step(sql="  "), store()],
+        [("filter", "value", "sql step has an empty value (expected a SQL query)")],
+    ),
+    Case(
         "sql_unknown_table",
         [ingest(), sql_step(sql="SELECT * FROM orders"), store()],
         [("filter", "value", "SQL names table 'orders' which is not one of the step's inputs (data)")],

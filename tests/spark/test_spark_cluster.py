@@ -143,7 +143,7 @@ DRIVER_SCRIPT = textwrap.dedent(
         fh.write("sale_id,store,amount\\n")
         for i in range(1000):
             fh.write(f"{i},s{i % 4},{'oops' if i % 10 == 0 else i % 50 - 5}\\n")
-    ctx.register_temp("bronze", ctx.read(work + "/sales.csv"))
+    ctx.register_temp("bronze", ctx.read(work + "/sales.csv", inferSchema=False))  # one job less
     silver = ctx.execute_sql("SELECT sale_id, store, CAST(amount AS DOUBLE) AS amount FROM bronze "
                              "WHERE TRY_CAST(amount AS DOUBLE) > 0")
     info = ctx.persist(silver, work + "/silver", "delta")

@@ -292,3 +292,43 @@ def test_a_failing_database_store_rolls_back(project: Project) -> None:
     assert not result.success
     assert "UNIQUE constraint failed" in failure_message(result, "append")
     assert sorted(sqlite_rows(db, "SELECT id, name FROM items")) == [(7, "clash"), (100, "old")]
+
+
+def test_a_failing_blocking_check_stops_downstream_steps(project: Project) -> None:
+    project.sample_csv()
+    path = project.pipeline(
+        "checked",
+        [
+            {"layer": "ingest", "name": "read", "value": "data/sample.csv", "outputs": {"data": "raw"}},
+            {
+                "layer": "transform",
+                "name": "pick",
+                "type": "sql",
+                "value": "SELECT *, CASE WHEN value > 100 THEN id END AS high_id FROM data",
+                "inputs": {"data": "raw"},
+                "outputs": {"data": "picked"},
+                "checks": [
+                    {"not_null": ["high_id"], "severity": "error"},
+                    {"row_count": {"min": 1}},
+                    {"accepted_values": {"column": "category", "values": ["A", "B"]}},
+                ],
+            },
+            {"layer": "store", "name": "save", "value": "out/picked.csv", "inputs": {"data": "picked"}},
+        ],
+    )
+    result = run_pipeline(path, job="checked")
+    assert not result.success
+    evaluations = {
+        e.event_specific_data.check_name: e.event_specific_data
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    }
+    assert {k: v.passed for k, v in evaluations.items()} == {
+        "not_null__high_id": False,
+        "row_count": True,
+        "accepted_values__category": False,
+    }
+    assert evaluations["not_null__high_id"].metadata["failing_rows"].value == 4
+    assert step_events(result, "STEP_FAILURE") == {"pick"}
+    assert "save" not in step_events(result, "STEP_START")
+    assert not project.path("out/picked.csv").exists()

@@ -451,13 +451,20 @@ def test_relative_paths_resolve_against_the_config_directory(
     assert os.listdir(elsewhere) == []
 
 
-def test_base_dir_moves_relative_paths_and_working_files(project: Project, tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["argument", "environment"])
+def test_base_dir_moves_relative_paths_and_working_files(
+    project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
     base = tmp_path / "base"
     base.mkdir()
     write_here = Project(base)
     write_here.sample_csv()  # the data lives under base_dir, not beside the config
     path = project.odibi_json("simple_pipeline.json", ODIBI_SIMPLE_STEPS)
-    result = run_pipeline(path, job="simple_pipeline", base_dir=base)
+    if how == "argument":
+        result = run_pipeline(path, job="simple_pipeline", base_dir=base)
+    else:
+        monkeypatch.setenv("ODIBI_BASE_DIR", str(base))
+        result = run_pipeline(path, job="simple_pipeline")
     assert result.success
     assert len(pd.read_parquet(base / "output/filtered.parquet")) == 6
     assert (base / ".odibi/datasets/simple_pipeline/filtered_data/data.parquet").exists()
@@ -471,3 +478,57 @@ def test_missing_source_fails_the_ingest_step_with_its_path(project: Project) ->
     assert not result.success
     assert "sample.csv" in failure_message(result, "read_sample_csv")
     assert step_events(result, "STEP_SUCCESS") == set()
+
+
+def test_free_text_step_and_dataset_names_build_and_run(project: Project) -> None:
+    """ODIBI's tables hold step names as free text ("Save Gold Table"); datasets may have dashes."""
+    project.sample_csv()
+    path = project.odibi_json(
+        "sales-2024.json",
+        [
+            {
+                "layer": "ingest",
+                "name": "Read Sample",
+                "value": "data/sample.csv",
+                "outputs": {"data": "raw-data"},
+            },
+            {
+                "layer": "transform",
+                "name": "filter.high",
+                "type": "sql",
+                "value": "SELECT * FROM data WHERE value > 100",
+                "inputs": {"data": "raw-data"},
+                "outputs": {"data": "high value"},
+            },
+            {
+                "layer": "store",
+                "name": "Save Gold Table",
+                "value": "out/gold.csv",
+                "inputs": {"data": "high value"},
+            },
+            {
+                "layer": "publish",
+                "name": "publish.v2",
+                "value": "out/gold.json",
+                "inputs": {"data": "high value"},
+            },
+        ],
+    )
+    defs = build_definitions(path)
+    keys = {k.to_user_string() for k in defs.resolve_all_asset_keys()}
+    assert keys == {
+        "sales-2024/raw-data",
+        "sales-2024/high value",
+        "sales-2024/Save Gold Table",
+        "sales-2024/publish.v2",
+    }
+    (job,) = [j for j in defs.resolve_all_job_defs() if not j.name.startswith("__")]
+    result = job.execute_in_process(raise_on_error=False)
+    assert result.success
+    assert len(pd.read_csv(project.path("out/gold.csv"))) == 6
+    assert {m.asset_key.path[-1] for m in result.get_asset_materialization_events()} == {
+        "raw-data",
+        "high value",
+        "Save Gold Table",
+        "publish.v2",
+    }

@@ -22,10 +22,23 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def instance(tmp_path: Path) -> Iterator[dg.DagsterInstance]:
-    """A real, persistent Dagster instance in its own DAGSTER_HOME directory."""
+def instance() -> Iterator[dg.DagsterInstance]:
+    """A real (in-memory) Dagster instance: run, event and schedule storage, dynamic partitions."""
+    with dg.DagsterInstance.ephemeral() as inst:
+        yield inst
+
+
+@pytest.fixture
+def dagster_home(tmp_path: Path) -> Path:
+    """A DAGSTER_HOME directory for persistent instances (``DagsterInstance.from_config``)."""
     home = tmp_path / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    with dg.DagsterInstance.from_config(str(home)) as inst:
+    return home
+
+
+@pytest.fixture
+def persistent_instance(dagster_home: Path) -> Iterator[dg.DagsterInstance]:
+    """A Dagster instance stored in ``dagster_home`` (as the daemon and webserver use)."""
+    with dg.DagsterInstance.from_config(str(dagster_home)) as inst:
         yield inst

@@ -48,11 +48,16 @@ def sales_rows(day: str, n: int, first_id: int = 0) -> list[list[Any]]:
     return [[first_id + i, STORES[i % 4], round(10 + i * 1.5, 2), day] for i in range(n)]
 
 
-def write_daily_data(root: Path, days: Sequence[str], rows_per_day: Callable[[int], int] = lambda i: 5 + i) -> None:
+def write_daily_data(
+    root: Path, days: Sequence[str], rows_per_day: Callable[[int], int] = lambda i: 5 + i
+) -> None:
     """``data/daily/<day>/sales.csv`` with ``rows_per_day(i)`` rows on the i-th day."""
     for i, day in enumerate(days):
-        write_csv(root / "data" / "daily" / day / "sales.csv", ["sale_id", "store", "amount", "sale_date"],
-                  sales_rows(day, rows_per_day(i), first_id=i * 1000))
+        write_csv(
+            root / "data" / "daily" / day / "sales.csv",
+            ["sale_id", "store", "amount", "sale_date"],
+            sales_rows(day, rows_per_day(i), first_id=i * 1000),
+        )
 
 
 def days(start: str, n: int) -> list[str]:
@@ -62,8 +67,9 @@ def days(start: str, n: int) -> list[str]:
     return [(first + dt.timedelta(days=i)).isoformat() for i in range(n)]
 
 
-def daily_pipeline(root: Path, name: str = "daily", extra_steps: Sequence[dict[str, Any]] = (),
-                   **extra: Any) -> Path:
+def daily_pipeline(
+    root: Path, name: str = "daily", extra_steps: Sequence[dict[str, Any]] = (), **extra: Any
+) -> Path:
     """A daily-partitioned pipeline: ingest the day's CSV, summarise it (SQL with the partition
     variables), store one CSV per day."""
     doc: dict[str, Any] = {
@@ -71,14 +77,27 @@ def daily_pipeline(root: Path, name: str = "daily", extra_steps: Sequence[dict[s
         "partitions": {"type": "daily", "start": "2024-01-01", "end": "2024-01-11"},
         **extra,
         "steps": [
-            {"layer": "ingest", "name": "ingest_sales", "value": "data/daily/{{ partition_key }}/sales.csv",
-             "outputs": {"data": "bronze"}},
-            {"layer": "transform", "name": "summarise", "type": "sql",
-             "value": "SELECT {{ partition_key }} AS pk, {{ partition_start }} AS ps, {{ partition_end }} AS pe, "
-                      "COUNT(*) AS n, ROUND(SUM(amount), 2) AS revenue FROM bronze",
-             "inputs": {"bronze": "bronze"}, "outputs": {"data": "summary"}},
-            {"layer": "store", "name": "save_summary", "value": "out/{{ partition_key }}.csv",
-             "inputs": {"data": "summary"}},
+            {
+                "layer": "ingest",
+                "name": "ingest_sales",
+                "value": "data/daily/{{ partition_key }}/sales.csv",
+                "outputs": {"data": "bronze"},
+            },
+            {
+                "layer": "transform",
+                "name": "summarise",
+                "type": "sql",
+                "value": "SELECT {{ partition_key }} AS pk, {{ partition_start }} AS ps, "
+                "{{ partition_end }} AS pe, COUNT(*) AS n, ROUND(SUM(amount), 2) AS revenue FROM bronze",
+                "inputs": {"bronze": "bronze"},
+                "outputs": {"data": "summary"},
+            },
+            {
+                "layer": "store",
+                "name": "save_summary",
+                "value": "out/{{ partition_key }}.csv",
+                "inputs": {"data": "summary"},
+            },
             *extra_steps,
         ],
     }
@@ -91,24 +110,34 @@ def materializations(instance: dg.DagsterInstance, key: dg.AssetKey) -> list[dg.
 
 
 def event_types(instance: dg.DagsterInstance, run_id: str) -> list[str]:
-    return [r.dagster_event.event_type_value for r in instance.all_logs(run_id) if r.dagster_event is not None]
+    return [
+        r.dagster_event.event_type_value for r in instance.all_logs(run_id) if r.dagster_event is not None
+    ]
 
 
-def evaluate_sensor(defs: dg.Definitions, name: str, instance: dg.DagsterInstance, cursor: str | None = None
-                    ) -> Any:
+def evaluate_sensor(
+    defs: dg.Definitions, name: str, instance: dg.DagsterInstance, cursor: str | None = None
+) -> Any:
     """One tick of sensor ``name`` (run requests, cursor, skip message, dynamic partition requests)."""
     sensor = defs.resolve_sensor_def(name)
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
+    # Like the daemon, a persistent instance comes with its ref (dynamic partitions need it).
+    ref = instance.get_ref() if instance.is_persistent else None
+    context = dg.build_sensor_context(instance=instance, instance_ref=ref, cursor=cursor, definitions=defs)
     return sensor.evaluate_tick(context)
 
 
-def launch(defs: dg.Definitions, job_name: str, instance: dg.DagsterInstance, request: dg.RunRequest
-           ) -> dg.ExecuteInProcessResult:
+def launch(
+    defs: dg.Definitions, job_name: str, instance: dg.DagsterInstance, request: dg.RunRequest
+) -> dg.ExecuteInProcessResult:
     """Execute what a sensor/schedule asked for (run config, partition, tags) in process."""
     job = defs.resolve_job_def(job_name)
-    return job.execute_in_process(instance=instance, run_config=request.run_config,
-                                  partition_key=request.partition_key, tags=dict(request.tags),
-                                  raise_on_error=False)
+    return job.execute_in_process(
+        instance=instance,
+        run_config=request.run_config,
+        partition_key=request.partition_key,
+        tags=dict(request.tags),
+        raise_on_error=False,
+    )
 
 
 def build(*paths: Path | str) -> dg.Definitions:
@@ -124,7 +153,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.5, what: str = "condition") -> Any:
+def wait_for(
+    predicate: Callable[[], Any], timeout: float, interval: float = 0.5, what: str = "condition"
+) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -143,8 +174,9 @@ class DagsterProcess:
         env.pop("ODIBI_BASE_DIR", None)
         self.log = log
         self._fh = open(log, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=self._fh, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            args, cwd=cwd, env=env, stdout=self._fh, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -171,11 +203,18 @@ class DagsterProcess:
 
 
 def start_webserver(home: Path, workspace: Path, port: int, log: Path) -> DagsterProcess:
-    proc = DagsterProcess([str(VENV_BIN / "dagster-webserver"), "-w", str(workspace), "-h", "127.0.0.1",
-                           "-p", str(port)], home, workspace.parent, log)
+    proc = DagsterProcess(
+        [str(VENV_BIN / "dagster-webserver"), "-w", str(workspace), "-h", "127.0.0.1", "-p", str(port)],
+        home,
+        workspace.parent,
+        log,
+    )
     try:
-        wait_for(lambda: _http_ok(f"http://127.0.0.1:{port}/server_info") or not proc.alive(), 120,
-                 what="dagster-webserver")
+        wait_for(
+            lambda: _http_ok(f"http://127.0.0.1:{port}/server_info") or not proc.alive(),
+            120,
+            what="dagster-webserver",
+        )
         if not proc.alive():
             raise RuntimeError(f"dagster-webserver exited:\n{proc.tail()}")
     except BaseException:
@@ -185,8 +224,9 @@ def start_webserver(home: Path, workspace: Path, port: int, log: Path) -> Dagste
 
 
 def start_daemon(home: Path, workspace: Path, log: Path) -> DagsterProcess:
-    return DagsterProcess([str(VENV_BIN / "dagster-daemon"), "run", "-w", str(workspace)], home,
-                          workspace.parent, log)
+    return DagsterProcess(
+        [str(VENV_BIN / "dagster-daemon"), "run", "-w", str(workspace)], home, workspace.parent, log
+    )
 
 
 def _http_ok(url: str) -> bool:
@@ -199,8 +239,9 @@ def _http_ok(url: str) -> bool:
 
 def graphql(port: int, query: str, variables: dict[str, Any]) -> dict[str, Any]:
     body = json.dumps({"query": query, "variables": variables}).encode()
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=body,
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql", data=body, headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(req, timeout=60) as resp:
         out = json.loads(resp.read())
     if out.get("errors"):

@@ -84,29 +84,46 @@ def test_partition_variables_reach_sql_and_paths(project: Path, instance: dg.Dag
     result = job.execute_in_process(instance=instance, partition_key="2024-01-02")
     assert result.success
     out = pd.read_csv(project / "out" / "2024-01-02.csv")
-    assert out.to_dict("records") == [{
-        "pk": "2024-01-02", "ps": "2024-01-02T00:00:00+00:00", "pe": "2024-01-03T00:00:00+00:00",
-        "n": 6, "revenue": round(sum(10 + i * 1.5 for i in range(6)), 2)}]
+    assert out.to_dict("records") == [
+        {
+            "pk": "2024-01-02",
+            "ps": "2024-01-02T00:00:00+00:00",
+            "pe": "2024-01-03T00:00:00+00:00",
+            "n": 6,
+            "revenue": round(sum(10 + i * 1.5 for i in range(6)), 2),
+        }
+    ]
     # Partitioned assets report the partition's rows.
     mats = materializations(instance, dg.AssetKey(["daily", "bronze"]))
-    assert [(m.partition, m.metadata["dagster/partition_row_count"].value) for m in mats] == [("2024-01-02", 6)]
+    assert [(m.partition, m.metadata["dagster/partition_row_count"].value) for m in mats] == [
+        ("2024-01-02", 6)
+    ]
 
 
-def test_one_file_per_partition_and_rerun_replaces_only_that_partition(project: Path,
-                                                                       instance: dg.DagsterInstance) -> None:
+def test_one_file_per_partition_and_rerun_replaces_only_that_partition(
+    project: Path, instance: dg.DagsterInstance
+) -> None:
     write_daily_data(project, days("2024-01-01", 3))
     defs = build(daily_pipeline(project))
     job = defs.resolve_job_def("daily")
-    assert job.execute_in_process(instance=instance, tags={
-        "dagster/asset_partition_range_start": "2024-01-01", "dagster/asset_partition_range_end": "2024-01-03"}).success
+    assert job.execute_in_process(
+        instance=instance,
+        tags={
+            "dagster/asset_partition_range_start": "2024-01-01",
+            "dagster/asset_partition_range_end": "2024-01-03",
+        },
+    ).success
     folder = project / ".odibi" / "datasets" / "daily" / "bronze"
     files = sorted(p.name for p in folder.iterdir())
     assert files == [f"partition={d}.parquet" for d in days("2024-01-01", 3)]
     before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in folder.iterdir()}
 
     # New data for the 2nd day only, then re-run that partition.
-    write_csv(project / "data" / "daily" / "2024-01-02" / "sales.csv", ["sale_id", "store", "amount", "sale_date"],
-              [[1, "north", 1.0, "2024-01-02"]])
+    write_csv(
+        project / "data" / "daily" / "2024-01-02" / "sales.csv",
+        ["sale_id", "store", "amount", "sale_date"],
+        [[1, "north", 1.0, "2024-01-02"]],
+    )
     assert job.execute_in_process(instance=instance, partition_key="2024-01-02").success
     after = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in folder.iterdir()}
     assert after["partition=2024-01-01.parquet"] == before["partition=2024-01-01.parquet"]
@@ -116,32 +133,54 @@ def test_one_file_per_partition_and_rerun_replaces_only_that_partition(project: 
     assert pd.read_csv(project / "out" / "2024-01-01.csv")["n"].tolist() == [5]
 
 
-def test_window_partition_mapping_reads_trailing_partitions(project: Path, instance: dg.DagsterInstance) -> None:
+def test_window_partition_mapping_reads_trailing_partitions(
+    project: Path, instance: dg.DagsterInstance
+) -> None:
     write_daily_data(project, days("2024-01-01", 4), rows_per_day=lambda i: 1)
-    path = daily_pipeline(project, extra_steps=[{
-        "layer": "transform", "name": "trailing", "type": "sql",
-        "partition_mapping": {"type": "window", "start_offset": -2},
-        "value": "SELECT {{ partition_key }} AS pk, COUNT(*) AS days, MIN(pk) AS first_day FROM s",
-        "inputs": {"s": "summary"}, "outputs": {"data": "trailing"}}])
+    path = daily_pipeline(
+        project,
+        extra_steps=[
+            {
+                "layer": "transform",
+                "name": "trailing",
+                "type": "sql",
+                "partition_mapping": {"type": "window", "start_offset": -2},
+                "value": "SELECT {{ partition_key }} AS pk, COUNT(*) AS days, MIN(pk) AS first_day FROM s",
+                "inputs": {"s": "summary"},
+                "outputs": {"data": "trailing"},
+            }
+        ],
+    )
     job = build(path).resolve_job_def("daily")
     # A single run over the range: the window of each day is read from the run's own partitions.
-    result = job.execute_in_process(instance=instance, tags={
-        "dagster/asset_partition_range_start": "2024-01-01", "dagster/asset_partition_range_end": "2024-01-04"})
+    result = job.execute_in_process(
+        instance=instance,
+        tags={
+            "dagster/asset_partition_range_start": "2024-01-01",
+            "dagster/asset_partition_range_end": "2024-01-04",
+        },
+    )
     assert result.success
     folder = project / ".odibi" / "datasets" / "daily" / "trailing"
     rows = duckdb.sql(f"SELECT pk, days, first_day FROM '{folder}/*.parquet' ORDER BY pk").fetchall()
-    assert rows == [("2024-01-01", 1, "2024-01-01"), ("2024-01-02", 2, "2024-01-01"),
-                    ("2024-01-03", 3, "2024-01-01"), ("2024-01-04", 3, "2024-01-02")]
+    assert rows == [
+        ("2024-01-01", 1, "2024-01-01"),
+        ("2024-01-02", 2, "2024-01-01"),
+        ("2024-01-03", 3, "2024-01-01"),
+        ("2024-01-04", 3, "2024-01-02"),
+    ]
 
 
-def test_missing_upstream_partition_fails_clearly_without_retrying(project: Path,
-                                                                   instance: dg.DagsterInstance) -> None:
+def test_missing_upstream_partition_fails_clearly_without_retrying(
+    project: Path, instance: dg.DagsterInstance
+) -> None:
     write_daily_data(project, days("2024-01-01", 2))
     path = daily_pipeline(project, retry={"max_retries": 3, "delay_seconds": 0})
     job = build(path).resolve_job_def("daily")
     selection = [dg.AssetKey(["daily", "summary"])]
-    result = job.execute_in_process(instance=instance, partition_key="2024-01-02", asset_selection=selection,
-                                    raise_on_error=False)
+    result = job.execute_in_process(
+        instance=instance, partition_key="2024-01-02", asset_selection=selection, raise_on_error=False
+    )
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     assert "has not been materialized for partition(s) 2024-01-02" in str(failure.event_specific_data.error)
@@ -157,16 +196,28 @@ def test_backfill_policy_from_config(project: Path, policy: str) -> None:
         assert bp.max_partitions_per_run == (None if policy == "single_run" else 3)
 
 
-def test_single_run_over_a_range_materializes_every_partition(project: Path, instance: dg.DagsterInstance) -> None:
+def test_single_run_over_a_range_materializes_every_partition(
+    project: Path, instance: dg.DagsterInstance
+) -> None:
     write_daily_data(project, days("2024-01-01", 4))
-    keys_step = {"layer": "transform", "name": "keys", "type": "sql", "inputs": {"s": "summary"},
-                 "outputs": {"data": "keys"},
-                 "value": "SELECT {{ partition_key }} AS pk, len(list_value{{ partition_keys }}) AS n_keys, "
-                          "list_min(list_value{{ partition_keys }}) AS first_key FROM s"}
+    keys_step = {
+        "layer": "transform",
+        "name": "keys",
+        "type": "sql",
+        "inputs": {"s": "summary"},
+        "outputs": {"data": "keys"},
+        "value": "SELECT {{ partition_key }} AS pk, len(list_value{{ partition_keys }}) AS n_keys, "
+        "list_min(list_value{{ partition_keys }}) AS first_key FROM s",
+    }
     path = daily_pipeline(project, backfill={"policy": "single_run"}, extra_steps=[keys_step])
     job = build(path).resolve_job_def("daily")
-    result = job.execute_in_process(instance=instance, tags={
-        "dagster/asset_partition_range_start": "2024-01-01", "dagster/asset_partition_range_end": "2024-01-04"})
+    result = job.execute_in_process(
+        instance=instance,
+        tags={
+            "dagster/asset_partition_range_start": "2024-01-01",
+            "dagster/asset_partition_range_end": "2024-01-04",
+        },
+    )
     assert result.success
     assert sorted(p.name for p in (project / "out").iterdir()) == [f"{d}.csv" for d in days("2024-01-01", 4)]
     mats = materializations(instance, dg.AssetKey(["daily", "summary"]))
@@ -182,31 +233,56 @@ def _injection_pipeline(project: Path, partitions: dict) -> Path:
     key_file = project / "data" / "by_key" / f"{INJECTION}.csv"
     write_csv(key_file, ["region", "amount"], [[INJECTION, 1], [INJECTION, 2], ["north", 5]])
     write_csv(project / "data" / "by_key" / "north.csv", ["region", "amount"], [["north", 5]])
-    return write_yaml(project / "keys.yaml", {
-        "pipeline": "keys",
-        "partitions": partitions,
-        "steps": [
-            {"layer": "ingest", "name": "ingest", "value": "data/by_key/{{ partition_key }}.csv",
-             "outputs": {"data": "raw"}},
-            # The input is registered as `t`: an injected DROP TABLE t would remove it.
-            {"layer": "transform", "name": "pick", "type": "sql",
-             "value": "SELECT {{ partition_key }} AS key, SUM(amount) AS total, COUNT(*) AS n FROM t "
-                      "WHERE region = {{ partition_key }}",
-             "inputs": {"t": "raw"}, "outputs": {"data": "picked"}},
-            {"layer": "transform", "name": "again", "type": "sql",
-             "value": "SELECT key, total, (SELECT COUNT(*) FROM t) AS rows_in_t FROM p",
-             "inputs": {"p": "picked", "t": "raw"}, "outputs": {"data": "checked"}},
-            {"layer": "store", "name": "save", "value": "out/{{ partition_key }}.parquet",
-             "inputs": {"data": "checked"}},
-        ],
-    })
+    return write_yaml(
+        project / "keys.yaml",
+        {
+            "pipeline": "keys",
+            "partitions": partitions,
+            "steps": [
+                {
+                    "layer": "ingest",
+                    "name": "ingest",
+                    "value": "data/by_key/{{ partition_key }}.csv",
+                    "outputs": {"data": "raw"},
+                },
+                # The input is registered as `t`: an injected DROP TABLE t would remove it.
+                {
+                    "layer": "transform",
+                    "name": "pick",
+                    "type": "sql",
+                    "value": "SELECT {{ partition_key }} AS key, SUM(amount) AS total, COUNT(*) AS n FROM t "
+                    "WHERE region = {{ partition_key }}",
+                    "inputs": {"t": "raw"},
+                    "outputs": {"data": "picked"},
+                },
+                {
+                    "layer": "transform",
+                    "name": "again",
+                    "type": "sql",
+                    "value": "SELECT key, total, (SELECT COUNT(*) FROM t) AS rows_in_t FROM p",
+                    "inputs": {"p": "picked", "t": "raw"},
+                    "outputs": {"data": "checked"},
+                },
+                {
+                    "layer": "store",
+                    "name": "save",
+                    "value": "out/{{ partition_key }}.parquet",
+                    "inputs": {"data": "checked"},
+                },
+            ],
+        },
+    )
 
 
 @pytest.mark.parametrize("kind", ["static", "dynamic"])
-def test_injection_through_partition_keys_cannot_change_the_query(project: Path, instance: dg.DagsterInstance,
-                                                                  kind: str) -> None:
-    partitions = {"type": "static", "values": ["north", INJECTION]} if kind == "static" else {
-        "type": "dynamic", "name": "keys"}
+def test_injection_through_partition_keys_cannot_change_the_query(
+    project: Path, instance: dg.DagsterInstance, kind: str
+) -> None:
+    partitions = (
+        {"type": "static", "values": ["north", INJECTION]}
+        if kind == "static"
+        else {"type": "dynamic", "name": "keys"}
+    )
     defs = build(_injection_pipeline(project, partitions))
     if kind == "dynamic":
         instance.add_dynamic_partitions("keys", [INJECTION, "north"])
@@ -221,16 +297,31 @@ def test_injection_through_partition_keys_cannot_change_the_query(project: Path,
 
 
 def test_partition_keys_render_as_sql_literals() -> None:
-    sql = render_sql("SELECT * FROM t WHERE k = {{ partition_key }} AND k IN {{ partition_keys }}",
-                     {"partition_key": INJECTION, "partition_keys": [INJECTION, "b"]})
-    assert sql == ("SELECT * FROM t WHERE k = 'x''; DROP TABLE t; --' AND k IN "
-                   "('x''; DROP TABLE t; --', 'b')")
+    sql = render_sql(
+        "SELECT * FROM t WHERE k = {{ partition_key }} AND k IN {{ partition_keys }}",
+        {"partition_key": INJECTION, "partition_keys": [INJECTION, "b"]},
+    )
+    assert sql == (
+        "SELECT * FROM t WHERE k = 'x''; DROP TABLE t; --' AND k IN ('x''; DROP TABLE t; --', 'b')"
+    )
     assert duckdb.sql(sql.replace("FROM t", "FROM (SELECT 'x''; DROP TABLE t; --' AS k) t")).fetchall() == [
-        (INJECTION,)]
+        (INJECTION,)
+    ]
 
 
-@pytest.mark.parametrize("rel", ["a.csv", "sub/dir/b c.csv", "x'; DROP TABLE t; --.csv", "données été 日本.csv",
-                                 "odd...name.csv", "tab\there.csv", "100%.csv", "%2E...%25.csv"])
+@pytest.mark.parametrize(
+    "rel",
+    [
+        "a.csv",
+        "sub/dir/b c.csv",
+        "x'; DROP TABLE t; --.csv",
+        "données été 日本.csv",
+        "odd...name.csv",
+        "tab\there.csv",
+        "100%.csv",
+        "%2E...%25.csv",
+    ],
+)
 def test_file_partition_keys_are_valid_and_reversible(rel: str) -> None:
     key = file_partition_key(rel)
     from dagster._core.definitions.partitions.utils.base import INVALID_PARTITION_SUBSTRINGS
@@ -266,32 +357,61 @@ def test_cli_runs_one_partition_and_a_range(project: Path) -> None:
     write_daily_data(project, days("2024-01-01", 4))
     path = daily_pipeline(project, backfill={"policy": "single_run"})
     env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "ODIBI_BASE_DIR")}
-    one = subprocess.run([ODIBI_CLI, "run", str(path), "--partition", "2024-01-02"], capture_output=True,
-                         text=True, env=env, timeout=120)
+    one = subprocess.run(
+        [ODIBI_CLI, "run", str(path), "--partition", "2024-01-02"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert one.returncode == 0, one.stdout + one.stderr
     assert "partition 2024-01-02" in one.stdout
     assert sorted(p.name for p in (project / "out").iterdir()) == ["2024-01-02.csv"]
-    rng = subprocess.run([ODIBI_CLI, "run", str(path), "--partition", "2024-01-01...2024-01-04"],
-                         capture_output=True, text=True, env=env, timeout=120)
+    rng = subprocess.run(
+        [ODIBI_CLI, "run", str(path), "--partition", "2024-01-01...2024-01-04"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert rng.returncode == 0, rng.stdout + rng.stderr
     assert sorted(p.name for p in (project / "out").iterdir()) == [f"{d}.csv" for d in days("2024-01-01", 4)]
-    bad = subprocess.run([ODIBI_CLI, "run", str(path), "--partition", "2030-01-01"], capture_output=True,
-                         text=True, env=env, timeout=120)
+    bad = subprocess.run(
+        [ODIBI_CLI, "run", str(path), "--partition", "2030-01-01"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert bad.returncode == 2 and "not a partition" in bad.stderr
 
 
 def test_hourly_partitions_run_with_date_only_start(project: Path, instance: dg.DagsterInstance) -> None:
     write_csv(project / "data" / "h.csv", ["v"], [[1], [2]])
-    path = write_yaml(project / "hourly.yaml", {
-        "pipeline": "hourly",
-        "partitions": {"type": "hourly", "start": "2024-01-01", "end": "2024-01-02", "timezone": "Asia/Tokyo"},
-        "steps": [
-            {"layer": "ingest", "name": "ingest", "value": "data/h.csv", "outputs": {"data": "raw"}},
-            {"layer": "transform", "name": "stamp", "type": "sql",
-             "value": "SELECT {{ partition_start }} AS s, {{ partition_end }} AS e, COUNT(*) AS n FROM raw",
-             "inputs": {"raw": "raw"}, "outputs": {"data": "stamped"}},
-        ],
-    })
+    path = write_yaml(
+        project / "hourly.yaml",
+        {
+            "pipeline": "hourly",
+            "partitions": {
+                "type": "hourly",
+                "start": "2024-01-01",
+                "end": "2024-01-02",
+                "timezone": "Asia/Tokyo",
+            },
+            "steps": [
+                {"layer": "ingest", "name": "ingest", "value": "data/h.csv", "outputs": {"data": "raw"}},
+                {
+                    "layer": "transform",
+                    "name": "stamp",
+                    "type": "sql",
+                    "value": "SELECT {{ partition_start }} AS s, {{ partition_end }} AS e, COUNT(*) AS n "
+                    "FROM raw",
+                    "inputs": {"raw": "raw"},
+                    "outputs": {"data": "stamped"},
+                },
+            ],
+        },
+    )
     job = build(path).resolve_job_def("hourly")
     assert job.execute_in_process(instance=instance, partition_key="2024-01-01-09:00").success
     stored = project / ".odibi" / "datasets" / "hourly" / "stamped"

@@ -161,7 +161,8 @@ async function shot(page, name) {
     await page.waitForTimeout(2500);
     result.screenshots.push(await shot(page, 'asset_filtered_data'));
     result.asset_page_text = await page.innerText('body');
-    await page.getByText('Metadata', { exact: true }).first().scrollIntoViewIfNeeded();
+    await page.getByText('Metadata', { exact: true }).first()
+      .evaluate(el => el.scrollIntoView({ block: 'start' }));
     await page.waitForTimeout(1000);
     result.screenshots.push(await shot(page, 'asset_filtered_data_metadata'));
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import datetime as _dt
+import functools
 import hashlib
 import json
 import os
@@ -52,8 +53,8 @@ _SCRIPT = """
 _SCRIPT_HASH = base64.b64encode(hashlib.sha256(_SCRIPT.encode("utf-8")).digest()).decode("ascii")
 
 # Graph geometry (px). Columns are topological depths, left to right.
-_NODE_W, _NODE_H, _COL_GAP, _ROW_GAP, _PAD = 190, 50, 70, 20, 16
-_LABEL_CHARS = 24
+_NODE_W, _NODE_H, _COL_GAP, _ROW_GAP, _PAD = 172, 48, 56, 22, 20
+_LABEL_CHARS = 22
 
 _STATUS_CLASSES = {"success": "success", "failed": "failed", "running": "running", "skipped": "skipped"}
 
@@ -218,6 +219,30 @@ def graph_layout(
                     "label": label,
                 }
             )
+    # Free vertical intervals per column, so edges spanning several columns pass between
+    # the nodes of the columns they cross instead of under them.
+    gaps: dict[int, list[tuple[float, float]]] = {}
+    for d, col in columns.items():
+        tops = sorted(pos[n][1] for n in col)
+        free, cursor = [], 0.0
+        for top in tops:
+            free.append((cursor, top))
+            cursor = top + _NODE_H
+        free.append((cursor, float(height)))
+        gaps[d] = free
+
+    def lane(d: int, want: float) -> float:
+        def distance(gap: tuple[float, float]) -> float:
+            return 0.0 if gap[0] <= want <= gap[1] else min(abs(want - gap[0]), abs(want - gap[1]))
+
+        top, bottom = min(gaps[d], key=distance)
+        margin = min(8.0, (bottom - top) / 2)
+        return min(max(want, top + margin), bottom - margin)
+
+    def curve(ax: float, ay: float, bx: float, by: float) -> str:
+        mid = (ax + bx) / 2
+        return f" C{mid:.1f},{ay:.1f} {mid:.1f},{by:.1f} {bx:.1f},{by:.1f}"
+
     out_edges = []
     for src, dst in edge_list:
         (x1, y1), (x2, y2) = pos[src], pos[dst]
@@ -227,8 +252,16 @@ def graph_layout(
             low = max(y1, y2) + _NODE_H + _ROW_GAP / 2
             d_attr = f"M{sx:.1f},{sy:.1f} C{sx + 40:.1f},{low:.1f} {tx - 40:.1f},{low:.1f} {tx:.1f},{ty:.1f}"
         else:
-            mid = (sx + tx) / 2
-            d_attr = f"M{sx:.1f},{sy:.1f} C{mid:.1f},{sy:.1f} {mid:.1f},{ty:.1f} {tx - 6:.1f},{ty:.1f}"
+            d_attr = f"M{sx:.1f},{sy:.1f}"
+            ax, ay = sx, sy
+            first, last = depth[src] + 1, depth[dst]
+            for d in range(first, last):
+                cx = _PAD + d * (_NODE_W + _COL_GAP)
+                share = (d - depth[src]) / (last - depth[src])
+                cy = lane(d, sy + (ty - sy) * share)
+                d_attr += curve(ax, ay, cx, cy) + f" L{cx + _NODE_W:.1f},{cy:.1f}"
+                ax, ay = cx + _NODE_W, cy
+            d_attr += curve(ax, ay, tx - 6, ty)
         out_edges.append({"source": src, "target": dst, "d": d_attr})
     return {"width": max(width, 1), "height": max(height, 1), "nodes": out_nodes, "edges": out_edges}
 
@@ -268,6 +301,21 @@ def _fmt_time(value: Any) -> str:
     return text
 
 
+@functools.cache
+def _environment() -> jinja2.Environment:
+    # One environment per process: it caches the compiled template, which is rendered
+    # after every step.
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(_TEMPLATES)),
+        autoescape=True,  # every value from the run is data, never markup
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(ms=_fmt_ms, num=_fmt_int, delta=_fmt_delta, when=_fmt_time)
+    return env
+
+
 class StoryGenerator:
     """Renders a run's lineage JSON (``RunTracker.export_lineage()``) into an HTML story.
 
@@ -282,14 +330,7 @@ class StoryGenerator:
         self.explanations = dict(explanations or {})
         self.max_rows = max_rows
         self.max_cell_chars = max_cell_chars
-        self._env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(str(_TEMPLATES)),
-            autoescape=True,  # every value from the run is data, never markup
-            undefined=jinja2.StrictUndefined,
-            trim_blocks=True,
-            lstrip_blocks=True,
-        )
-        self._env.filters.update(ms=_fmt_ms, num=_fmt_int, delta=_fmt_delta, when=_fmt_time)
+        self._env = _environment()
 
     # -- view model ------------------------------------------------------------------------
 

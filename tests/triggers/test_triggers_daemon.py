@@ -1,0 +1,324 @@
+"""End to end through a real deployment: ``dagster-webserver`` and ``dagster-daemon`` in their own
+process group on a temp DAGSTER_HOME. Backfills are launched over GraphQL (what the UI does) and
+run by the daemon; the file-watch sensor runs in the daemon and its cursor survives a restart."""
+
+from __future__ import annotations
+
+import json
+import os
+import textwrap
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+from odibi_triggers_lib import (
+    LAUNCH_BACKFILL,
+    DagsterProcess,
+    daily_pipeline,
+    days,
+    free_port,
+    graphql,
+    start_daemon,
+    start_webserver,
+    wait_for,
+    write_csv,
+    write_daily_data,
+    write_yaml,
+)
+
+pytestmark = pytest.mark.slow
+
+WEEK = days("2024-01-01", 7)
+THREE_DAYS = WEEK[:3]
+FILE_SENSOR = "landing__watch_ingest"
+
+DAGSTER_YAML = """\
+telemetry: {enabled: false}
+run_queue:
+  max_concurrent_runs: 3
+  dequeue_interval_seconds: 1
+"""
+
+DEFS_PY = """\
+from pathlib import Path
+
+import dagster as dg
+
+from odibi_dagster import build_definitions
+
+# In-process executor: each run is one process (the daemon's run launcher), no process per step.
+defs = build_definitions(Path(__file__).parent / "pipelines", executor=dg.in_process_executor)
+"""
+
+
+@dataclass
+class Deployment:
+    root: Path
+    home: Path
+    port: int
+    web: DagsterProcess
+    daemon: DagsterProcess | None = None
+    backfills: dict[str, str] = field(default_factory=dict)  # pipeline -> backfill id
+
+    @property
+    def workspace(self) -> Path:
+        return self.root / "workspace.yaml"
+
+    def instance(self) -> dg.DagsterInstance:
+        return dg.DagsterInstance.from_config(str(self.home))
+
+    def ensure_daemon(self) -> None:
+        if self.daemon is None or not self.daemon.alive():
+            n = len(list(self.root.glob("daemon*.log")))
+            self.daemon = start_daemon(self.home, self.workspace, self.root / f"daemon{n}.log")
+
+    def stop_daemon(self) -> None:
+        if self.daemon is not None:
+            self.daemon.stop()
+            self.daemon = None
+
+    def logs(self) -> str:
+        parts = [f"--- webserver\n{self.web.tail(30)}"]
+        if self.daemon is not None:
+            parts.append(f"--- daemon\n{self.daemon.tail(60)}")
+        return "\n".join(parts)
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    root = tmp_path_factory.mktemp("deployment")
+    home = root / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(DAGSTER_YAML)
+    pipelines = root / "pipelines"
+    write_daily_data(pipelines, WEEK)
+    daily_pipeline(pipelines, "week", backfill={"policy": "single_run"}, story={"enabled": False})
+    daily_pipeline(pipelines, "week_multi", backfill={"policy": "multi_run"}, story={"enabled": False})
+    (root / "incoming").mkdir()
+    # One dynamic partition per landed file: the daemon adds the partitions the sensor asks for,
+    # and the runs of different files may overlap (each has its own datasets).
+    write_yaml(
+        pipelines / "landing.yaml",
+        {
+            "pipeline": "landing",
+            "story": {"enabled": False},
+            "partitions": {"type": "dynamic", "name": "landed_files"},
+            "sensors": [
+                {
+                    "type": "file_watch",
+                    "path": "../incoming",
+                    "pattern": "*.csv",
+                    "step": "ingest",
+                    "min_interval_seconds": 1,
+                    "dynamic_partitions": True,
+                }
+            ],
+            "steps": [
+                {"layer": "ingest", "name": "ingest", "value": "../incoming", "outputs": {"data": "raw"}},
+                {
+                    "layer": "store",
+                    "name": "keep",
+                    "value": "../landed/{{ partition_key }}",
+                    "inputs": {"data": "raw"},
+                },
+            ],
+        },
+    )
+    (root / "defs.py").write_text(DEFS_PY)
+    (root / "workspace.yaml").write_text(
+        textwrap.dedent("""\
+        load_from:
+          - python_file: {relative_path: defs.py, working_directory: ., location_name: odibi_test}
+        """)
+    )
+    port = free_port()
+    web = start_webserver(home, root / "workspace.yaml", port, root / "webserver.log")
+    dep = Deployment(root, home, port, web)
+    try:
+        yield dep
+    finally:
+        dep.stop_daemon()
+        web.stop()
+
+
+def _launch_backfill(dep: Deployment, pipeline: str, partitions: list[str]) -> str:
+    keys = [[pipeline, "bronze"], [pipeline, "summary"], [pipeline, "save_summary"]]
+    data = graphql(
+        dep.port,
+        LAUNCH_BACKFILL,
+        {
+            "params": {
+                "partitionNames": partitions,
+                "assetSelection": [{"path": k} for k in keys],
+                "fromFailure": False,
+            }
+        },
+    )
+    result = data["launchPartitionBackfill"]
+    assert result["__typename"] == "LaunchBackfillSuccess", result
+    return result["backfillId"]
+
+
+def _runs(instance: dg.DagsterInstance, **tags: str) -> list[dg.DagsterRun]:
+    return list(instance.get_runs(filters=dg.RunsFilter(tags=tags)))
+
+
+def _all_finished(instance: dg.DagsterInstance, expected: int, **tags: str) -> list[dg.DagsterRun] | None:
+    runs = _runs(instance, **tags)
+    return runs if len(runs) >= expected and all(r.is_finished for r in runs) else None
+
+
+def test_backfill_over_a_week_launched_over_graphql_and_run_by_the_daemon(deployment: Deployment) -> None:
+    dep = deployment
+    # Launched before the daemon starts, so its first backfill iteration picks them up.
+    dep.backfills = {
+        "week": _launch_backfill(dep, "week", WEEK),
+        "week_multi": _launch_backfill(dep, "week_multi", THREE_DAYS),
+    }
+    dep.ensure_daemon()
+    with dep.instance() as instance:
+        try:
+            single = wait_for(
+                lambda: _all_finished(instance, 1, **{"dagster/backfill": dep.backfills["week"]}),
+                240,
+                1,
+                "the single-run backfill",
+            )
+            multi = wait_for(
+                lambda: _all_finished(instance, 3, **{"dagster/backfill": dep.backfills["week_multi"]}),
+                240,
+                1,
+                "the multi-run backfill",
+            )
+        except TimeoutError:
+            pytest.fail(dep.logs())
+        # backfill: {policy: single_run} -> one run over the range; multi_run -> one run per day.
+        assert [r.status for r in single] == [dg.DagsterRunStatus.SUCCESS], dep.logs()
+        assert single[0].tags["dagster/asset_partition_range_start"] == WEEK[0]
+        assert single[0].tags["dagster/asset_partition_range_end"] == WEEK[-1]
+        assert {r.status for r in multi} == {dg.DagsterRunStatus.SUCCESS}, dep.logs()
+        assert sorted(_partition_of(r) for r in multi) == THREE_DAYS
+        # Seven partitions of data, one file each, and a materialization per partition.
+        folder = dep.root / "pipelines" / ".odibi" / "datasets" / "week" / "summary"
+        assert sorted(p.name for p in folder.iterdir()) == [f"partition={d}.parquet" for d in WEEK]
+        out = dep.root / "pipelines" / "out"
+        assert all(pd.read_csv(out / f"{d}.csv")["pk"].tolist() == [d] for d in WEEK)
+        for pipeline, expected in (("week", WEEK), ("week_multi", THREE_DAYS)):
+            mats = instance.fetch_materializations(dg.AssetKey([pipeline, "summary"]), limit=100).records
+            assert sorted(m.partition_key for m in mats) == expected
+
+
+def _partition_of(run: dg.DagsterRun) -> str:
+    if "dagster/partition" in run.tags:
+        return run.tags["dagster/partition"]
+    start, end = (
+        run.tags["dagster/asset_partition_range_start"],
+        run.tags["dagster/asset_partition_range_end"],
+    )
+    assert start == end, run.tags  # multi_run: one partition per run
+    return start
+
+
+def _drop(dep: Deployment, name: str, rows: int) -> None:
+    # Written beside the folder and moved in: the sensor never sees half a file.
+    tmp = dep.root / f".{name}.part"
+    write_csv(tmp, ["file", "v"], [[name, i] for i in range(rows)])
+    os.rename(tmp, dep.root / "incoming" / name)
+
+
+def _sensor_runs(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
+    return _runs(instance, **{"odibi/sensor": FILE_SENSOR})
+
+
+def test_file_watch_sensor_in_the_daemon_three_files_three_runs(deployment: Deployment) -> None:
+    dep = deployment
+    dep.ensure_daemon()
+    for i, name in enumerate(["a.csv", "b c.csv", "é'; x.csv"]):
+        _drop(dep, name, rows=i + 1)
+    with dep.instance() as instance:
+        try:
+            runs = wait_for(
+                lambda: _all_finished(instance, 3, **{"odibi/sensor": FILE_SENSOR}),
+                180,
+                1,
+                "three file-watch runs",
+            )
+        except TimeoutError:
+            pytest.fail(dep.logs())
+        time.sleep(6)  # more sensor evaluations: nothing new may start
+        runs = _sensor_runs(instance)
+        assert len(runs) == 3, dep.logs()
+        assert {r.status for r in runs} == {dg.DagsterRunStatus.SUCCESS}, dep.logs()
+        assert sorted(r.tags["odibi/file"] for r in runs) == sorted(["a.csv", "b c.csv", "é'; x.csv"])
+        assert sorted(instance.get_dynamic_partitions("landed_files")) == sorted(
+            ["a.csv", "b c.csv", "é'; x.csv"]
+        )
+    for i, name in enumerate(["a.csv", "b c.csv", "é'; x.csv"]):
+        assert pd.read_csv(dep.root / "landed" / name)["file"].tolist() == [name] * (i + 1)
+
+
+def test_file_watch_cursor_survives_a_daemon_restart(deployment: Deployment) -> None:
+    dep = deployment
+    dep.ensure_daemon()
+    with dep.instance() as instance:
+        wait_for(lambda: _all_finished(instance, 3, **{"odibi/sensor": FILE_SENSOR}), 180, 1, "earlier runs")
+    before = len(_sensor_runs(dep.instance()))
+    dep.stop_daemon()
+    # A new process on the same DAGSTER_HOME: the cursor comes from the instance's storage.
+    with dep.instance() as fresh:
+        from dagster._core.definitions.run_request import InstigatorType
+
+        states = {
+            s.instigator_name: s for s in fresh.all_instigator_state(instigator_type=InstigatorType.SENSOR)
+        }
+        cursor = states[FILE_SENSOR].instigator_data.cursor
+        assert json.loads(cursor)["v"] == 1 and len(cursor) < 1000
+    dep.ensure_daemon()
+    _drop(dep, "d.csv", rows=4)
+    with dep.instance() as instance:
+        try:
+            wait_for(
+                lambda: _all_finished(instance, before + 1, **{"odibi/sensor": FILE_SENSOR}),
+                180,
+                1,
+                "the run of the new file",
+            )
+        except TimeoutError:
+            pytest.fail(dep.logs())
+        time.sleep(6)
+        runs = _sensor_runs(instance)
+        assert len(runs) == before + 1, dep.logs()
+        assert sorted(r.tags["odibi/file"] for r in runs).count("a.csv") == 1
+        assert {r.status for r in runs} == {dg.DagsterRunStatus.SUCCESS}
+
+
+def test_backfills_are_marked_complete(deployment: Deployment) -> None:
+    dep = deployment
+    if not dep.backfills:
+        pytest.skip("needs the backfill test of this module")
+    dep.ensure_daemon()
+    from dagster._core.execution.backfill import BulkActionStatus
+
+    finished = {
+        BulkActionStatus.COMPLETED,
+        BulkActionStatus.COMPLETED_SUCCESS,
+        BulkActionStatus.COMPLETED_FAILED,
+        BulkActionStatus.FAILED,
+        BulkActionStatus.CANCELED,
+    }
+    with dep.instance() as instance:
+        for backfill_id in dep.backfills.values():
+
+            def status(b: str = backfill_id) -> BulkActionStatus | None:
+                backfill = instance.get_backfill(b)
+                return backfill.status if backfill is not None and backfill.status in finished else None
+
+            try:
+                final = wait_for(status, 120, 1, "the backfill's completion")
+            except TimeoutError:
+                pytest.fail(dep.logs())
+            assert final == BulkActionStatus.COMPLETED_SUCCESS
