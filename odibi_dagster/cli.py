@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -96,7 +97,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    instance, _home = _instance(args.executor)
+    instance, temp_home = _instance(args.executor)
     plan = cli_run.plan_for(job_name)
     print(f"odibi-dagster: running pipeline '{plan.name}' ({args.executor})"
           + (f", partition {args.partition}" if args.partition else ""), flush=True)
@@ -113,6 +114,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
                                     raise_on_error=False)
             run_id, success = result.run_id, result.success
         summary = cli_run.summarize_run(instance, run_id)
+    if temp_home is not None:
+        shutil.rmtree(temp_home, ignore_errors=True)
     elapsed = (time.perf_counter() - started) * 1000
     failed = [s for s in summary if s["status"] == "failed"]
     cli_run.pipeline_event(plan, "pipeline_complete" if success else "pipeline_error", {
@@ -126,6 +129,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if success:
         print(f"odibi-dagster: pipeline '{plan.name}' succeeded in {elapsed:.0f} ms (run {run_id})")
         return 0
+    ran = {s["step"] for s in summary}
+    for step in cli_run.planned_steps(plan, args.select):
+        if step not in ran:  # Dagster emits no event for steps it never started
+            print(f"  skip  {step:<32} (not run: an upstream step failed)", flush=True)
     names = ", ".join(f"'{s['step']}'" for s in failed) or "(unknown)"
     print(f"odibi-dagster: pipeline '{plan.name}' FAILED at step {names} (run {run_id})", file=sys.stderr)
     for s in failed:

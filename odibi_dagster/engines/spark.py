@@ -685,20 +685,28 @@ class SparkEngineContext:
                 writer = writer.partitionBy(*partition_by)
             writer.save(dest)
 
+        tmp = self._sibling_tmp(path, "tmp")
         try:
             if single_file:
-                tmp = self._sibling_tmp(path, "tmp")
                 save(tmp, "overwrite")
                 self._move_single_part(tmp, path)
             elif mode == "overwrite":
-                tmp = self._sibling_tmp(path, "tmp")
                 save(tmp, "overwrite")
                 self._replace(tmp, path)
             else:
                 save(path, mode)
         except Exception as exc:
+            self._remove_quietly(tmp)  # a failed write leaves the target as it was, and no litter
             raise self._format_error(exc, fmt, f"write {path}") from None
         return WriteInfo(uri=path, format=fmt, rows=_observed_rows(obs), extra={"mode": mode})
+
+    def _remove_quietly(self, path: str) -> None:
+        try:
+            fs, jpath = self._fs(path)
+            if fs.exists(jpath):
+                fs.delete(jpath, True)
+        except Exception:
+            log.debug("could not remove %s", path)
 
     def _move_single_part(self, tmp: str, target: str) -> None:
         fs, tdir = self._fs(tmp)

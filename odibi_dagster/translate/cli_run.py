@@ -57,12 +57,17 @@ class _ProgressHandler(logging.Handler):
             err = event.event_specific_data.error
             while err is not None and err.cause is not None:  # show the step's own error, not the retry wrapper
                 err = err.cause
-            msg = (err.message.strip().splitlines() or [""])[-1] if err else ""
-            print(f"  FAIL  {name:<32} {msg}", file=sys.stderr, flush=True)
+            print(f"  FAIL  {name:<32} {_headline(err.message if err else '')}", flush=True)
         elif kind == "STEP_UP_FOR_RETRY":
             print(f"  retry {name}", flush=True)
         elif kind == "STEP_SKIPPED":
             print(f"  skip  {name:<32} (upstream failed)", flush=True)
+
+
+def _headline(message: str) -> str:
+    """The line of an error that says what went wrong (DuckDB puts hints on later lines)."""
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    return lines[0] if lines else ""
 
 
 @cache
@@ -116,6 +121,13 @@ def selection_for(defs: dg.Definitions, job_name: str, select: str | None) -> li
     return chosen
 
 
+def planned_steps(plan: PipelinePlan, select: str | None) -> list[str]:
+    """The steps a run was asked to execute (connect steps are resources, not steps)."""
+    chosen = {s.strip() for s in select.split(",")} if select else None
+    return [s.name for s in plan.pipeline.steps
+            if s.layer != "connect" and (chosen is None or s.name in chosen)]
+
+
 def check_partition(job: dg.JobDefinition, partition: str | None) -> None:
     pdef = job.partitions_def
     if partition is None:
@@ -154,7 +166,7 @@ def summarize_run(instance: dg.DagsterInstance, run_id: str) -> list[dict[str, A
             while cause is not None:
                 msg = cause.message.strip()
                 cause = cause.cause
-            out[name] = {"step": name, "status": "failed", "error": msg.splitlines()[-1] if msg else "failed"}
+            out[name] = {"step": name, "status": "failed", "error": _headline(msg) or "failed"}
         elif ev.event_type_value == "STEP_SKIPPED":
             out.setdefault(name, {"step": name, "status": "skipped", "error": None})
     return list(out.values())

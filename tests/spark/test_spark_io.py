@@ -123,3 +123,13 @@ def test_date_and_timestamp_round_trip_through_parquet(ctx: SparkEngineContext, 
 def test_unknown_mode_and_merge_on_files_fail(ctx: SparkEngineContext, sales, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="merge"):
         ctx.write(sales, str(tmp_path / "x"), format="parquet", mode="merge", merge_keys=["sale_id"])
+
+
+def test_failed_overwrite_leaves_the_target_intact(ctx: SparkEngineContext, sales, tmp_path: Path) -> None:
+    target = tmp_path / "keep"
+    ctx.write(sales, str(target), format="parquet")
+    boom = sales.selectExpr("sale_id", "CAST(store AS INT) AS bad")  # ANSI: the cast fails at run time
+    with pytest.raises(RuntimeError, match="cannot write"):
+        ctx.write(boom, str(target), format="parquet")
+    assert ctx.read(str(target)).count() == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep"]

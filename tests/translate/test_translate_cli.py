@@ -125,7 +125,8 @@ def test_run_failure_exits_non_zero_naming_the_step_and_is_recorded_in_dagster_h
     assert proc.returncode == 1
     assert "FAILED at step 'explode'" in proc.stderr
     assert "kaboom: bad batch" in proc.stderr
-    assert re.search(r"FAIL\s+explode\s+ValueError: kaboom", proc.stderr)
+    assert re.search(r"FAIL\s+explode\s+ValueError: kaboom", proc.stdout)
+    assert re.search(r"skip\s+save_exploded", proc.stdout)
     assert progress(proc.stdout) == {"read": 10, "save_raw": 10}
     # downstream of the failure: not run; upstream: kept
     assert not project.path("out/exploded.csv").exists()
