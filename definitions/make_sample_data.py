@@ -99,8 +99,8 @@ def landing_folder() -> None:
         w = csv.writer(fh)
         w.writerow(["sale_id", "store", "amount", "sale_date"])
         for j in range(60):
-            w.writerow([2000 + j, rng.choice(["north", "south", "east", "west"]), round(rng.uniform(1, 300), 2),
-                        "2024-01-03"])
+            store = rng.choice(["north", "south", "east", "west"])
+            w.writerow([2000 + j, store, round(rng.uniform(1, 300), 2), "2024-01-03"])
 
 
 if __name__ == "__main__":

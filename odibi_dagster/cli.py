@@ -20,6 +20,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from odibi_dagster.config.validation import load_pipelines
 
     failed = False
+    names: dict[str, str] = {}
     for path in args.paths:
         try:
             pipelines = load_pipelines(path, project=args.project, enabled_only=not args.all_rows)
@@ -29,7 +30,15 @@ def _cmd_validate(args: argparse.Namespace) -> int:
                 print(problem)
             continue
         for p in pipelines:
-            print(f"{p.source or path}: ok: pipeline '{p.name}', {len(p.steps)} steps")
+            source = str(p.source or path)
+            if names.get(p.name) == source:
+                continue  # the same file named twice
+            if p.name in names:  # `run` and build_definitions load the paths together: a clash fails there
+                failed = True
+                print(f"{source}: pipeline: pipeline: pipeline name '{p.name}' is also used by {names[p.name]}")
+                continue
+            names[p.name] = source
+            print(f"{source}: ok: pipeline '{p.name}', {len(p.steps)} steps")
     return 1 if failed else 0
 
 

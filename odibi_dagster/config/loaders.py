@@ -7,6 +7,7 @@ errors become problems with file and line instead of exceptions.
 
 from __future__ import annotations
 
+import bisect
 import csv
 import json
 import re
@@ -57,6 +58,7 @@ class RawPipeline:
     lines: dict[int, int] = field(default_factory=dict)  # step index -> line number
     problems: list[Problem] = field(default_factory=list)
     default_name: str | None = None
+    key_lines: dict[str, int] = field(default_factory=dict)  # top-level key of a document -> line number
 
 
 def discover(path: str | Path) -> list[Path]:
@@ -190,7 +192,8 @@ def _read_json(p: Path) -> RawPipeline:
     doc = _wrap(data)
     if doc is None:
         return _failed(p, "JSON config must be an array of steps or an object")
-    raw = RawPipeline(str(p), doc, lines=_json_step_lines(text, doc), default_name=p.stem)
+    raw = RawPipeline(str(p), doc, lines=_json_step_lines(text, doc), default_name=p.stem,
+                      key_lines=_json_key_lines(text) if isinstance(data, dict) else {})
     for name, key in duplicates:
         raw.problems.append(Problem(str(p), name, key, f"duplicate key '{key}' (JSON keeps only the last)"))
     return raw
@@ -250,6 +253,7 @@ def _json_step_lines(text: str, doc: dict[str, Any]) -> dict[int, int]:
     offsets = _json_item_offsets(text)
     if len(offsets) != len(steps):
         return {}
+    newlines = [m.start() for m in re.finditer("\n", text)]
     lines: dict[int, int] = {}
     for i, (step, start) in enumerate(zip(steps, offsets, strict=True)):
         end = offsets[i + 1] if i + 1 < len(offsets) else len(text)
@@ -257,9 +261,9 @@ def _json_step_lines(text: str, doc: dict[str, Any]) -> dict[int, int]:
         if isinstance(step, dict) and isinstance(step.get("name"), str):
             m = re.compile(r'"name"\s*:\s*' + re.escape(json.dumps(step["name"]))).search(text, start, end)
             if m is None:  # the file escapes it differently (e.g. non-ASCII as \\u00e9)
-                m = re.compile(r'"name"\s*:').search(text, start, end)
+                m = _NAME_KEY.search(text, start, end)
             pos = m.start() if m else start
-        lines[i] = text.count("\n", 0, pos) + 1
+        lines[i] = bisect.bisect_right(newlines, pos) + 1
     return lines
 
 
@@ -280,7 +284,8 @@ def _read_yaml(p: Path) -> RawPipeline:
     doc = _wrap(data)
     if doc is None:
         return _failed(p, "YAML config must be a list of steps or a mapping")
-    raw = RawPipeline(str(p), doc, lines=_yaml_step_lines(node), default_name=p.stem)
+    raw = RawPipeline(str(p), doc, lines=_yaml_step_lines(node), default_name=p.stem,
+                      key_lines=_yaml_key_lines(node))
     raw.problems.extend(_yaml_duplicate_keys(node, str(p)))
     return raw
 
@@ -307,6 +312,39 @@ def _yaml_duplicate_keys(node: yaml.Node | None, file: str) -> list[Problem]:
                     seen.add(key.value)
                 todo.append(value)
     return problems
+
+
+def _yaml_key_lines(node: yaml.Node | None) -> dict[str, int]:
+    if not isinstance(node, yaml.MappingNode):
+        return {}
+    return {k.value: k.start_mark.line + 1 for k, _ in node.value if isinstance(k, yaml.ScalarNode)}
+
+
+_COLON = re.compile(r"\s*:")
+_NAME_KEY = re.compile(r'"name"\s*:')
+
+
+def _json_key_lines(text: str) -> dict[str, int]:
+    """Line of each key of the top-level JSON object."""
+    lines: dict[str, int] = {}
+    depth, i, n = 0, 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == '"':
+            j = i + 1
+            while j < n and text[j] != '"':
+                j += 2 if text[j] == "\\" else 1
+            if depth == 1 and _COLON.match(text, j + 1):
+                key = json.loads(text[i:j + 1]) if j < n else ""
+                lines.setdefault(key, text.count("\n", 0, i) + 1)
+            i = j + 1
+            continue
+        if c in "[{":
+            depth += 1
+        elif c in "]}":
+            depth -= 1
+        i += 1
+    return lines
 
 
 def _yaml_step_lines(node: yaml.Node | None) -> dict[int, int]:

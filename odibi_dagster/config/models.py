@@ -122,8 +122,9 @@ class PartitionMappingConfig(_Strict):
 class Step(_Strict):
     """ODIBI CORE's Step: the unit of a config-driven pipeline.
 
-    ``layer`` and ``name`` are required; ``type`` defaults to ``config_op`` and
-    ``engine`` to the pipeline's engine (``pandas`` for ODIBI's bare JSON lists).
+    ``name`` is required; as in ODIBI's JSON loader ``layer`` defaults to ``transform``,
+    ``type`` to ``config_op`` and ``engine`` to the pipeline's engine (``pandas`` for
+    ODIBI's bare JSON lists).
     """
 
     layer: str = Field("transform", description="connect, ingest, transform, store or publish "
@@ -143,17 +144,23 @@ class Step(_Strict):
     line: SkipJsonSchema[int | None] = Field(None, exclude=True,
                                              description="Line of the step in its file (set by the loader).")
 
-    @field_validator("params", "inputs", "outputs", "metadata", mode="before")
+    # ODIBI writes null for "nothing": the JSON Schema says so too (json_schema_input_type).
+    @field_validator("params", "metadata", mode="before", json_schema_input_type=dict[str, Any] | None)
     @classmethod
     def _none_is_empty(cls, v: Any) -> Any:
         return _none_to_empty(v)
 
-    @field_validator("value", mode="before")
+    @field_validator("inputs", "outputs", mode="before", json_schema_input_type=dict[str, str] | None)
+    @classmethod
+    def _none_is_no_datasets(cls, v: Any) -> Any:
+        return _none_to_empty(v)
+
+    @field_validator("value", mode="before", json_schema_input_type=str | None)
     @classmethod
     def _value_text(cls, v: Any) -> Any:
         return "" if v is None else v
 
-    @field_validator("checks", mode="before")
+    @field_validator("checks", mode="before", json_schema_input_type=list[CheckConfig] | None)
     @classmethod
     def _checks_list(cls, v: Any) -> Any:
         return [] if v is None else v

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import zoneinfo
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from odibi_dagster.config.models import (
     FileWatchSensorConfig,
     PipelineConfig,
     PollingSensorConfig,
+    RetryConfig,
     Step,
 )
 from odibi_dagster.config.sql import dialect_for, parse_sql, referenced_tables
@@ -93,6 +95,7 @@ class _Collector:
     def __init__(self, raw: RawPipeline):
         self.file = raw.file
         self.lines = raw.lines
+        self.key_lines = raw.key_lines
         self.problems: list[Problem] = list(raw.problems)
         self.step_lines: dict[str, int] = {}
         # step -> top-level fields whose shape was wrong: derived problems on them are noise.
@@ -110,6 +113,8 @@ class _Collector:
             return  # already reported as a wrong shape; a second problem would only confuse
         if line is None and step is not None:
             line = self.step_lines.get(step)
+        if line is None and step is None and field:  # a pipeline setting: the line of its key
+            line = self.key_lines.get(str(_field_root(field)))
         self.problems.append(Problem(self.file, step, field, message, line))
 
     def has_bad(self, step: Step, field: str) -> bool:
@@ -204,8 +209,8 @@ def _dagster_name(text: str) -> str:
 
 
 def _check_names_and_outputs(steps: list[Step], col: _Collector) -> None:
-    names = [s.name for s in steps]
-    dupes = sorted({n for n in names if names.count(n) > 1})
+    counts = Counter(s.name for s in steps)
+    dupes = sorted(n for n, c in counts.items() if c > 1)
     for s in steps:
         if s.name in dupes:
             col.add(s, "name", f"Duplicate step names found: {dupes}")
@@ -263,6 +268,8 @@ def _check_step_kinds(steps: list[Step], col: _Collector) -> None:
             col.add(s, "engine", _invalid(s.name, "engine", s.engine, VALID_ENGINES))
         if s.type not in VALID_TYPES:
             col.add(s, "type", _invalid(s.name, "type", s.type, VALID_TYPES))
+        if col.has_bad(s, "layer"):
+            continue  # a layer of the wrong type: the rules of a guessed layer would only add noise
         defaulted = (" (the step has no 'layer', so ODIBI's default 'transform' applies)"
                      if s.name in col.layer_defaulted else "")
         if s.layer == "transform":
@@ -388,6 +395,7 @@ def _check_sql(sql: str, step: Step, where: str, engine: str, allowed: set[str] 
         if any_dialect and any(_parses(rendered, d) for d in SOURCE_DIALECTS):
             return
         first = str(exc).splitlines()[0] if str(exc) else "syntax error"
+        first = re.sub(r"<class 'sqlglot\.[\w.]*?(\w+)'>", r"\1", first)  # "missing for <class '...Where'>"
         col.add(step, where, f"SQL does not parse ({dialect} dialect): {first}")
         return
     except RecursionError:
@@ -466,6 +474,7 @@ def _check_step_details(pipeline: PipelineConfig, steps: list[Step], col: _Colle
                         "checks apply to ingest and transform steps (their output datasets)")
         if s.partition_mapping is not None and not partitioned:
             col.add(s, "partition_mapping", "a partition mapping needs pipeline 'partitions'")
+        _check_retry(s.retry, s, "retry", col)
         for key in ("owner", "owners"):
             if key in s.metadata:
                 _check_owners(s.metadata[key], s, f"metadata.{key}", col)
@@ -513,6 +522,14 @@ def _valid_timezone(name: str) -> bool:
     except Exception:  # ZoneInfoNotFoundError, ValueError, IsADirectoryError ('America'), OSError
         return False
     return True
+
+
+def _check_retry(retry: RetryConfig | None, step: Step | None, where: str, col: _Collector) -> None:
+    # Dagster's RetryPolicy refuses a backoff or jitter without a delay to grow or jitter.
+    if retry is not None and retry.max_retries > 0 and not retry.delay_seconds:
+        for name in ("backoff", "jitter"):
+            if getattr(retry, name) is not None:
+                col.add(step, f"{where}.{name}", f"{name} needs a delay: set delay_seconds above 0")
 
 
 def _check_pipeline(pipeline: PipelineConfig, steps: list[Step], col: _Collector) -> None:
@@ -574,6 +591,7 @@ def _check_pipeline(pipeline: PipelineConfig, steps: list[Step], col: _Collector
                 and pipeline.partitions.type in ("static", "dynamic"):
             col.add(None, f"sensors[{i}].type", f"a {sensor.type} sensor needs an unpartitioned or "
                     f"time-partitioned pipeline (partitions are {pipeline.partitions.type})")
+    _check_retry(pipeline.retry, None, "retry", col)
     for i, hook in enumerate(pipeline.hooks):
         if hook.event not in VALID_EVENTS:
             hint = ""
@@ -638,7 +656,11 @@ def load_pipelines(*paths: str | Path, project: str | None = None,
     files: list[Path] = []
     seen_files: set[Path] = set()
     for p in paths:
-        found_files = discover(p)
+        try:
+            found_files = discover(p)
+        except OSError as exc:  # an unreadable directory
+            problems.append(Problem(str(p), None, None, f"cannot read: {exc}"))
+            continue
         if not found_files:
             problems.append(Problem(str(p), None, None, "no config files found"))
         for f in found_files:  # a file named twice (itself and its directory) is loaded once

@@ -9,6 +9,7 @@ from typing import Any
 
 import dagster as dg
 
+from odibi_dagster.config.errors import ConfigValidationError, Problem
 from odibi_dagster.config.models import PipelineConfig, Step
 from odibi_dagster.config.validation import load_pipelines, validate_pipeline
 from odibi_dagster.engines.connections import OdibiConnection
@@ -34,16 +35,22 @@ def build_plans(configs: Sequence[PipelineConfig], translator: OdibiTranslator, 
         return lambda step, dataset: translator.get_asset_key(OdibiStep(pipeline, step, dataset, key_prefix))
 
     plans = [make_plan(c, key_for(c), base_dir) for c in configs]
-    seen: dict[dg.AssetKey, str] = {}
+    # A custom translator may map two steps to one key; say so before Dagster does.
+    seen: dict[dg.AssetKey, tuple[str, str]] = {}
+    problems: list[Problem] = []
     for plan in plans:
-        for key in [*plan.asset_keys.values(), *plan.sink_keys.values()]:
+        named = [*((s.name, k) for s in plan.pipeline.steps for k in
+                   ([plan.asset_keys[d] for d in dict.fromkeys(s.outputs.values())] if s.outputs else [])),
+                 *plan.sink_keys.items()]
+        for step, key in named:
             if key in seen:
-                from odibi_dagster.config.errors import ConfigValidationError, Problem
-
-                raise ConfigValidationError([Problem(str(plan.pipeline.source or plan.name), None, "pipeline",
-                                                     f"asset key {key.to_user_string()} is also produced by "
-                                                     f"pipeline '{seen[key]}'")])
-            seen[key] = plan.name
+                other_pipeline, other_step = seen[key]
+                problems.append(Problem(str(plan.pipeline.source or plan.name), step, "name",
+                                        f"asset key {key.to_user_string()} is also the key of step '{other_step}' "
+                                        f"of pipeline '{other_pipeline}'"))
+            seen.setdefault(key, (plan.name, step))
+    if problems:
+        raise ConfigValidationError(problems)
     return plans
 
 

@@ -6,12 +6,14 @@ small and picklable: runs in other processes rebuild it from the code location.
 
 from __future__ import annotations
 
+import keyword
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
+from dagster._core.definitions.utils import DISALLOWED_NAMES
 
 from odibi_dagster.config.models import DATA_LAYERS, PipelineConfig, Step
 
@@ -25,6 +27,8 @@ def safe_identifier(text: str) -> str:
     out = re.sub(r"[^A-Za-z0-9_]", "_", text)
     if not out or out[0].isdigit():
         out = f"_{out}"
+    while out in DISALLOWED_NAMES or keyword.iskeyword(out):  # 'input', 'type', 'config', 'from', ...
+        out = f"{out}_"
     return out
 
 

@@ -17,6 +17,10 @@ import dagster as dg
 from odibi_dagster.translate import events
 from odibi_dagster.translate.plan import PipelinePlan
 
+#: How often the run-status sensors look for finished runs (Dagster's default is 30s): hooks
+#: fire within about this long of the run's status change.
+HOOK_SENSOR_INTERVAL = 15
+
 #: ODIBI event -> the run status that fires it.
 PIPELINE_EVENTS: dict[str, dg.DagsterRunStatus] = {
     "pipeline_start": dg.DagsterRunStatus.STARTED,
@@ -80,6 +84,7 @@ def _event_sensor(plan: PipelinePlan, event: str, status: dg.DagsterRunStatus) -
     @dg.run_status_sensor(
         run_status=status,
         name=f"{plan.job_name}__on_{event}",
+        minimum_interval_seconds=HOOK_SENSOR_INTERVAL,
         # No monitored_jobs: the whole code location, so "Materialize" runs of the pipeline's
         # assets (the implicit asset job) fire the pipeline's hooks too; is_pipeline_run filters.
         default_status=dg.DefaultSensorStatus.RUNNING,

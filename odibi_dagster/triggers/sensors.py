@@ -88,8 +88,10 @@ def build_interval_sensor(plan: PipelinePlan, job: Any, seconds: int) -> dg.Sens
     def _interval(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         tick = int(context.cursor or 0) + 1
         cursor = str(tick)
+        # The counter orders the runs; the time keeps keys unique if the cursor is ever reset.
+        base = f"interval-{tick}@{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}"
         if pdef is None:
-            return dg.SensorResult([dg.RunRequest(run_key=f"interval-{tick}")], cursor=cursor)
+            return dg.SensorResult([dg.RunRequest(run_key=base)], cursor=cursor)
         if isinstance(pdef, dg.TimeWindowPartitionsDefinition):
             key = latest_complete_partition(pdef, None)
             keys = [key] if key is not None else []
@@ -99,7 +101,7 @@ def build_interval_sensor(plan: PipelinePlan, job: Any, seconds: int) -> dg.Sens
             keys = list(pdef.get_partition_keys())
         if not keys:
             return dg.SensorResult(skip_reason=f"{plan.name} has no partitions yet", cursor=cursor)
-        return dg.SensorResult([dg.RunRequest(run_key=f"interval-{tick}-{k}", partition_key=k) for k in keys],
+        return dg.SensorResult([dg.RunRequest(run_key=f"{base}-{k}", partition_key=k) for k in keys],
                                cursor=cursor)
 
     return _interval
@@ -202,6 +204,7 @@ class FileWatchCursor:
         return cls(int(data["wm"]), dict(data.get("done", {})), dict(data.get("pending", {})))
 
     def dumps(self) -> str:
+        """The cursor as compact JSON (what Dagster stores)."""
         data = {"v": CURSOR_VERSION, "wm": self.watermark_ns, "done": self.done, "pending": self.pending}
         return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 

@@ -213,6 +213,10 @@ def test_schema_accepts_the_design_document(schema: dict, files) -> None:
     jsonschema.validate(document, schema, cls=jsonschema.Draft202012Validator)
     # ... and the same document validates for real.
     assert main(["validate", str(files.yaml(document, "design.yaml"))]) == 0
+    # ODIBI's nulls are valid in the schema as they are in the loader.
+    odibi = {"steps": [{"layer": "ingest", "name": "r", "value": "x.csv", "params": None, "inputs": None,
+                        "outputs": {"data": "raw"}, "metadata": None, "checks": None}]}  # fmt: skip
+    jsonschema.validate(odibi, schema, cls=jsonschema.Draft202012Validator)
 
 
 @pytest.mark.parametrize(

@@ -503,3 +503,16 @@ def test_json_lines_of_steps_without_a_name(files) -> None:
         file=path,
     )
     assert [p.line for p in problems] == [6, 8]
+
+
+def test_pipeline_settings_carry_the_line_of_their_key(files) -> None:
+    y = files.text(
+        "pipeline: p\n# the schedule\nschedule: {cron: '61 * * * *'}\nowners: [bob]\nsteps:\n"
+        "  - {layer: ingest, name: read, value: in.csv, outputs: {data: raw}}\n",
+        "keys.yaml",
+    )
+    j = files.json({"pipeline": "q", "owners": ["bob"], "steps": good_steps()}, "keys.json")
+    by_field = {p.field: p.line for p in problems_of(y)}
+    assert by_field == {"schedule.cron": 3, "owners[0]": 4}
+    [problem] = problems_of(j)
+    assert (problem.field, problem.line) == ("owners[0]", 3)

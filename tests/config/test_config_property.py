@@ -76,8 +76,7 @@ DOC_KEYS = sorted(PipelineConfig.model_fields)
 def valid_configs(draw: st.DrawFn) -> dict[str, Any]:
     """A valid pipeline document: ingests, SQL/function transforms over earlier datasets, stores,
     in random order, with optional pipeline settings."""
-    names = draw(st.lists(NAME, min_size=2, max_size=10, unique_by=lambda s: s)
-                 .filter(lambda ns: len({n.replace("-", "_") for n in ns}) == len(ns)))  # fmt: skip
+    names = draw(st.lists(NAME, min_size=2, max_size=10, unique=True))
     engine = draw(st.sampled_from(["pandas", "spark"]))
     partitioned = draw(st.booleans())
     n_ingest = draw(st.integers(1, max(1, len(names) // 2)))
@@ -344,7 +343,7 @@ def test_arbitrary_file_contents(tmp_path_factory: pytest.TempPathFactory, text:
         path.unlink()
 
 
-@settings(max_examples=25, deadline=None, derandomize=True)
+@settings(max_examples=50, deadline=None, derandomize=True)
 @given(doc=valid_configs())
 def test_a_config_that_validates_builds(doc: dict[str, Any]) -> None:
     """The contract with translate: validate_pipeline passing means build_definitions succeeds."""
@@ -364,3 +363,78 @@ def test_a_config_that_validates_builds(doc: dict[str, Any]) -> None:
 def test_every_bad_setting_is_a_problem_not_a_crash(key: str, value: Any) -> None:
     doc = {"pipeline": "settings", key: copy.deepcopy(value), "steps": copy.deepcopy(ODIBI_SIMPLE)}
     assert check_outcome(doc) is None
+
+
+def odibi_first_cycle(steps: list[dict[str, Any]]) -> str | None:
+    """ODIBI CORE's ``_validate_no_cycles`` (Phase 3 walkthrough, Mission 4), returning its message."""
+    graph: dict[str, list[str]] = {}
+    output_to_step: dict[str, str] = {}
+    for step in steps:
+        graph[step["name"]] = []
+        for output_key in step["outputs"].values():
+            output_to_step[output_key] = step["name"]
+    for step in steps:
+        for input_key in step["inputs"].values():
+            if input_key in output_to_step:
+                graph[step["name"]].append(output_to_step[input_key])
+    visited: set[str] = set()
+    rec_stack: set[str] = set()
+
+    class Found(Exception):
+        pass
+
+    def has_cycle(node: str, path: list[str]) -> bool:
+        visited.add(node)
+        rec_stack.add(node)
+        path.append(node)
+        for neighbor in graph.get(node, []):
+            if neighbor not in visited:
+                if has_cycle(neighbor, path.copy()):
+                    return True
+            elif neighbor in rec_stack:
+                cycle = path[path.index(neighbor) :] + [neighbor]  # noqa: RUF005 - ODIBI verbatim
+                raise Found(f"Circular dependency: {' → '.join(cycle)}")
+        rec_stack.remove(node)
+        return False
+
+    try:
+        for node in graph:
+            if node not in visited:
+                has_cycle(node, [])
+    except Found as found:
+        return str(found)
+    return None
+
+
+@st.composite
+def step_graphs(draw: st.DrawFn) -> list[dict[str, Any]]:
+    names = draw(st.lists(st.sampled_from("abcdefgh"), min_size=1, max_size=8, unique=True))
+    return [
+        {
+            "layer": "transform",
+            "name": n,
+            "type": "sql",
+            "value": "SELECT * FROM i0",
+            "inputs": {
+                f"i{j}": f"{m}_out" for j, m in enumerate(draw(st.lists(st.sampled_from(names), max_size=2)))
+            },
+            "outputs": {"data": f"{n}_out"},
+        }
+        for n in names
+    ]
+
+
+@SETTINGS
+@given(steps=step_graphs())
+def test_cycles_are_reported_as_odibi_reports_them(steps: list[dict[str, Any]]) -> None:
+    """Our first cycle is ODIBI's, word for word; we also report every other cycle."""
+    expected = odibi_first_cycle(steps)
+    try:
+        validate_pipeline(steps)
+        cycles: list[str] = []
+    except ConfigValidationError as exc:
+        cycles = [p.message for p in exc.problems if p.message.startswith("Circular dependency")]
+    if expected is None:
+        assert cycles == []
+    else:
+        assert expected in cycles

@@ -228,6 +228,11 @@ CASES = [
         [ingest(params={"header": True}), sql_step(), store()],
     ),
     Case(
+        "layer_not_text",
+        [ingest(layer=["ingest"]), sql_step(), store()],
+        [("read", "layer", "Input should be a valid string (got list: ['ingest'])")],
+    ),
+    Case(
         "value_number",
         [ingest(value=42), sql_step(), store()],
         [("read", "value", "Input should be a valid string (got int: 42)")],

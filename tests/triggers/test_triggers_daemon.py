@@ -54,6 +54,16 @@ from odibi_dagster import build_definitions
 defs = build_definitions(Path(__file__).parent / "pipelines", executor=dg.in_process_executor)
 """
 
+HOOKS_PY = """\
+import json
+from pathlib import Path
+
+
+def record(event):
+    with open(Path(__file__).parent.parent / "hook_events.jsonl", "a") as fh:
+        fh.write(json.dumps(event) + "\\n")
+"""
+
 
 @dataclass
 class Deployment:
@@ -107,6 +117,10 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
             "pipeline": "landing",
             "story": {"enabled": False},
             "partitions": {"type": "dynamic", "name": "landed_files"},
+            "hooks": [
+                {"event": "pipeline_start", "function": "deploy_hooks.record"},
+                {"event": "pipeline_complete", "function": "deploy_hooks.record"},
+            ],
             "sensors": [
                 {
                     "type": "file_watch",
@@ -128,6 +142,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
             ],
         },
     )
+    (pipelines / "deploy_hooks.py").write_text(HOOKS_PY)
     (root / "defs.py").write_text(DEFS_PY)
     (root / "workspace.yaml").write_text(
         textwrap.dedent("""\
@@ -322,3 +337,37 @@ def test_backfills_are_marked_complete(deployment: Deployment) -> None:
             except TimeoutError:
                 pytest.fail(dep.logs())
             assert final == BulkActionStatus.COMPLETED_SUCCESS
+
+
+def test_pipeline_hooks_are_called_by_the_daemon(deployment: Deployment) -> None:
+    """Run-status sensors in the daemon deliver pipeline_start / pipeline_complete of every
+    file-watch run (pipelines without hooks get none)."""
+    dep = deployment
+    dep.ensure_daemon()
+    with dep.instance() as instance:
+        runs = {r.run_id for r in _sensor_runs(instance) if r.status == dg.DagsterRunStatus.SUCCESS}
+    assert runs, "needs the file-watch tests of this module"
+    path = dep.root / "hook_events.jsonl"
+
+    def delivered() -> list[dict] | None:
+        events = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+        done = {e["run_id"] for e in events if e["event"] == "pipeline_complete"}
+        started = {e["run_id"] for e in events if e["event"] == "pipeline_start"}
+        return events if runs <= done and runs <= started else None
+
+    try:
+        events = wait_for(delivered, 120, 1, "the pipeline hooks")
+    except TimeoutError:
+        pytest.fail(dep.logs())
+    complete = [e for e in events if e["event"] == "pipeline_complete" and e["run_id"] in runs]
+    assert len(complete) == len(runs)  # once per run, even across the daemon restart
+    assert all(
+        e["pipeline_name"] == "landing"
+        and e["success_count"] == 2
+        and e["failed_count"] == 0
+        and e["duration_ms"] > 0
+        for e in complete
+    )
+    starts = [e for e in events if e["event"] == "pipeline_start"]
+    assert {e["run_id"] for e in starts} == runs and all(e["start_time"] for e in starts)
+    assert all(e["pipeline_name"] == "landing" for e in events)

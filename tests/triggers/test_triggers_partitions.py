@@ -419,3 +419,43 @@ def test_hourly_partitions_run_with_date_only_start(project: Path, instance: dg.
     start = dt.datetime.fromisoformat(row[0])
     assert row[0] == "2024-01-01T09:00:00+09:00" and row[1] == "2024-01-01T10:00:00+09:00" and row[2] == 2
     assert start.utcoffset() == dt.timedelta(hours=9)
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected"),
+    [
+        (
+            {"policy": "single_run"},
+            [
+                {
+                    "dagster/asset_partition_range_start": "2024-01-02",
+                    "dagster/asset_partition_range_end": "2024-01-06",
+                }
+            ],
+        ),
+        (
+            {"policy": "multi_run", "max_partitions_per_run": 2},
+            [
+                {
+                    "dagster/asset_partition_range_start": "2024-01-02",
+                    "dagster/asset_partition_range_end": "2024-01-03",
+                },
+                {
+                    "dagster/asset_partition_range_start": "2024-01-04",
+                    "dagster/asset_partition_range_end": "2024-01-05",
+                },
+                {"dagster/partition": "2024-01-06"},
+            ],
+        ),
+        (None, [{"dagster/partition": d} for d in days("2024-01-02", 5)]),
+    ],
+)
+def test_backfill_run_tags_follow_the_policy(policy: dict | None, expected: list[dict[str, str]]) -> None:
+    from odibi_dagster.config.models import BackfillConfig
+    from odibi_dagster.triggers.backfill import backfill_run_tags
+
+    pdef = _pdef(type="daily", start="2024-01-01", end="2024-01-10")
+    cfg = BackfillConfig(**policy) if policy is not None else None
+    assert backfill_run_tags(pdef, cfg, "2024-01-02", "2024-01-06") == expected
+    with pytest.raises(ValueError, match="not a partition"):
+        backfill_run_tags(pdef, cfg, "2024-01-02", "2030-01-01")

@@ -265,3 +265,14 @@ def test_bad_hooks_fail_validation(project: Path, bad: dict[str, str]) -> None:
 
     with pytest.raises(ConfigValidationError, match="hooks"):
         build(project_with(project, hooks=[bad]))
+
+
+def test_backoff_or_jitter_without_a_delay_is_a_validation_error(project: Path) -> None:
+    from odibi_dagster.config.errors import ConfigValidationError
+
+    with pytest.raises(ConfigValidationError, match="backoff needs a delay"):
+        build(project_with(project, retry={"max_retries": 2, "backoff": "exponential"}))
+    defs = build(
+        project_with(project / "ok", retry={"max_retries": 2, "delay_seconds": 1, "backoff": "linear"})
+    )
+    assert op_retry(defs, "ingest") == dg.RetryPolicy(max_retries=2, delay=1, backoff=dg.Backoff.LINEAR)
