@@ -65,7 +65,6 @@ def _instance(executor: str):
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    import dagster as dg
 
     from odibi_dagster.translate import cli_run
 
@@ -95,58 +94,69 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except KeyError as exc:
         print(f"error: {exc.args[0]}", file=sys.stderr)
         return 2
-    tags: dict[str, str] = {}
-    if args.partition and ("..." in args.partition):
-        start, end = args.partition.split("...", 1)
-        tags = {"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end}
-    elif args.partition:
-        tags = {"dagster/partition": args.partition}
+    instance, temp_home = _instance(args.executor)
+    plan = cli_run.plan_for(job_name)
     try:
-        cli_run.check_partition(job, args.partition)
+        with instance:
+            tag_sets = cli_run.run_tag_sets(job, plan, args.partition, instance)
+            return _run_all(args, job, plan, selection, tag_sets, instance)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    instance, temp_home = _instance(args.executor)
-    plan = cli_run.plan_for(job_name)
-    print(f"odibi-dagster: running pipeline '{plan.name}' ({args.executor})"
-          + (f", partition {args.partition}" if args.partition else ""), flush=True)
-    cli_run.pipeline_event(plan, "pipeline_start", {"start_time": time.strftime("%Y-%m-%dT%H:%M:%S")})
-    started = time.perf_counter()
-    with instance:
+    finally:
+        if temp_home is not None:
+            shutil.rmtree(temp_home, ignore_errors=True)
+
+
+def _run_all(args: argparse.Namespace, job: Any, plan: Any, selection: Any, tag_sets: list[dict[str, str]],
+             instance: Any) -> int:
+    """One Dagster run per tag set (one unless a range is split by the backfill policy)."""
+    import dagster as dg
+
+    from odibi_dagster.translate import cli_run
+
+    failures = 0
+    for tags in tag_sets:
+        label = tags.get("dagster/partition") or (
+            f"{tags['dagster/asset_partition_range_start']}...{tags['dagster/asset_partition_range_end']}"
+            if "dagster/asset_partition_range_start" in tags else "")
+        print(f"odibi-dagster: running pipeline '{plan.name}' ({args.executor})"
+              + (f", partition {label}" if label else ""), flush=True)
+        cli_run.pipeline_event(plan, "pipeline_start", {"start_time": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        started = time.perf_counter()
         if args.executor == "in_process":
             result = job.execute_in_process(instance=instance, asset_selection=selection, tags=tags,
                                             run_config=cli_run.RUN_CONFIG, raise_on_error=False)
-            run_id, success = result.run_id, result.success
         else:
             result = dg.execute_job(dg.reconstructable(cli_run.reconstruct_job), instance=instance,
                                     asset_selection=selection, tags=tags, run_config=cli_run.RUN_CONFIG,
                                     raise_on_error=False)
-            run_id, success = result.run_id, result.success
+        run_id, success = result.run_id, result.success
         summary = cli_run.summarize_run(instance, run_id)
-    if temp_home is not None:
-        shutil.rmtree(temp_home, ignore_errors=True)
-    elapsed = (time.perf_counter() - started) * 1000
-    failed = [s for s in summary if s["status"] == "failed"]
-    cli_run.pipeline_event(plan, "pipeline_complete" if success else "pipeline_error", {
-        "run_id": run_id, "success_count": sum(s["status"] == "success" for s in summary),
-        "failed_count": len(failed), "duration_ms": round(elapsed, 3),
-        **({"error_message": failed[0]["error"]} if failed else {}),
-    })
-    story = cli_run.story_for(plan, run_id)
-    if story:
-        print(f"story: {story}")
-    if success:
-        print(f"odibi-dagster: pipeline '{plan.name}' succeeded in {elapsed:.0f} ms (run {run_id})")
-        return 0
-    ran = {s["step"] for s in summary}
-    for step in cli_run.planned_steps(plan, args.select):
-        if step not in ran:  # Dagster emits no event for steps it never started
-            print(f"  skip  {step:<32} (not run: an upstream step failed)", flush=True)
-    names = ", ".join(f"'{s['step']}'" for s in failed) or "(unknown)"
-    print(f"odibi-dagster: pipeline '{plan.name}' FAILED at step {names} (run {run_id})", file=sys.stderr)
-    for s in failed:
-        print(f"  {s['step']}: {s['error']}", file=sys.stderr)
-    return 1
+        elapsed = (time.perf_counter() - started) * 1000
+        failed = [s for s in summary if s["status"] == "failed"]
+        cli_run.pipeline_event(plan, "pipeline_complete" if success else "pipeline_error", {
+            "run_id": run_id, "success_count": sum(s["status"] == "success" for s in summary),
+            "failed_count": len(failed), "duration_ms": round(elapsed, 3),
+            **({"error_message": failed[0]["error"]} if failed else {}),
+        })
+        if not success:
+            ran = {s["step"] for s in summary}
+            for step in cli_run.planned_steps(plan, args.select):
+                if step not in ran:  # Dagster emits no event for steps it never started
+                    print(f"  skip  {step:<32} (not run: an upstream step failed)", flush=True)
+        story = cli_run.story_for(plan, run_id)
+        if story:
+            print(f"story: {story}")
+        if success:
+            print(f"odibi-dagster: pipeline '{plan.name}' succeeded in {elapsed:.0f} ms (run {run_id})")
+            continue
+        failures += 1
+        names = ", ".join(f"'{s['step']}'" for s in failed) or "(unknown)"
+        print(f"odibi-dagster: pipeline '{plan.name}' FAILED at step {names} (run {run_id})", file=sys.stderr)
+        for s in failed:
+            print(f"  {s['step']}: {s['error']}", file=sys.stderr)
+    return 1 if failures else 0
 
 
 def _cmd_story(args: argparse.Namespace) -> int:

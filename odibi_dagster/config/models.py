@@ -254,6 +254,10 @@ VALID_EVENTS = (
 )
 
 
+# The Phase 3 orchestrator emits step_*; the EventBus of later phases calls them node_*.
+EVENT_ALIASES = {"step_start": "node_start", "step_complete": "node_complete", "step_error": "node_error"}
+
+
 class HookConfig(_Strict):
     """A function called on one of ODIBI's events, e.g. ``pipeline_complete``."""
 
@@ -261,6 +265,11 @@ class HookConfig(_Strict):
     function: str
     priority: Literal["high", "medium", "low"] = "medium"
     steps: list[str] | None = None
+
+    @field_validator("event")
+    @classmethod
+    def _alias(cls, v: str) -> str:
+        return EVENT_ALIASES.get(v, v)
 
 
 class BackfillConfig(_Strict):

@@ -5,7 +5,7 @@ Pure library code; ``translate/`` wires it into Dagster assets. Run files live u
 ``story.html``, ``metrics.json`` and ``metrics.prom``.
 """
 
-from odibi_dagster.observe.lineage import sql_column_lineage, sql_output_columns, sql_table_names
+from odibi_dagster.observe.lineage import sql_column_lineage, sql_output_columns
 from odibi_dagster.observe.metadata import column_schema, dataset_metadata, sample_markdown
 from odibi_dagster.observe.metrics import metrics_from_lineage, to_prometheus, write_metrics
 from odibi_dagster.observe.redact import Redactor, redact_url
@@ -36,7 +36,6 @@ __all__ = [
     "snapshot_to_dict",
     "sql_column_lineage",
     "sql_output_columns",
-    "sql_table_names",
     "story_path",
     "summarize",
     "to_prometheus",

@@ -20,9 +20,9 @@ import dagster as dg
 import sqlglot
 from sqlglot import exp
 from sqlglot.optimizer.qualify import qualify
-from sqlglot.optimizer.scope import Scope, build_scope, find_all_in_scope, traverse_scope
+from sqlglot.optimizer.scope import Scope, build_scope, find_all_in_scope
 
-__all__ = ["sql_column_lineage", "sql_output_columns", "sql_table_names"]
+__all__ = ["sql_column_lineage", "sql_output_columns"]
 
 log = logging.getLogger(__name__)
 
@@ -38,36 +38,6 @@ def _parse(sql: str, dialect: str) -> exp.Expr:
 
 def _table_label(table: exp.Table) -> str:
     return ".".join(part.name for part in table.parts)
-
-
-def sql_table_names(sql: str, dialect: str = "duckdb") -> set[str]:
-    """Names of the tables ``sql`` reads, excluding CTE names, as written in the SQL.
-
-    Table functions (``read_parquet('x')``) are not tables and are not returned.
-    Qualified names come back dotted (``db.table``). Raises ``ValueError`` when the SQL
-    cannot be parsed, with sqlglot's message.
-    """
-    try:
-        tree = _parse(sql, dialect)
-    except (sqlglot.errors.SqlglotError, ValueError) as err:
-        raise ValueError(f"cannot parse SQL: {err}") from err
-
-    names: set[str] = set()
-    try:
-        # Scopes know which FROM items are CTEs (also nested / shadowed ones).
-        for scope in traverse_scope(tree):
-            for source in scope.sources.values():
-                if isinstance(source, exp.Table) and isinstance(source.this, exp.Identifier):
-                    names.add(_table_label(source))
-        return names
-    except Exception:
-        pass
-    # Not a query sqlglot can scope (DDL, odd statement): every table minus CTE names.
-    cte_names = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
-    for table in tree.find_all(exp.Table):
-        if isinstance(table.this, exp.Identifier) and not (not table.db and table.name.lower() in cte_names):
-            names.add(_table_label(table))
-    return names
 
 
 class _Tracer:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 from functools import cache
 from typing import Any
 
@@ -51,7 +50,7 @@ class _ProgressHandler(logging.Handler):
         elif kind == "STEP_SUCCESS":
             ms = event.event_specific_data.duration_ms or 0
             rows = self.rows.get(step)
-            print(f"  ok    {name:<32} {('%d rows' % rows) if rows is not None else '':>14} {ms:>9.0f} ms",
+            print(f"  ok    {name:<32} {f'{rows} rows' if rows is not None else '':>14} {ms:>9.0f} ms",
                   flush=True)
         elif kind == "STEP_FAILURE":
             err = event.event_specific_data.error
@@ -128,19 +127,26 @@ def planned_steps(plan: PipelinePlan, select: str | None) -> list[str]:
             if s.layer != "connect" and (chosen is None or s.name in chosen)]
 
 
-def check_partition(job: dg.JobDefinition, partition: str | None) -> None:
-    pdef = job.partitions_def
+def run_tag_sets(job: dg.JobDefinition, plan: PipelinePlan, partition: str | None,
+                 instance: dg.DagsterInstance) -> list[dict[str, str]]:
+    """Run tags of each run for ``--partition`` (a key, or ``START...END`` split by the backfill policy).
+
+    Raises ``ValueError`` naming a key that is not a partition of the pipeline.
+    """
+    from odibi_dagster.triggers.backfill import PARTITION_TAG, backfill_run_tags
+
     if partition is None:
-        return
+        return [{}]
+    pdef = job.partitions_def
     if pdef is None:
         raise ValueError("--partition given but the pipeline has no partitions")
-    keys = partition.split("...", 1)
-    if isinstance(pdef, dg.DynamicPartitionsDefinition):
-        return  # checked by Dagster against the instance
-    valid = set(pdef.get_partition_keys())
-    for key in keys:
-        if key not in valid:
-            raise ValueError(f"'{key}' is not a partition of this pipeline")
+    if "..." in partition:
+        start, end = partition.split("...", 1)
+        return backfill_run_tags(pdef, plan.pipeline.backfill, start, end, instance)
+    with dg.partition_loading_context(dynamic_partitions_store=instance):
+        if not pdef.has_partition_key(partition):
+            raise ValueError(f"'{partition}' is not a partition of this pipeline")
+    return [{PARTITION_TAG: partition}]
 
 
 def pipeline_event(plan: PipelinePlan, event: str, data: dict[str, Any]) -> None:

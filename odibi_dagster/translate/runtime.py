@@ -173,6 +173,31 @@ class StepExecution:
                                             "duration_ms": round(duration_ms, 3), "state": "SUCCESS"})
 
 
+def read_api(url: str, params: dict[str, Any]) -> Any:
+    """ODIBI's ``type: api`` ingest: GET a JSON endpoint into a DataFrame.
+
+    ``params``: ``headers`` (dict; use ``{"secret": NAME}`` values for tokens),
+    ``record_path`` (where the list of records sits in the response), ``timeout`` (s).
+    """
+    import json
+    import urllib.request
+
+    import pandas as pd
+
+    unknown = set(params) - {"headers", "record_path", "timeout"}
+    if unknown:
+        raise ValueError(f"unknown api reader param(s) {sorted(unknown)}; supported: headers, record_path, timeout")
+    request = urllib.request.Request(url, headers={str(k): str(v) for k, v in (params.get("headers") or {}).items()})
+    with urllib.request.urlopen(request, timeout=float(params.get("timeout", 60))) as response:
+        payload = json.loads(response.read().decode("utf-8"))
+    for part in str(params.get("record_path") or "").split("."):
+        if part:
+            payload = payload[part]
+    if isinstance(payload, dict):
+        payload = [payload]
+    return pd.json_normalize(payload)
+
+
 def _engine_context(execution: StepExecution):
     resource = getattr(execution.context.resources, execution.plan.engine_key(execution.step))
     return resource.context()
@@ -209,11 +234,15 @@ def run_data_step(
         ctx = _engine_context(execution)
         try:
             params = execution.params()
-            if step.layer == "ingest":
+            if step.layer == "ingest" and step.type == "function":
+                # A custom reader: the function takes the step's params and returns a frame.
+                frames = {None: resolve_callable(step.value, [plan.pipeline.config_dir])(**params)}
+            elif step.layer == "ingest" and step.type == "api":
+                frames = {None: read_api(execution.render_value(), params)}
+            elif step.layer == "ingest":
                 source = config.source or dynamic_file_source(plan, step, execution.partition_key) \
                     or execution.render_value()
-                frames = {None: ctx.read(plan.resolve_value(source, params) if step.type != "api" else source,
-                                         **params)}
+                frames = {None: ctx.read(plan.resolve_value(source, params), **params)}
             elif step.type == "sql":
                 for name, ref in inputs.items():
                     ctx.register_temp(name, ref)
@@ -328,7 +357,8 @@ def _fast_parquet_copy(execution: StepExecution, ref: DatasetRef, target: str, p
     fmt = str(params.get("format") or params.get("source_type") or "").lower()
     extra = set(params) - {"format", "source_type", "mode"}
     if (execution.engine != "pandas" or ref.format != "parquet" or len(ref.paths) != 1 or extra
-            or params.get("mode", "overwrite") != "overwrite" or paths.is_remote(target) or paths.is_remote(ref.paths[0])
+            or params.get("mode", "overwrite") != "overwrite"
+            or paths.is_remote(target) or paths.is_remote(ref.paths[0])
             or (fmt and fmt != "parquet") or (not fmt and not target.lower().endswith((".parquet", ".pq")))):
         return None
     with paths.atomic_output(target) as tmp:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
-from odibi_dagster.observe.lineage import sql_column_lineage, sql_output_columns, sql_table_names
+from odibi_dagster.observe.lineage import sql_column_lineage, sql_output_columns
 
 COLUMNS = {
     "orders": ["order_id", "cust_id", "amount", "status"],
@@ -126,19 +126,3 @@ def test_output_columns():
     assert sql_output_columns("not sql at all (", COLUMNS) is None
 
 
-def test_table_names_exclude_ctes_and_table_functions():
-    sql = """
-    WITH recent AS (SELECT * FROM orders WHERE amount > 0)
-    SELECT * FROM recent r JOIN customers c ON r.cust_id = c.cust_id
-    CROSS JOIN read_parquet('x.parquet')
-    WHERE r.cust_id IN (SELECT cust_id FROM vip)
-    """
-    assert sql_table_names(sql) == {"orders", "customers", "vip"}
-    # A CTE named like an input still reads the real input inside its own definition.
-    assert sql_table_names("WITH bronze AS (SELECT * FROM bronze) SELECT * FROM bronze") == {"bronze"}
-    assert sql_table_names("SELECT * FROM main.orders") == {"main.orders"}
-
-
-def test_table_names_rejects_unparseable_sql():
-    with pytest.raises(ValueError, match="cannot parse SQL"):
-        sql_table_names("SELECT * FROM (")
