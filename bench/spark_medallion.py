@@ -105,12 +105,7 @@ def run_raw(csv_path: str, out_dir: str) -> dict[str, Any]:
     from pyspark.sql import functions as F
 
     t0 = time.perf_counter()
-    spark = (
-        SparkSession.builder.master(MASTER)
-        .appName("bench-raw")
-        .config("spark.ui.enabled", "false")
-        .getOrCreate()
-    )
+    spark = SparkSession.builder.master(MASTER).appName("bench-raw").config("spark.ui.enabled", "false").getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     t1 = time.perf_counter()
     bronze = spark.read.option("header", "true").option("inferSchema", "true").csv(csv_path)
@@ -153,9 +148,7 @@ def run_odibi(csv_path: str, out_dir: str) -> dict[str, Any]:
 
     t0 = time.perf_counter()
     # delta=False: the same jars as the raw script, so the comparison is the engine alone
-    engine = SparkEngine(
-        master=MASTER, app_name="bench-odibi", delta=False, spark_conf={"spark.ui.enabled": "false"}
-    )
+    engine = SparkEngine(master=MASTER, app_name="bench-odibi", delta=False, spark_conf={"spark.ui.enabled": "false"})
     ctx = engine.context()
     ctx.spark.sparkContext.setLogLevel("ERROR")
     t1 = time.perf_counter()
@@ -196,9 +189,7 @@ def _run_child(kind: str, csv_path: Path, out_dir: Path) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse args; either run one child variant or the whole raw/odibi/raw comparison."""
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=5_000_000)
     parser.add_argument(
         "--rounds", type=int, default=1, help="odibi runs; raw runs before, between and after (best kept)"
@@ -216,9 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     csv_path = generate_csv(args.rows)
     size_mb = csv_path.stat().st_size / 1e6
-    print(
-        f"data: {csv_path} ({args.rows:,} rows, {size_mb:.0f} MB, ready in {time.perf_counter() - t0:.1f}s)"
-    )
+    print(f"data: {csv_path} ({args.rows:,} rows, {size_mb:.0f} MB, ready in {time.perf_counter() - t0:.1f}s)")
     print(f"master: {MASTER}")
     runs: list[tuple[str, dict[str, Any]]] = []
     for kind in ["raw"] + ["odibi", "raw"] * max(1, args.rounds):
@@ -236,9 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     if any(k in odibi and odibi[k] != best_raw[k] for k in ("silver_rows", "gold_rows")):
         print("MISMATCH: the two variants produced different row counts", file=sys.stderr)
         return 1
-    print(
-        f"raw (best of {len(raws)}): wall {best_raw['wall_s']:.2f}s, pipeline {best_raw['pipeline_s']:.2f}s"
-    )
+    print(f"raw (best of {len(raws)}): wall {best_raw['wall_s']:.2f}s, pipeline {best_raw['pipeline_s']:.2f}s")
     odibi_pipe = odibi.get("pipeline_s", float("nan"))
     n_odibi = len(runs) - len(raws)
     print(f"odibi (best of {n_odibi}): wall {odibi['wall_s']:.2f}s, pipeline {odibi_pipe:.2f}s")

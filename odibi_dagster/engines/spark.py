@@ -220,11 +220,7 @@ def delta_package(ivy: Path | None = None, repos: Iterable[str] = (MAVEN_CENTRAL
     delta_version = dist_version("delta_spark")
     spark_minor = ".".join(pyspark.__version__.split(".")[:2])
     major_minor = tuple(int(x) for x in re.findall(r"\d+", delta_version)[:2])
-    artifact = (
-        f"delta-spark_{spark_minor}_{SCALA_BINARY}"
-        if major_minor >= (4, 1)
-        else f"delta-spark_{SCALA_BINARY}"
-    )
+    artifact = f"delta-spark_{spark_minor}_{SCALA_BINARY}" if major_minor >= (4, 1) else f"delta-spark_{SCALA_BINARY}"
     version = _resolve_version("io.delta", artifact, delta_version, ivy or ivy_dir(), repos)
     return f"io.delta:{artifact}:{version}"
 
@@ -563,9 +559,7 @@ class SparkEngineContext:
     def _format_error(self, exc: Exception, fmt: str, what: str) -> Exception:
         msg = self._redact(str(exc))
         if fmt == "avro" and "avro" in msg.lower() and "data source" in msg.lower():
-            return RuntimeError(
-                f"cannot {what}: the spark-avro jar is not loaded; add 'avro' to SparkEngine.packages"
-            )
+            return RuntimeError(f"cannot {what}: the spark-avro jar is not loaded; add 'avro' to SparkEngine.packages")
         return RuntimeError(self._redact(f"cannot {what} as {fmt}: {_error_summary(exc)}"))
 
     # -- JDBC ----------------------------------------------------------------------------
@@ -610,14 +604,10 @@ class SparkEngineContext:
         try:
             df = self.spark.read.format("jdbc").options(**opts).load()
         except Exception as exc:
-            raise RuntimeError(
-                self._redact(f"jdbc read from {opts['url']} failed: {_error_summary(exc)}")
-            ) from None
+            raise RuntimeError(self._redact(f"jdbc read from {opts['url']} failed: {_error_summary(exc)}")) from None
         return df
 
-    def _write_jdbc(
-        self, sdf: DataFrame, target: str, fmt: str, mode: str, params: dict[str, Any]
-    ) -> WriteInfo:
+    def _write_jdbc(self, sdf: DataFrame, target: str, fmt: str, mode: str, params: dict[str, Any]) -> WriteInfo:
         if mode not in ("overwrite", "append"):
             raise ValueError(f"jdbc writes support mode overwrite or append, not {mode!r}")
         opts = self._jdbc_options(target, fmt, params, writing=True)
@@ -628,9 +618,7 @@ class SparkEngineContext:
             observed.write.format("jdbc").options(**opts).mode(mode).save()
         except Exception as exc:
             raise RuntimeError(
-                self._redact(
-                    f"jdbc write to {opts['url']} table {opts['dbtable']} failed: {_error_summary(exc)}"
-                )
+                self._redact(f"jdbc write to {opts['url']} table {opts['dbtable']} failed: {_error_summary(exc)}")
             ) from None
         uri = self._redact(f"{opts['url']}#{opts['dbtable']}")
         return WriteInfo(uri=uri, format="jdbc", rows=_observed_rows(obs), extra={"mode": mode})
@@ -666,9 +654,7 @@ class SparkEngineContext:
             return self._write_delta(sdf, path, mode, params)
         return self._write_files(sdf, path, fmt, mode, params)
 
-    def _write_files(
-        self, sdf: DataFrame, path: str, fmt: str, mode: str, params: Mapping[str, Any]
-    ) -> WriteInfo:
+    def _write_files(self, sdf: DataFrame, path: str, fmt: str, mode: str, params: Mapping[str, Any]) -> WriteInfo:
         options = {"header": "true"} if fmt == "csv" else {}
         options.update(self._options(params))
         partition_by = _as_list(params.get("partition_by") or params.get("partitionBy"))
@@ -765,12 +751,7 @@ class SparkEngineContext:
     def _delta_last_commit(self, path: str) -> tuple[int, str, dict[str, str]]:
         from delta.tables import DeltaTable
 
-        row = (
-            DeltaTable.forPath(self.spark, path)
-            .history(1)
-            .select("version", "operation", "operationMetrics")
-            .first()
-        )
+        row = DeltaTable.forPath(self.spark, path).history(1).select("version", "operation", "operationMetrics").first()
         return int(row["version"]), str(row["operation"]), dict(row["operationMetrics"] or {})
 
     # -- SQL -----------------------------------------------------------------------------
@@ -877,8 +858,7 @@ def _error_summary(exc: BaseException, limit: int = 3) -> str:
     lines = [
         ln.strip()
         for ln in text.splitlines()
-        if ln.strip()
-        and not ln.strip().startswith(("at ", "...", "An error occurred while calling", "Suppressed:"))
+        if ln.strip() and not ln.strip().startswith(("at ", "...", "An error occurred while calling", "Suppressed:"))
     ]
     return " | ".join(lines[:limit])[:2000] or type(exc).__name__
 
@@ -1064,8 +1044,6 @@ class SparkEngine(dg.ConfigurableResource):
                 session.stop()
         self._owns_session = False
 
-    def context(
-        self, secrets: Mapping[str, str] | Callable[[str], str | None] | None = None
-    ) -> SparkEngineContext:
+    def context(self, secrets: Mapping[str, str] | Callable[[str], str | None] | None = None) -> SparkEngineContext:
         """A new SparkEngineContext over the process's session (one per step execution)."""
         return SparkEngineContext(self.spark_session, secrets=secrets)

@@ -525,9 +525,10 @@ CASES = [
     ),
     Case(
         "hook_step_event_hint",
-        doc(hooks=[{"event": "step_complete", "function": "json.dumps"}]),
+        doc(hooks=[{"event": "Node_Complete", "function": "json.dumps"}]),
         [(None, "hooks[0].event", "did you mean 'node_complete'?")],
-        doc(hooks=[{"event": "node_complete", "function": "json.dumps", "steps": ["filter"]}]),
+        # The walkthrough's step_* names are aliases of node_*.
+        doc(hooks=[{"event": "step_complete", "function": "json.dumps", "steps": ["filter"]}]),
     ),
     Case(
         "hook_function_does_not_import",

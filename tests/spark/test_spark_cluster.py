@@ -185,9 +185,7 @@ def test_job_runs_on_a_standalone_cluster(spark, standalone_cluster: dict[str, A
     # the master saw the application run and finish
     apps = _wait_for(
         lambda: [
-            a
-            for a in _get_json(standalone_cluster["master_json"])["completedapps"]
-            if a["id"] == result["app_id"]
+            a for a in _get_json(standalone_cluster["master_json"])["completedapps"] if a["id"] == result["app_id"]
         ],
         30,
         "application completed",

@@ -59,9 +59,7 @@ def test_time_travel_by_timestamp(ctx: SparkEngineContext, tmp_path: Path) -> No
     assert ctx.read(target).count() == 13
 
 
-def test_merge_creates_missing_table_and_supports_composite_keys(
-    ctx: SparkEngineContext, tmp_path: Path
-) -> None:
+def test_merge_creates_missing_table_and_supports_composite_keys(ctx: SparkEngineContext, tmp_path: Path) -> None:
     target = str(tmp_path / "daily")
     first = ctx.spark.createDataFrame(
         [("2024-01-01", "north", 1), ("2024-01-01", "south", 2)], "day string, store string, n long"

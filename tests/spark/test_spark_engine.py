@@ -19,9 +19,7 @@ from odibi_dagster.engines.spark import SparkEngine, delta_package, redact
 pytestmark = pytest.mark.spark
 
 
-def test_session_conf_has_delta_avro_and_a_stable_ivy_cache(
-    monkeypatch: pytest.MonkeyPatch, tmp_path
-) -> None:
+def test_session_conf_has_delta_avro_and_a_stable_ivy_cache(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     monkeypatch.setenv("ODIBI_SPARK_IVY", str(tmp_path / "ivy"))
     monkeypatch.setattr(spark_mod, "_published_versions", lambda *a: None)  # no network in this test
     engine = SparkEngine(

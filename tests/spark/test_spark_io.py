@@ -111,9 +111,7 @@ def test_catalog_table_round_trip(ctx: SparkEngineContext, sales) -> None:
 
 
 def test_date_and_timestamp_round_trip_through_parquet(ctx: SparkEngineContext, tmp_path: Path) -> None:
-    df = ctx.spark.createDataFrame(
-        [(dt.date(2024, 1, 1), dt.datetime(2024, 1, 1, 12, 30))], "d date, ts timestamp"
-    )
+    df = ctx.spark.createDataFrame([(dt.date(2024, 1, 1), dt.datetime(2024, 1, 1, 12, 30))], "d date, ts timestamp")
     ctx.write(df, str(tmp_path / "dates"), format="parquet")
     table = pq.read_table(tmp_path / "dates")
     assert str(table.schema.field("d").type) == "date32[day]"

@@ -17,9 +17,7 @@ def db(tmp_path: Path) -> Path:
     path = tmp_path / "shop.db"
     with sqlite3.connect(path) as conn:
         conn.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT, spend REAL)")
-        conn.executemany(
-            "INSERT INTO customers VALUES (?, ?, ?)", [(1, "ann", 10.0), (2, "bob", 25.5), (3, "cy", 3.0)]
-        )
+        conn.executemany("INSERT INTO customers VALUES (?, ?, ?)", [(1, "ann", 10.0), (2, "bob", 25.5), (3, "cy", 3.0)])
     return path
 
 

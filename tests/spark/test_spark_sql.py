@@ -30,8 +30,7 @@ def test_sql_over_registered_temp_views(ctx: SparkEngineContext) -> None:
     )
     ctx.register_temp("bronze", bronze)
     silver = ctx.execute_sql(
-        "SELECT sale_id, CAST(amount AS DOUBLE) AS amount, store FROM bronze "
-        "WHERE TRY_CAST(amount AS DOUBLE) > 0"
+        "SELECT sale_id, CAST(amount AS DOUBLE) AS amount, store FROM bronze WHERE TRY_CAST(amount AS DOUBLE) > 0"
     )
     ctx.register_temp("silver", silver)
     gold = ctx.execute_sql("SELECT store, COUNT(*) AS n, SUM(amount) AS total FROM silver GROUP BY store")
