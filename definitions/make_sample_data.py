@@ -36,7 +36,8 @@ def sales_csv(rows: int = 2000) -> None:
         w.writerow(["sale_id", "store", "amount", "quantity", "sale_date"])
         for i in range(1, rows + 1):
             amount = round(rng.uniform(-20, 500), 2) if i % 37 else ""  # some invalid rows
-            w.writerow([i, rng.choice(stores), amount, rng.randint(1, 9), (start + dt.timedelta(days=i % 14)).isoformat()])
+            day = (start + dt.timedelta(days=i % 14)).isoformat()
+            w.writerow([i, rng.choice(stores), amount, rng.randint(1, 9), day])
     # Daily files for the partitioned pipeline: data/daily/<date>/sales.csv
     for day in range(14):
         d = start + dt.timedelta(days=day)

@@ -30,5 +30,6 @@ class OdibiPipelineComponent(dg.Component, dg.Resolvable, dg.Model):
         paths = [p if Path(p).is_absolute() else root / p for p in self.paths]
         base = None
         if self.base_dir is not None:
-            base = self.base_dir if "://" in self.base_dir or Path(self.base_dir).is_absolute() else root / self.base_dir
+            remote_or_absolute = "://" in self.base_dir or Path(self.base_dir).is_absolute()
+            base = self.base_dir if remote_or_absolute else root / self.base_dir
         return build_definitions(*paths, key_prefix=self.key_prefix, base_dir=base)

@@ -123,7 +123,6 @@ def _ins(plan: PipelinePlan, step: Step, names: dict[str, str], *, via_deps: boo
 def _data_asset(plan: PipelinePlan, translator: OdibiTranslator, key_prefix: tuple[str, ...], step: Step
                 ) -> dg.AssetsDefinition:
     names = _input_names(step)
-    input_keys = [plan.asset_keys[step.inputs[logical]] for logical in names.values()]
     outs: dict[str, dg.AssetOut] = {}
     output_names: dict[str, str] = {}  # dataset -> output name
     for dataset in dict.fromkeys(step.outputs.values()):

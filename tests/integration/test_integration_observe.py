@@ -112,7 +112,7 @@ def ran(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 
 def test_standard_metadata_in_event_log(ran) -> None:
-    tmp, instance, result = ran
+    _, instance, result = ran
     mats = _materializations(instance, result.run_id)
     assert set(mats) == {"obs/orders", "obs/customers", "obs/orders_enriched", "obs/joined", "obs/country_totals",
                          "obs/save_totals"}
@@ -178,7 +178,7 @@ def test_story_has_every_step_and_escapes_data(ran) -> None:
 
 
 def test_checks_become_asset_checks(ran) -> None:
-    _, instance, result = ran
+    _, _, result = ran
     evals = {e.check_name: e for e in result.get_asset_check_evaluations()}
     assert set(evals) == {"accepted_values__status", "not_null__order_id", "row_count", "sql"}
     assert all(e.passed for e in evals.values())
@@ -232,7 +232,8 @@ def test_secret_never_leaves_the_step(ran) -> None:
 
 def test_secret_in_an_error_message_is_redacted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ODIBI_TEST_TOKEN", SECRET)
-    cfg = _write_pipeline(tmp_path, extra="def enrich_fail(orders, token):\n    raise ValueError(f'cannot use token {token}')\n")
+    failing = "def enrich_fail(orders, token):\n    raise ValueError(f'cannot use token {token}')\n"
+    cfg = _write_pipeline(tmp_path, extra=failing)
     cfg.write_text(cfg.read_text().replace(".enrich\n", ".enrich_fail\n"))
     instance = dg.DagsterInstance.ephemeral()
     result = _run(cfg, instance)

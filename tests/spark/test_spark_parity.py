@@ -89,7 +89,8 @@ SEED_EXAMPLE_2 = [
      "value": "delta/bronze/transactions", "inputs": {"data": "bronze_transactions"},
      "params": {"mode": "overwrite", "source_type": "delta"}},
     {"layer": "transform", "name": "clean_transactions", "type": "sql", "engine": "spark",
-     "value": "\n            SELECT \n                transaction_id,\n                CAST(amount AS DOUBLE) as amount,\n"
+     "value": "\n            SELECT \n                transaction_id,\n"
+              "                CAST(amount AS DOUBLE) as amount,\n"
               "                to_date(transaction_date, 'yyyy-MM-dd') as transaction_date,\n"
               "                customer_id\n            FROM bronze\n"
               "            WHERE amount IS NOT NULL AND amount > 0\n        ",
