@@ -106,9 +106,11 @@ def build_definitions(
                                                   plan.work_dir else plan.work_dir)
         res.update(_connection_resources(plan))
         uses_spark |= any((s.engine or plan.pipeline.engine) == "spark" for s in plan.pipeline.steps)
+        keys = [k for a in step_assets for k in a.keys]
         job = dg.define_asset_job(
             name=plan.job_name,
-            selection=dg.AssetSelection.assets(*[k for a in step_assets for k in a.keys]),
+            # The pipeline's assets and every check on them (config checks and schema-change checks).
+            selection=dg.AssetSelection.assets(*keys) | dg.AssetSelection.checks_for_assets(*keys),
             description=plan.pipeline.description or f"ODIBI pipeline {plan.name}",
             tags={"odibi/pipeline": plan.name},
         )

@@ -252,3 +252,23 @@ def test_metrics_export_json_and_prometheus(ran) -> None:
     assert json.dumps(metrics).count("join_orders") >= 1
     prom = (run_dir / "metrics.prom").read_text()
     assert "# TYPE" in prom and 'pipeline="obs"' in prom and 'step="join_orders"' in prom
+
+
+def test_column_schema_change_checks_option(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ODIBI_TEST_TOKEN", SECRET)
+    cfg = _write_pipeline(tmp_path)
+    cfg.write_text(cfg.read_text().replace("metrics: true\n", "metrics: true\ncolumn_schema_change_checks: true\n"))
+    defs = build_definitions(cfg)
+    keys = defs.resolve_asset_graph().asset_check_keys
+    schema_checks = {k.asset_key.to_user_string() for k in keys if "schema" in k.name}
+    assert schema_checks >= {"obs/joined", "obs/orders"}
+    instance = dg.DagsterInstance.ephemeral()
+    first = defs.resolve_job_def("obs").execute_in_process(instance=instance)
+    assert first.success
+    # Dagster's own check reads our dagster/column_schema: a changed SQL output schema is flagged.
+    cfg.write_text(cfg.read_text().replace("o.amount, o.status", "o.amount, o.status, o.order_id AS order_ref"))
+    second = build_definitions(cfg).resolve_job_def("obs").execute_in_process(instance=instance,
+                                                                               raise_on_error=False)
+    changed = [e for e in second.get_asset_check_evaluations()
+               if e.asset_key.to_user_string() == "obs/joined" and "schema" in e.check_name]
+    assert changed and not changed[0].passed
