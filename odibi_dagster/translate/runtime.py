@@ -99,17 +99,7 @@ class StepExecution:
         """Rendered params with secrets resolved and connections expanded (values redacted later)."""
         rendered = render_params(dict(self.step.params), self.variables())
         self.redactor.add(*self.env.used.values())
-        out: dict[str, Any] = {}
-        for key, value in rendered.items():
-            if isinstance(value, dict) and set(value) == {"secret"}:
-                name = value["secret"]
-                if name not in os.environ:
-                    raise dg.Failure(description=f"step '{self.step.name}': params.{key}: "
-                                                 f"secret environment variable '{name}' is not set")
-                out[key] = os.environ[name]
-                self.redactor.add(out[key])
-            else:
-                out[key] = value
+        out: dict[str, Any] = {key: self._resolve_secrets(value, f"params.{key}") for key, value in rendered.items()}
         conn_name = out.pop("connection", None)
         if conn_name is not None:
             conn = getattr(self.context.resources, self.plan.connection_key(conn_name))
@@ -126,6 +116,21 @@ class StepExecution:
                               conn_params.get("connection_string") or conn_params.get("jdbc_url"))))},
                 partition=self.partition_key))
         return out
+
+    def _resolve_secrets(self, value: Any, where: str) -> Any:
+        """Replace ``{"secret": NAME}`` (at any depth) with the environment variable's value."""
+        if isinstance(value, dict) and set(value) == {"secret"}:
+            name = value["secret"]
+            if name not in os.environ:
+                raise dg.Failure(description=f"step '{self.step.name}': {where}: "
+                                             f"secret environment variable '{name}' is not set")
+            self.redactor.add(os.environ[name])
+            return os.environ[name]
+        if isinstance(value, dict):
+            return {k: self._resolve_secrets(v, f"{where}.{k}") for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._resolve_secrets(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return value
 
     def explanation(self) -> str | None:
         text = self.step.metadata.get("description") or self.plan.pipeline.explanations.get(self.step.name)

@@ -53,11 +53,11 @@ def _run(cfg: Path, job: str) -> tuple[dg.ExecuteInProcessResult, dg.DagsterInst
 
 def test_api_ingest_reads_json_records_with_a_secret_header(tmp_path: Path, api_url: str,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("API_TOKEN", TOKEN)
+    monkeypatch.setenv("API_AUTH", f"Bearer {TOKEN}")
     cfg = tmp_path / "api.json"
     cfg.write_text(json.dumps([
         {"layer": "ingest", "name": "fetch", "type": "api", "value": api_url,
-         "params": {"record_path": "data.items", "headers": {"Authorization": "Bearer {{ env.API_TOKEN }}"}},
+         "params": {"record_path": "data.items", "headers": {"Authorization": {"secret": "API_AUTH"}}},
          "outputs": {"data": "items"}},
         {"layer": "store", "name": "save", "value": "out/items.csv", "inputs": {"data": "items"}},
     ]))
