@@ -10,7 +10,7 @@ from typing import Any
 import dagster as dg
 
 from odibi_dagster.config.errors import ConfigValidationError, Problem
-from odibi_dagster.config.models import PipelineConfig, Step
+from odibi_dagster.config.models import PipelineConfig
 from odibi_dagster.config.validation import load_pipelines, validate_pipeline
 from odibi_dagster.engines.connections import OdibiConnection
 from odibi_dagster.io.dataset_io_manager import OdibiIOManager
@@ -58,13 +58,9 @@ def _connection_resources(plan: PipelinePlan) -> dict[str, OdibiConnection]:
     out = {}
     for step in plan.pipeline.steps:
         if step.layer == "connect":
-            out[plan.connection_key(step.name)] = OdibiConnection(url=step.value, params=_plain(step))
+            # Secret references ({"secret": NAME}) stay references; steps resolve them when they connect.
+            out[plan.connection_key(step.name)] = OdibiConnection(url=step.value, params=dict(step.params))
     return out
-
-
-def _plain(step: Step) -> dict[str, Any]:
-    # Secret references stay references; they are resolved when a step uses the connection.
-    return {k: v for k, v in step.params.items() if not (isinstance(v, dict) and "secret" in v)}
 
 
 def build_definitions(

@@ -105,6 +105,7 @@ class StepExecution:
             conn = getattr(self.context.resources, self.plan.connection_key(conn_name))
             conn_params, secrets = conn.reader_params()
             self.redactor.add(*secrets.values())
+            conn_params = self._resolve_secrets(conn_params, f"connection '{conn_name}'")
             for k, v in conn_params.items():
                 if k == "connection_string" or k == "jdbc_url":
                     v = self.plan.resolve_path(v) if isinstance(v, str) else v
