@@ -77,7 +77,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(problem)
         return 1
-    jobs = cli_run.pipeline_jobs(defs)
+    jobs = cli_run.pipeline_jobs()
     if args.pipeline:
         jobs = [j for j in jobs if j == args.pipeline]
         if not jobs:
@@ -218,10 +218,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-
-
-def _entry() -> Any:  # pragma: no cover
-    sys.exit(main())
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -14,7 +14,6 @@ from odibi_dagster.engines.base import DatasetRef
 from odibi_dagster.translate.plan import PipelinePlan, safe_identifier
 from odibi_dagster.translate.runtime import StepExecution, StepRunConfig, run_data_step, run_sink_step
 from odibi_dagster.translate.translator import OdibiStep, OdibiTranslator
-from odibi_dagster.triggers.partitions import is_time_partitioned
 
 
 def partition_mapping(cfg: PartitionMappingConfig | None) -> dg.PartitionMapping | None:
@@ -201,6 +200,3 @@ def _sink_asset(plan: PipelinePlan, translator: OdibiTranslator, key_prefix: tup
         **common,
     )(_with_signature(compute, list(names)))
 
-
-def time_partitioned(plan: PipelinePlan) -> bool:
-    return is_time_partitioned(plan.pipeline.partitions)

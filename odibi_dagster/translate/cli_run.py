@@ -72,10 +72,11 @@ def _headline(message: str) -> str:
 @cache
 def cli_definitions() -> dg.Definitions:
     """Definitions of the CLI's configs (from the environment, so child processes rebuild them)."""
-    from odibi_dagster.translate.definitions import build_definitions
+    from odibi_dagster.translate.definitions import definitions_from_plans
+    from odibi_dagster.translate.translator import OdibiTranslator
 
-    paths = json.loads(os.environ[PATHS_ENV])
-    defs = build_definitions(*paths)
+    # The plans (validated once) are shared with the rest of the CLI.
+    defs = definitions_from_plans(list(_plans().values()), OdibiTranslator(), ())
     return dg.Definitions.merge(defs, dg.Definitions(loggers={"odibi_progress": progress_logger}))
 
 
@@ -84,7 +85,8 @@ def reconstruct_job() -> dg.JobDefinition:
     return cli_definitions().resolve_job_def(os.environ[JOB_ENV])
 
 
-def pipeline_jobs(defs: dg.Definitions) -> list[str]:
+def pipeline_jobs() -> list[str]:
+    """The job names of the CLI's pipelines."""
     return sorted(_plans())
 
 

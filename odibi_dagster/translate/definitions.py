@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -86,22 +85,33 @@ def build_definitions(
     """
     translator = translator or OdibiTranslator()
     prefix = (key_prefix,) if isinstance(key_prefix, str) else tuple(key_prefix or ())
-    configs = load_configs(paths_or_configs)
-    plans = build_plans(configs, translator, prefix, base_dir)
+    plans = build_plans(load_configs(paths_or_configs), translator, prefix, base_dir)
+    return definitions_from_plans(plans, translator, prefix, resources=resources, executor=executor)
+
+
+def definitions_from_plans(
+    plans: Sequence[PipelinePlan],
+    translator: OdibiTranslator,
+    prefix: tuple[str, ...],
+    *,
+    resources: Mapping[str, Any] | None = None,
+    executor: dg.ExecutorDefinition | None = None,
+) -> dg.Definitions:
+    """The Definitions of already validated and planned pipelines (see ``build_definitions``)."""
+    from odibi_dagster.engines.pandas_duckdb import PandasDuckDBEngine
+    from odibi_dagster.triggers.build import build_triggers
 
     assets: list[dg.AssetsDefinition] = []
+    checks: list[Any] = []
     jobs: list[Any] = []
     schedules: list[Any] = []
     sensors: list[Any] = []
-    res: dict[str, Any] = {}
-    uses_spark = False
+    res: dict[str, Any] = {PANDAS_ENGINE_KEY: PandasDuckDBEngine()}
     for plan in plans:
         step_assets = build_step_assets(plan, translator, prefix)
         assets += step_assets
-        res[plan.io_manager_key] = OdibiIOManager(base_dir=os.path.join(plan.work_dir, "") if "://" not in
-                                                  plan.work_dir else plan.work_dir)
+        res[plan.io_manager_key] = OdibiIOManager(base_dir=plan.work_dir)
         res.update(_connection_resources(plan))
-        uses_spark |= any((s.engine or plan.pipeline.engine) == "spark" for s in plan.pipeline.steps)
         keys = [k for a in step_assets for k in a.keys]
         job = dg.define_asset_job(
             name=plan.job_name,
@@ -111,25 +121,18 @@ def build_definitions(
             tags={"odibi/pipeline": plan.name},
         )
         jobs.append(job)
-        from odibi_dagster.triggers.build import build_triggers
-
-        trig_schedules, trig_sensors, trig_checks = build_triggers(plan, job, step_assets)
-        schedules += trig_schedules
-        sensors += trig_sensors
-        assets_checks = trig_checks
-        if assets_checks:
-            assets += assets_checks  # column schema change checks
-    from odibi_dagster.engines.pandas_duckdb import PandasDuckDBEngine
-
-    res[PANDAS_ENGINE_KEY] = PandasDuckDBEngine()
-    if uses_spark:
+        plan_schedules, plan_sensors, plan_checks = build_triggers(plan, job, step_assets)
+        schedules += plan_schedules
+        sensors += plan_sensors
+        checks += plan_checks
+    if any((s.engine or p.pipeline.engine) == "spark" for p in plans for s in p.pipeline.steps):
         from odibi_dagster.engines.spark import SparkEngine
 
         res[SPARK_ENGINE_KEY] = SparkEngine()
     res.update(resources or {})
     return dg.Definitions(
-        assets=[a for a in assets if isinstance(a, dg.AssetsDefinition)],
-        asset_checks=[a for a in assets if not isinstance(a, dg.AssetsDefinition)],
+        assets=assets,
+        asset_checks=checks,
         jobs=jobs,
         schedules=schedules,
         sensors=sensors,
@@ -137,6 +140,3 @@ def build_definitions(
         executor=executor,
     )
 
-
-def config_paths_of(defs_paths: Sequence[PathOrConfig]) -> list[Path]:
-    return [Path(p) for p in defs_paths if not isinstance(p, PipelineConfig)]

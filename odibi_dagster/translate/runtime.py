@@ -282,17 +282,17 @@ def run_data_step(
             ctx.close()
         duration = time.perf_counter() - started
         after = None
+        lineage = None
+        if step.type == "sql" and sql_text:  # the same SQL result backs every output of the step
+            lineage = sql_column_lineage(
+                sql_text,
+                {name: snapshot_ref(r, 0).columns for name, r in inputs.items()},
+                {name: dg.AssetKey(list(r.asset_key)) for name, r in inputs.items()},
+                dialect=dialect_for(execution.engine),
+            )
         for dataset, (ref, _) in results.items():
             snap = snapshot_ref(ref, story.sample_rows)
             after = after or snap
-            lineage = None
-            if step.type == "sql" and sql_text:
-                lineage = sql_column_lineage(
-                    sql_text,
-                    {name: snapshot_ref(r, 0).columns for name, r in inputs.items()},
-                    {name: dg.AssetKey(list(r.asset_key)) for name, r in inputs.items()},
-                    dialect=dialect_for(execution.engine),
-                )
             md = dataset_metadata(snap, before, duration_s=duration, lineage=lineage, uri=ref.paths[0],
                                   story_path=execution.story_path, sample_rows=story.sample_rows,
                                   max_cell_chars=story.max_cell_chars,
