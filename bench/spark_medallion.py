@@ -152,6 +152,7 @@ def run_odibi(csv_path: str, out_dir: str) -> dict[str, Any]:
     cfg = Path(out_dir) / "bench_spark.json"
     cfg.write_text(json.dumps({
         "pipeline": "bench_spark", "engine": "spark", "story": {"sample_rows": 5},
+        "ingest_mode": os.environ.get("ODIBI_BENCH_INGEST_MODE", "copy"),
         "steps": [
             {"layer": "ingest", "name": "ingest", "value": csv_path, "outputs": {"data": "bronze"}},
             {"layer": "transform", "name": "clean", "type": "sql", "value": SILVER_SQL,
@@ -208,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rounds", type=int, default=1, help="odibi runs; raw runs before, between and after (best kept)"
     )
+    parser.add_argument("--ingest-mode", choices=["copy", "reference"], default="copy",
+                        help="the odibi pipeline's ingest_mode (copy: bronze persisted; reference: read in place)")
     parser.add_argument("--child", choices=sorted(RUNNERS), help=argparse.SUPPRESS)
     parser.add_argument("--csv", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -218,11 +221,12 @@ def main(argv: list[str] | None = None) -> int:
         print("RESULT " + json.dumps(result), flush=True)
         return 0
 
+    os.environ["ODIBI_BENCH_INGEST_MODE"] = args.ingest_mode
     t0 = time.perf_counter()
     csv_path = generate_csv(args.rows)
     size_mb = csv_path.stat().st_size / 1e6
     print(f"data: {csv_path} ({args.rows:,} rows, {size_mb:.0f} MB, ready in {time.perf_counter() - t0:.1f}s)")
-    print(f"master: {MASTER}")
+    print(f"master: {MASTER}, odibi ingest_mode: {args.ingest_mode}")
     runs: list[tuple[str, dict[str, Any]]] = []
     for kind in ["raw"] + ["odibi", "raw"] * max(1, args.rounds):
         result = _run_child(kind, csv_path, OUT_DIR / f"spark_medallion_{kind}")

@@ -303,6 +303,12 @@ class PipelineConfig(_Strict):
     explanations: dict[str, str] = Field(default_factory=dict)
     column_schema_change_checks: bool = False
     metrics: bool = Field(False, description="Also write metrics.json and metrics.prom (Prometheus) per run.")
+    ingest_mode: Literal["copy", "reference"] = Field(
+        "copy",
+        description="copy: every ingest is persisted as a Parquet/Delta dataset. reference: ingests of files "
+                    "(CSV, JSON, Parquet, Delta, Avro) record a fingerprinted manifest and downstream steps read "
+                    "the source itself; a source that changes afterwards fails loudly.",
+    )
     steps: list[Step]
 
     @field_validator("tags", mode="before")

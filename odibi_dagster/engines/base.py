@@ -14,12 +14,14 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import pandas as pd
 
-DatasetFormat = Literal["parquet", "delta"]
+DatasetFormat = Literal["parquet", "delta", "source"]
 
 
 @dataclass(frozen=True)
 class DatasetRef:
-    """A dataset persisted between steps: Parquet files or one Delta table.
+    """A dataset persisted between steps: Parquet files, one Delta table, or the
+    manifests of a source ingested by reference (``format="source"``, see
+    :mod:`odibi_dagster.engines.source_ref`).
 
     The IO managers hand these to downstream steps instead of loaded data, so a
     SQL step can query the files directly and never converts them to pandas.

@@ -21,7 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from odibi_dagster.engines import formats, paths
+from odibi_dagster.engines import formats, paths, source_ref
 from odibi_dagster.engines.base import DatasetFormat, DatasetRef, Snapshot, WriteInfo
 
 SecretSource = Mapping[str, str] | Callable[[str], str | None]
@@ -165,6 +165,14 @@ class PandasDuckDBContext:
         """Read ``source`` into a lazy relation; see :mod:`odibi_dagster.engines.formats`."""
         return formats.read_source(self.conn, str(source), **params)
 
+    def read_schema(self, df: Any, fmt: str) -> str | None:
+        """Nothing to pin: DuckDB's CSV/JSON sniffing reads a sample, not the whole file."""
+        return None
+
+    def source_format(self, source: str, params: dict[str, Any]) -> str:
+        """The reader format ``read(source, **params)`` would use (``csv``, ``parquet``, ``sql``...)."""
+        return formats.resolve_format(str(source), params)
+
     def write(self, df: Any, target: str, **params: Any) -> WriteInfo:
         """Write ``df`` to ``target`` atomically (``format``/``source_type``, ``mode``, options)."""
         return formats.write_target(self.conn, self.relation(df), str(target), **params)
@@ -213,18 +221,23 @@ class PandasDuckDBContext:
         return self._delta_scan
 
     def load(self, ref: DatasetRef) -> duckdb.DuckDBPyRelation:
-        """A lazy relation over a persisted dataset (Parquet files or a Delta table)."""
+        """A lazy relation over a persisted dataset (Parquet files, a Delta table, or a source
+        ingested by reference, read again with the ingest's reader after its fingerprint check)."""
         if not ref.paths:
             raise ValueError(f"DatasetRef {ref.asset_key} has no paths")
         if ref.format == "parquet":
             return formats.read_parquet(self.conn, list(ref.paths))
-        if ref.format == "delta":
-            rels = [self._delta_relation(p) for p in ref.paths]
+        if ref.format in ("delta", "source"):
+            rels = [self._delta_relation(p) if ref.format == "delta" else self._source_relation(p) for p in ref.paths]
             out = rels[0]
             for r in rels[1:]:
                 out = out.union(r)
             return out
         raise ValueError(f"unknown DatasetRef format {ref.format!r}")
+
+    def _source_relation(self, manifest_path: str) -> duckdb.DuckDBPyRelation:
+        manifest = source_ref.verified_manifest(manifest_path)
+        return self.read(manifest.source, **manifest.params)
 
     def _delta_relation(self, path: str) -> duckdb.DuckDBPyRelation:
         if not paths.is_remote(path) and self._delta_scan_available():

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import json
 import logging
 import os
 import re
@@ -440,6 +441,16 @@ class SparkEngineContext:
 
     # -- format resolution ---------------------------------------------------------------
 
+    def read_schema(self, df: Any, fmt: str) -> str | None:
+        """The inferred schema (StructType JSON) of a CSV/JSON read, to skip inference on re-reads."""
+        if fmt not in ("csv", "json", "jsonl"):
+            return None
+        return self._to_spark(df).schema.json()
+
+    def source_format(self, source: str, params: dict[str, Any]) -> str:
+        """The reader format ``read(source, **params)`` would use (``csv``, ``delta``, ``jdbc``...)."""
+        return self._format_of(str(source), dict(params))
+
     def _format_of(self, path: str, params: dict[str, Any]) -> str:
         fmt = params.pop("source_type", None) or params.pop("format", None)
         if fmt:
@@ -788,13 +799,25 @@ class SparkEngineContext:
         paths = [_qualify(p) for p in ref.paths]
         if not paths:
             raise ValueError("a DatasetRef needs at least one path")
-        if ref.format == "delta":
-            frames = [self.spark.read.format("delta").load(p) for p in paths]
+        if ref.format in ("delta", "source"):
+            frames = [self.spark.read.format("delta").load(p) if ref.format == "delta" else self._source_frame(p)
+                      for p in (paths if ref.format == "delta" else ref.paths)]
             out = frames[0]
             for frame in frames[1:]:
                 out = out.unionByName(frame, allowMissingColumns=True)
             return out
         return self.spark.read.parquet(*paths)
+
+    def _source_frame(self, manifest_path: str) -> DataFrame:
+        from odibi_dagster.engines.source_ref import verified_manifest
+
+        manifest = verified_manifest(manifest_path)
+        params = dict(manifest.params)
+        if manifest.read_schema and params.get("schema") is None:
+            from pyspark.sql.types import StructType
+
+            params["schema"] = StructType.fromJson(json.loads(manifest.read_schema))
+        return self.read(manifest.source, **params)
 
     def persist(self, df: Any, path: str, format: DatasetFormat = "delta") -> WriteInfo:
         """Persist ``df`` at ``path`` for the next step: Delta (transactional overwrite,

@@ -17,8 +17,10 @@ import dagster as dg
 
 from odibi_dagster.engines import paths
 from odibi_dagster.engines.base import DatasetFormat, DatasetRef, WriteInfo
+from odibi_dagster.engines.source_ref import MANIFEST_SUFFIX, SourceManifest, write_manifest
 
 UNPARTITIONED = "data"
+_SUFFIXES = ("parquet", "delta", MANIFEST_SUFFIX)
 
 
 def _is_spark_frame(obj: Any) -> bool:
@@ -53,7 +55,8 @@ def partition_file_stem(partition_key: str | None) -> str:
 class OdibiIOManager(dg.ConfigurableIOManager):
     """Persists every dataset under ``base_dir`` and loads it as a :class:`DatasetRef`.
 
-    Layout: ``<base_dir>/datasets/<asset key parts>/<data|partition=KEY>.<parquet|delta>``.
+    Layout: ``<base_dir>/datasets/<asset key parts>/<data|partition=KEY>.<parquet|delta>``;
+    a source ingested by reference leaves ``....source.json`` (its manifest) there instead.
     """
 
     base_dir: str
@@ -68,9 +71,11 @@ class OdibiIOManager(dg.ConfigurableIOManager):
     def existing(self, asset_key: dg.AssetKey, partition_key: str | None) -> tuple[str, DatasetFormat] | None:
         """Where a materialized dataset is, and in which format (None when never materialized)."""
         stem = self.path_stem(asset_key, partition_key)
-        for suffix in ("parquet", "delta"):
+        for suffix in _SUFFIXES:
             candidate = f"{stem}.{suffix}"
             if paths.exists(candidate):
+                if suffix == MANIFEST_SUFFIX:
+                    return candidate, "source"
                 fmt: DatasetFormat = "delta" if paths.isdir(candidate) and paths.exists(
                     paths.join(candidate, "_delta_log")) else "parquet"
                 return candidate, fmt
@@ -80,14 +85,28 @@ class OdibiIOManager(dg.ConfigurableIOManager):
         """Write ``obj`` as the dataset of ``asset_key`` (one partition) and return its ref."""
         stem = self.path_stem(asset_key, partition_key)
         path, info = persist_any(obj, stem, self.spark_format)
-        # A dataset can change engine between runs: drop the other format's leftovers.
-        for other in ("parquet", "delta"):
-            stale = f"{stem}.{other}"
-            if stale != path and paths.exists(stale):
-                paths.fs_for(stale).rm(stale, recursive=True)
+        self._drop_stale(stem, path)
         fmt: DatasetFormat = "parquet" if path.endswith(".parquet") else self.spark_format
         ref = DatasetRef((path,), fmt, tuple(asset_key.path), (partition_key,) if partition_key is not None else ())
         return ref, info
+
+    def persist_reference(self, manifest: SourceManifest, asset_key: dg.AssetKey,
+                          partition_key: str | None) -> DatasetRef:
+        """Record ``asset_key`` (one partition) as a source ingested by reference."""
+        stem = self.path_stem(asset_key, partition_key)
+        path = f"{stem}.{MANIFEST_SUFFIX}"
+        write_manifest(path, manifest)
+        self._drop_stale(stem, path)
+        return DatasetRef((path,), "source", tuple(asset_key.path),
+                          (partition_key,) if partition_key is not None else ())
+
+    @staticmethod
+    def _drop_stale(stem: str, keep: str) -> None:
+        # A dataset can change engine or ingest mode between runs: drop the other forms.
+        for other in _SUFFIXES:
+            stale = f"{stem}.{other}"
+            if stale != keep and paths.exists(stale):
+                paths.fs_for(stale).rm(stale, recursive=True)
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         if obj is None or isinstance(obj, DatasetRef):
@@ -124,7 +143,8 @@ class OdibiIOManager(dg.ConfigurableIOManager):
                 ),
                 allow_retries=False,  # retrying the step cannot make the upstream data appear
             )
-        fmt: DatasetFormat = "delta" if formats == {"delta"} else "parquet"
         if len(formats) > 1:
-            raise dg.Failure(description=f"Dataset {asset_key.to_user_string()} mixes Parquet and Delta partitions")
+            raise dg.Failure(description=f"Dataset {asset_key.to_user_string()} mixes partitions stored as "
+                                         f"{' and '.join(sorted(formats))}; materialize them again together")
+        fmt: DatasetFormat = formats.pop() if formats else "parquet"  # type: ignore[assignment]
         return DatasetRef(tuple(found), fmt, tuple(asset_key.path), tuple(k for k in keys if k is not None))

@@ -198,6 +198,10 @@ def snapshot_ref(
         return Snapshot(row_count=0, schema=(), sample=None)
     if ref.format == "delta":
         return _snapshot_delta(ref.paths, sample_rows, storage_options)
+    if ref.format == "source":  # ingested by reference: the snapshot taken at ingest
+        from odibi_dagster.engines.source_ref import manifests_snapshot
+
+        return manifests_snapshot(ref.paths, sample_rows)
     return _snapshot_parquet(ref.paths, sample_rows, storage_options)
 
 

@@ -68,6 +68,32 @@ class PipelinePlan:
     def engine_key(self, step: Step) -> str:
         return SPARK_ENGINE_KEY if (step.engine or self.pipeline.engine) == "spark" else PANDAS_ENGINE_KEY
 
+    def ingests_by_reference(self, step: Step) -> bool:
+        """Whether ``step`` may record its source by reference (``ingest_mode: reference``).
+
+        Only plain file ingests qualify: no custom reader or API, no connection or secret in
+        the params (the manifest stores them), every consumer on the same engine (it reads the
+        source with the ingest's reader options), no checks on Spark (checks run in DuckDB), and
+        a source that no store/publish step of this pipeline writes. Runtime adds: the source
+        resolves to existing files in a lazily readable format.
+        """
+        pipeline = self.pipeline
+        if pipeline.ingest_mode != "reference" or step.layer != "ingest" or step.type in ("function", "api"):
+            return False
+        if _mentions_secret_or_connection(step.params):
+            return False
+        engine = pipeline.step_engine(step)
+        if engine == "spark" and step.checks:
+            return False
+        outputs = set(step.outputs.values())
+        for other in pipeline.steps:
+            if outputs & set(other.inputs.values()) and pipeline.step_engine(other) != engine:
+                return False
+            if other.layer in ("store", "publish") and other.value and self.resolve_path(other.value) == \
+                    self.resolve_path(step.value):
+                return False
+        return True
+
     def resolve_path(self, value: str) -> str:
         """A config path: URLs and absolute paths as they are, others against the data root."""
         if "://" in value or os.path.isabs(value):
@@ -101,6 +127,17 @@ class PipelinePlan:
             "nodes": [{"name": s.name, "layer": s.layer} for s in self.pipeline.steps],
             "edges": [list(e) for e in self.graph_edges],
         }
+
+
+def _mentions_secret_or_connection(value: object) -> bool:
+    if isinstance(value, dict):
+        if "secret" in value or any(k in value for k in ("connection", "connection_string", "jdbc_url", "url",
+                                                            "password", "storage_options")):
+            return True
+        return any(_mentions_secret_or_connection(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_mentions_secret_or_connection(v) for v in value)
+    return False
 
 
 def make_plan(pipeline: PipelineConfig, key_for, base_dir: str | os.PathLike[str] | None) -> PipelinePlan:

@@ -8,6 +8,7 @@ Every step records itself in the run's tracker and re-renders the run's story.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -23,11 +24,12 @@ from odibi_dagster.config.models import Step
 from odibi_dagster.config.sql import dialect_for
 from odibi_dagster.config.templating import EnvNamespace, render_params, render_sql, render_text
 from odibi_dagster.engines.base import DatasetRef, Snapshot
+from odibi_dagster.engines.source_ref import REFERENCE_FORMATS, SourceManifest, encode_sample, fingerprint
 from odibi_dagster.io.dataset_io_manager import OdibiIOManager
 from odibi_dagster.observe.lineage import sql_column_lineage
 from odibi_dagster.observe.metadata import column_schema, dataset_metadata
 from odibi_dagster.observe.redact import Redactor, redact_url
-from odibi_dagster.observe.snapshot import snapshot_ref
+from odibi_dagster.observe.snapshot import normalize_type, snapshot_ref
 from odibi_dagster.observe.story.generator import StoryGenerator
 from odibi_dagster.observe.tracker import RunTracker
 from odibi_dagster.translate import events
@@ -220,6 +222,35 @@ def _select_partition(ref: DatasetRef, keys: list[str] | None) -> DatasetRef:
     return DatasetRef(tuple(p for p, _ in pairs), ref.format, ref.asset_key, tuple(k for _, k in pairs))
 
 
+def _reference_manifest(execution: StepExecution, ctx: Any, source: str, params: dict[str, Any],
+                        frame: Any) -> SourceManifest | None:
+    """The manifest recording ``source`` as this ingest's dataset, or None to copy it instead.
+
+    Copies when the source is not plain files in a lazily readable format, matches no
+    files, or its resolved params carry a secret (the manifest is stored as plain JSON).
+    """
+    try:
+        fmt = ctx.source_format(source, dict(params))
+    except ValueError:
+        return None
+    if fmt not in REFERENCE_FORMATS:
+        return None
+    if execution.redactor.redact_text(json.dumps(params, default=str)) != json.dumps(params, default=str):
+        return None
+    try:
+        prints = fingerprint(source)
+    except (FileNotFoundError, OSError):
+        return None
+    if not prints:
+        return None
+    snap = ctx.snapshot(frame, execution.plan.pipeline.story.sample_rows)
+    return SourceManifest(
+        source=source, params=params, engine=execution.engine, fingerprint=prints, row_count=snap.row_count,
+        schema=[[name, normalize_type(kind)] for name, kind in snap.schema], sample_ipc=encode_sample(snap.sample),
+        step=execution.step.name, read_schema=ctx.read_schema(frame, fmt),
+    )
+
+
 def run_data_step(
     execution: StepExecution,
     inputs: dict[str, DatasetRef],
@@ -235,6 +266,7 @@ def run_data_step(
     sql_text = execution.render_value() if step.type == "sql" else None
     io: OdibiIOManager = getattr(execution.context.resources, plan.io_manager_key)
     results: dict[str, tuple[DatasetRef, dict[str, Any]]] = {}
+    manifest: SourceManifest | None = None
     with execution.tracked(before, sql_text) as outcome:
         started = time.perf_counter()
         ctx = _engine_context(execution)
@@ -248,7 +280,10 @@ def run_data_step(
             elif step.layer == "ingest":
                 source = config.source or dynamic_file_source(plan, step, execution.partition_key) \
                     or execution.render_value()
-                frames = {None: ctx.read(plan.resolve_value(source, params), **params)}
+                resolved = plan.resolve_value(source, params)
+                frames = {None: ctx.read(resolved, **params)}
+                if plan.ingests_by_reference(step):
+                    manifest = _reference_manifest(execution, ctx, resolved, params, frames[None])
             elif step.type == "sql":
                 for name, ref in inputs.items():
                     ctx.register_temp(name, ref)
@@ -272,6 +307,9 @@ def run_data_step(
             for logical, dataset in step.outputs.items():
                 frame = frames.get(logical, frames.get(None))
                 key = plan.asset_keys[dataset]
+                if manifest is not None:
+                    results[dataset] = (io.persist_reference(manifest, key, execution.partition_key), {})
+                    continue
                 if id(frame) in persisted:
                     # Same frame under several names: copy the file instead of computing it twice.
                     frame = ctx.load(persisted[id(frame)])
@@ -293,10 +331,13 @@ def run_data_step(
         for dataset, (ref, _) in results.items():
             snap = snapshot_ref(ref, story.sample_rows)
             after = after or snap
-            md = dataset_metadata(snap, before, duration_s=duration, lineage=lineage, uri=ref.paths[0],
+            md = dataset_metadata(snap, before, duration_s=duration, lineage=lineage,
+                                  uri=manifest.source if manifest is not None else ref.paths[0],
                                   story_path=execution.story_path, sample_rows=story.sample_rows,
                                   max_cell_chars=story.max_cell_chars,
                                   partition=execution.partition_key is not None, redactor=execution.redactor)
+            if manifest is not None:
+                md["odibi/ingest_mode"] = dg.MetadataValue.text("reference")
             results[dataset] = (ref, md)
         outcome["after"] = after
     return results, before

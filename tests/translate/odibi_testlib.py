@@ -121,6 +121,21 @@ class Project:
         return self.root / ".odibi" / "datasets" / pipeline
 
 
+MULTIPROCESS_CONFIG = {"execution": {"config": {"multiprocess": {"max_concurrent": 2}}}}
+
+
+def reconstructable_job(monkeypatch: Any, config: Path, job: str) -> dg.ReconstructableJob:
+    """A job executor subprocesses can rebuild (what ``odibi-dagster run`` hands to Dagster);
+    use with the ``cli_job_env`` fixture."""
+    from odibi_dagster.translate import cli_run
+
+    monkeypatch.setenv(cli_run.PATHS_ENV, json.dumps([str(config.resolve())]))
+    monkeypatch.setenv(cli_run.JOB_ENV, job)
+    cli_run.cli_definitions.cache_clear()
+    cli_run._plans.cache_clear()
+    return dg.reconstructable(cli_run.reconstruct_job)
+
+
 def job_of(defs: dg.Definitions, name: str) -> dg.JobDefinition:
     return defs.resolve_job_def(name)
 

@@ -3,10 +3,8 @@ persisted datasets, each step in its own process, atomic writes of store steps."
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -16,9 +14,11 @@ import pyarrow.parquet as pq
 import pytest
 from odibi_testlib import (
     HIGH_VALUE_IDS,
+    MULTIPROCESS_CONFIG,
     Project,
     failure_message,
     persistent_instance,
+    reconstructable_job,
     run_pipeline,
     run_step_events,
     sample_frame,
@@ -27,10 +27,8 @@ from odibi_testlib import (
 )
 
 from odibi_dagster import build_definitions
-from odibi_dagster.translate import cli_run
 
 IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
-MULTIPROCESS = {"execution": {"config": {"multiprocess": {"max_concurrent": 2}}}}
 
 FLAKY = """
 import os
@@ -117,25 +115,6 @@ def log_lines(project: Project, name: str) -> list[str]:
     return path.read_text().split() if path.exists() else []
 
 
-@pytest.fixture
-def cli_job_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Lets ``cli_run.reconstruct_job`` (what ``odibi-dagster run`` hands to ``dg.reconstructable``)
-    rebuild this test's job in this process and in executor subprocesses."""
-    cli_run.cli_definitions.cache_clear()
-    cli_run._plans.cache_clear()
-    yield
-    cli_run.cli_definitions.cache_clear()
-    cli_run._plans.cache_clear()
-
-
-def reconstructable_job(monkeypatch: pytest.MonkeyPatch, config: Path, job: str) -> dg.ReconstructableJob:
-    monkeypatch.setenv(cli_run.PATHS_ENV, json.dumps([str(config.resolve())]))
-    monkeypatch.setenv(cli_run.JOB_ENV, job)
-    cli_run.cli_definitions.cache_clear()
-    cli_run._plans.cache_clear()
-    return dg.reconstructable(cli_run.reconstruct_job)
-
-
 # ----------------------------------------------------------------------------- failure isolation
 
 
@@ -204,7 +183,7 @@ def test_steps_run_in_their_own_processes_with_the_multiprocess_executor(
     selection = [dg.AssetKey(["multi", k]) for k in ("raw", "prepared", "scored")]
     with persistent_instance(tmp_path / "dagster_home") as instance:
         result = dg.execute_job(
-            job, instance=instance, run_config=MULTIPROCESS, asset_selection=selection, raise_on_error=False
+            job, instance=instance, run_config=MULTIPROCESS_CONFIG, asset_selection=selection, raise_on_error=False
         )
         assert result.success
         assert run_step_events(instance, result.run_id, "STEP_SUCCESS") == {"read", "prepare", "score"}

@@ -171,6 +171,40 @@ def test_window_partition_mapping_reads_trailing_partitions(
     ]
 
 
+def test_reference_ingest_keeps_one_manifest_per_partition_and_windows_read_them(
+    project: Path, instance: dg.DagsterInstance
+) -> None:
+    write_daily_data(project, days("2024-01-01", 3), rows_per_day=lambda i: i + 1)
+    path = daily_pipeline(
+        project,
+        ingest_mode="reference",
+        extra_steps=[
+            {
+                "layer": "transform",
+                "name": "trailing",
+                "type": "sql",
+                "partition_mapping": {"type": "window", "start_offset": -1},
+                "value": "SELECT {{ partition_key }} AS pk, COUNT(*) AS n FROM b",
+                "inputs": {"b": "bronze"},
+                "outputs": {"data": "trailing"},
+            }
+        ],
+    )
+    job = build(path).resolve_job_def("daily")
+    for day in days("2024-01-01", 3):  # one run per partition: the window reads earlier runs' manifests
+        assert job.execute_in_process(instance=instance, partition_key=day).success
+    bronze = project / ".odibi" / "datasets" / "daily" / "bronze"
+    assert sorted(p.name for p in bronze.iterdir()) == [
+        f"{partition_file_stem(d)}.source.json" for d in days("2024-01-01", 3)
+    ]
+    folder = project / ".odibi" / "datasets" / "daily" / "trailing"
+    rows = duckdb.sql(f"SELECT pk, n FROM '{folder}/*.parquet' ORDER BY pk").fetchall()
+    assert rows == [("2024-01-01", 1), ("2024-01-02", 3), ("2024-01-03", 5)]
+    counts = [m.metadata["dagster/partition_row_count"].value
+              for m in materializations(instance, dg.AssetKey(["daily", "bronze"]))]
+    assert sorted(counts) == [1, 2, 3]
+
+
 def test_missing_upstream_partition_fails_clearly_without_retrying(
     project: Path, instance: dg.DagsterInstance
 ) -> None:
