@@ -7,12 +7,13 @@ invalid or negative, then runs bronze -> silver -> gold on ``local[2]``:
 
 (a) ``run_raw``: a plain PySpark script: read CSV -> filter/cast -> write Parquet -> read ->
     group-by -> write Parquet;
-(b) ``run_odibi``: the same through ``SparkEngineContext`` (read, register_temp, execute_sql,
-    persist). It is one self-contained function so it can be swapped for a full
-    odibi_dagster pipeline run later.
+(b) ``run_odibi``: the same as an odibi_dagster pipeline config, built with
+    ``build_definitions`` and run through Dagster on the Spark engine.
 
-Every run is a fresh Python process (so a fresh JVM), in the order raw, odibi, raw (``--rounds N``
-repeats odibi, raw N times); the best time of each side is kept. Prints wall times (whole process,
+Every run is a fresh Python process (so a fresh JVM), in the order raw, odibi (copy), odibi
+(reference), raw (``--rounds N`` repeats the odibi runs and a raw run N times); the best time of
+each is kept. ``copy`` persists the ingested CSV as a bronze dataset (the default); ``reference``
+is ``ingest_mode: reference``, where the bronze dataset is a manifest of the CSV. Prints wall times (whole process,
 JVM start included) and pipeline times (after the session is up), and the ratios odibi/raw.
 """
 
@@ -133,7 +134,7 @@ def run_raw(csv_path: str, out_dir: str) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------
-# (b) odibi_dagster's Spark engine — replace this function to bench the full pipeline
+# (b) odibi_dagster: the pipeline config through Dagster on the Spark engine
 # --------------------------------------------------------------------------------------
 
 
@@ -190,9 +191,11 @@ def _run_child(kind: str, csv_path: Path, out_dir: Path) -> dict[str, Any]:
     if out_dir.exists():
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
-    cmd = [sys.executable, __file__, "--child", kind, "--csv", str(csv_path), "--out", str(out_dir)]
+    runner, _, mode = kind.partition(":")
+    cmd = [sys.executable, __file__, "--child", runner, "--csv", str(csv_path), "--out", str(out_dir)]
+    env = {**os.environ, "ODIBI_BENCH_INGEST_MODE": mode or "copy"}
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     wall = time.perf_counter() - t0
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
@@ -207,9 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=5_000_000)
     parser.add_argument(
-        "--rounds", type=int, default=1, help="odibi runs; raw runs before, between and after (best kept)"
+        "--rounds", type=int, default=1, help="odibi runs per mode; raw runs before and after each round (best kept)"
     )
-    parser.add_argument("--ingest-mode", choices=["copy", "reference"], default="copy",
+    parser.add_argument("--ingest-mode", choices=["copy", "reference", "both"], default="both",
                         help="the odibi pipeline's ingest_mode (copy: bronze persisted; reference: read in place)")
     parser.add_argument("--child", choices=sorted(RUNNERS), help=argparse.SUPPRESS)
     parser.add_argument("--csv", help=argparse.SUPPRESS)
@@ -221,39 +224,40 @@ def main(argv: list[str] | None = None) -> int:
         print("RESULT " + json.dumps(result), flush=True)
         return 0
 
-    os.environ["ODIBI_BENCH_INGEST_MODE"] = args.ingest_mode
+    modes = ["copy", "reference"] if args.ingest_mode == "both" else [args.ingest_mode]
     t0 = time.perf_counter()
     csv_path = generate_csv(args.rows)
     size_mb = csv_path.stat().st_size / 1e6
     print(f"data: {csv_path} ({args.rows:,} rows, {size_mb:.0f} MB, ready in {time.perf_counter() - t0:.1f}s)")
-    print(f"master: {MASTER}, odibi ingest_mode: {args.ingest_mode}")
+    print(f"master: {MASTER}, odibi ingest_mode: {', '.join(modes)}")
+    order = ["raw"]
+    for _ in range(max(1, args.rounds)):
+        order += [f"odibi:{m}" for m in modes] + ["raw"]
     runs: list[tuple[str, dict[str, Any]]] = []
-    for kind in ["raw"] + ["odibi", "raw"] * max(1, args.rounds):
-        result = _run_child(kind, csv_path, OUT_DIR / f"spark_medallion_{kind}")
+    for kind in order:
+        result = _run_child(kind, csv_path, OUT_DIR / f"spark_medallion_{kind.partition(':')[0]}")
         runs.append((kind, result))
         nan = float("nan")
         print(
-            f"  {kind:<5} wall {result['wall_s']:7.2f}s  session {result.get('session_s', nan):6.2f}s  "
+            f"  {kind:<15} wall {result['wall_s']:7.2f}s  session {result.get('session_s', nan):6.2f}s  "
             f"pipeline {result.get('pipeline_s', nan):7.2f}s  "
-            f"silver {result.get('silver_rows', '?')}  gold {result.get('gold_rows', '?')}"
+            f"silver {result.get('silver_rows', '?')}  gold {result.get('gold_rows', '?')}",
+            flush=True,
         )
     raws = [r for k, r in runs if k == "raw"]
-    odibi = min((r for k, r in runs if k == "odibi"), key=lambda r: r["wall_s"])
     best_raw = min(raws, key=lambda r: r["wall_s"])
-    if any(k in odibi and odibi[k] != best_raw[k] for k in ("silver_rows", "gold_rows")):
-        print("MISMATCH: the two variants produced different row counts", file=sys.stderr)
-        return 1
-    print(f"raw (best of {len(raws)}): wall {best_raw['wall_s']:.2f}s, pipeline {best_raw['pipeline_s']:.2f}s")
-    odibi_pipe = odibi.get("pipeline_s", float("nan"))
-    n_odibi = len(runs) - len(raws)
-    print(f"odibi (best of {n_odibi}): wall {odibi['wall_s']:.2f}s, pipeline {odibi_pipe:.2f}s")
-    print(f"ratio odibi/raw: wall {odibi['wall_s'] / best_raw['wall_s']:.3f}", end="")
-    if "pipeline_s" in odibi:
-        best_pipe = min(r["pipeline_s"] for r in raws)
-        best_odibi_pipe = min(r["pipeline_s"] for k, r in runs if k == "odibi")
-        print(f", pipeline {best_odibi_pipe / best_pipe:.3f}")
-    else:
-        print()
+    best_raw_pipe = min(r["pipeline_s"] for r in raws)
+    print(f"raw (best of {len(raws)}): wall {best_raw['wall_s']:.2f}s, pipeline {best_raw_pipe:.2f}s")
+    for mode in modes:
+        mine = [r for k, r in runs if k == f"odibi:{mode}"]
+        best = min(mine, key=lambda r: r["wall_s"])
+        if any(best[k] != best_raw[k] for k in ("silver_rows", "gold_rows")):
+            print(f"MISMATCH: odibi ({mode}) and raw produced different row counts", file=sys.stderr)
+            return 1
+        best_pipe = min(r["pipeline_s"] for r in mine)
+        print(f"odibi ingest_mode={mode} (best of {len(mine)}): wall {best['wall_s']:.2f}s, pipeline "
+              f"{best_pipe:.2f}s; ratio odibi/raw: wall {best['wall_s'] / best_raw['wall_s']:.3f}, "
+              f"pipeline {best_pipe / best_raw_pipe:.3f}")
     return 0
 
 
