@@ -98,8 +98,8 @@ def delta_storage_options(path: str, extra: dict[str, Any] | None = None) -> dic
                 opts["azure_storage_endpoint"] = endpoint
                 if endpoint.startswith("http://"):
                     opts["allow_http"] = "true"
-                if "127.0.0.1" in endpoint or "localhost" in endpoint:
-                    opts["azure_storage_use_emulator"] = "true"
+                # No `use_emulator` here: object_store would then ignore this endpoint and call
+                # Azurite's default port; the endpoint already addresses the emulator's account.
     if extra:
         opts.update({k: str(v) for k, v in extra.items()})
     return opts or None

@@ -17,7 +17,13 @@ import dagster as dg
 
 from odibi_dagster.engines import paths
 from odibi_dagster.engines.base import DatasetFormat, DatasetRef, WriteInfo
-from odibi_dagster.engines.source_ref import MANIFEST_SUFFIX, SourceManifest, write_manifest
+from odibi_dagster.engines.source_ref import (
+    MANIFEST_SUFFIX,
+    SourceChangedError,
+    SourceManifest,
+    verified_manifest,
+    write_manifest,
+)
 
 UNPARTITIONED = "data"
 _SUFFIXES = ("parquet", "delta", MANIFEST_SUFFIX)
@@ -147,4 +153,12 @@ class OdibiIOManager(dg.ConfigurableIOManager):
             raise dg.Failure(description=f"Dataset {asset_key.to_user_string()} mixes partitions stored as "
                                          f"{' and '.join(sorted(formats))}; materialize them again together")
         fmt: DatasetFormat = formats.pop() if formats else "parquet"  # type: ignore[assignment]
+        if fmt == "source":
+            for manifest in found:
+                try:
+                    verified_manifest(manifest)
+                except SourceChangedError as exc:
+                    # Retrying cannot help: only materializing the ingest again can.
+                    raise dg.Failure(description=f"Dataset {asset_key.to_user_string()}: {exc}",
+                                     allow_retries=False) from None
         return DatasetRef(tuple(found), fmt, tuple(asset_key.path), tuple(k for k in keys if k is not None))

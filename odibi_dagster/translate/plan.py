@@ -42,6 +42,9 @@ class PipelinePlan:
     data_root: str  # relative paths in the config resolve against this
     work_dir: str  # datasets, stories, tracker JSON
     graph_edges: list[tuple[str, str]] = field(default_factory=list)
+    # Tracker files and stories are rewritten after every step under a file lock, which
+    # needs a local filesystem: with a remote work_dir they stay beside the config.
+    local_work_dir: str | None = None
 
     @property
     def name(self) -> str:
@@ -60,7 +63,7 @@ class PipelinePlan:
 
     @property
     def stories_dir(self) -> str:
-        return os.path.join(self.work_dir, "stories")
+        return os.path.join(self.local_work_dir or self.work_dir, "stories")
 
     def op_name(self, step: Step) -> str:
         return f"{safe_identifier(self.name)}__{safe_identifier(step.name)}"
@@ -162,4 +165,5 @@ def make_plan(pipeline: PipelineConfig, key_for, base_dir: str | os.PathLike[str
         conn = s.params.get("connection")
         if isinstance(conn, str):
             edges.append((conn, s.name))
-    return PipelinePlan(pipeline, asset_keys, sink_keys, data_root, work_dir, sorted(set(edges)))
+    local_work_dir = os.path.join(str(config_dir), ".odibi") if "://" in work_dir else None
+    return PipelinePlan(pipeline, asset_keys, sink_keys, data_root, work_dir, sorted(set(edges)), local_work_dir)

@@ -1,0 +1,178 @@
+"""Pipelines on Azure Blob Storage paths (``abfs://``) against a real Azurite on 127.0.0.1:
+sources, persisted datasets, stores in Parquet/CSV/Delta, ingest by reference (ETag
+fingerprint), with tracker files and the story kept local beside the config."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from odibi_dagster import build_definitions
+from odibi_dagster.engines import paths
+
+AZURITE_DIR = Path(os.environ.get("ODIBI_AZURITE_DIR", Path.home() / ".cache" / "odibi_dagster" / "azurite"))
+# Azurite's documented, well-known development account key (not a secret).
+ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+def _azurite_bin() -> Path:
+    binary = AZURITE_DIR / "node_modules" / ".bin" / "azurite-blob"
+    if not binary.exists():
+        if shutil.which("npm") is None:
+            pytest.fail("npm is needed to install Azurite")
+        AZURITE_DIR.mkdir(parents=True, exist_ok=True)
+        package = AZURITE_DIR / "package.json"
+        if not package.exists():
+            package.write_text('{"name": "odibi-azurite", "private": true}\n')
+        proc = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "azurite@3"], cwd=AZURITE_DIR,
+                              capture_output=True, text=True, timeout=600)
+        if proc.returncode != 0 or not binary.exists():
+            pytest.fail(f"npm install azurite failed: {proc.stderr[-2000:]}")
+    return binary
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def azurite() -> Iterator[str]:
+    """A blob-only Azurite in memory on a free loopback port; yields its connection string."""
+    port = _free_port()
+    proc = subprocess.Popen(
+        [str(_azurite_bin()), "--blobHost", "127.0.0.1", "--blobPort", str(port), "--inMemoryPersistence",
+         "--disableTelemetry", "--silent", "--skipApiVersionCheck", "--loose"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"Azurite did not start: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
+            time.sleep(0.2)
+        yield (f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={ACCOUNT_KEY};"
+               f"BlobEndpoint=http://127.0.0.1:{port}/devstoreaccount1;")
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)  # node may have children: stop the whole group
+        proc.wait(timeout=30)
+
+
+@pytest.fixture
+def container(azurite: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh container; ``abfs://<container>`` paths reach Azurite through the environment."""
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azurite)
+    monkeypatch.delenv("ODIBI_BASE_DIR", raising=False)
+    name = f"c{uuid.uuid4().hex[:12]}"
+    paths.fs_for(f"abfs://{name}").mkdir(name)
+    return name
+
+
+def _pipeline(tmp: Path, c: str, mode: str = "copy") -> Path:
+    cfg = tmp / "az.json"
+    cfg.write_text(json.dumps({
+        "pipeline": "az",
+        "ingest_mode": mode,
+        "steps": [
+            {"layer": "ingest", "name": "read", "value": f"abfs://{c}/in/sales.csv", "outputs": {"data": "raw"}},
+            {"layer": "transform", "name": "big", "type": "sql", "value": "SELECT * FROM raw WHERE amount > 100",
+             "inputs": {"raw": "raw"}, "outputs": {"data": "big"}},
+            {"layer": "store", "name": "save_parquet", "value": f"abfs://{c}/out/big.parquet",
+             "inputs": {"data": "big"}},
+            {"layer": "store", "name": "save_csv", "value": f"abfs://{c}/out/big.csv", "inputs": {"data": "big"}},
+            {"layer": "store", "name": "save_delta", "value": f"abfs://{c}/out/big_delta",
+             "params": {"format": "delta"}, "inputs": {"data": "big"}},
+        ],
+    }))
+    return cfg
+
+
+def _run(cfg: Path, c: str, selection: list[dg.AssetKey] | None = None) -> dg.ExecuteInProcessResult:
+    defs = build_definitions(cfg, base_dir=f"abfs://{c}/work")
+    return defs.resolve_job_def("az").execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(), asset_selection=selection, raise_on_error=False)
+
+
+def _put_sales(c: str, extra: str = "") -> None:
+    body = "id,store,amount\n1,north,50\n2,south,150\n3,north,300\n4,east,101\n" + extra
+    paths.fs_for(f"abfs://{c}").pipe(f"abfs://{c}/in/sales.csv", body.encode())
+
+
+def _messages(result: dg.ExecuteInProcessResult) -> str:
+    """The innermost error message of every failed step."""
+    out = []
+    for event in result.all_events:
+        if event.is_step_failure:
+            err = event.event_specific_data.error
+            while err.cause is not None:
+                err = err.cause
+            out.append(err.message)
+    return "\n".join(out)
+
+
+def test_a_pipeline_reads_persists_and_stores_on_azure_blob_storage(tmp_path: Path, container: str) -> None:
+    from deltalake import DeltaTable
+
+    _put_sales(container)
+    result = _run(_pipeline(tmp_path, container), container)
+    assert result.success, _messages(result)
+    fs = paths.fs_for(f"abfs://{container}")
+    files = {p.split("/", 1)[1] for p in fs.find(f"abfs://{container}")}
+    assert {"work/datasets/az/raw/data.parquet", "work/datasets/az/big/data.parquet", "out/big.parquet",
+            "out/big.csv"} <= files
+    with fs.open(f"abfs://{container}/out/big.parquet", "rb") as fh:
+        assert sorted(pd.read_parquet(fh)["id"]) == [2, 3, 4]
+    with fs.open(f"abfs://{container}/out/big.csv", "r") as fh:
+        assert sorted(pd.read_csv(fh)["id"]) == [2, 3, 4]
+    table = DeltaTable(f"abfs://{container}/out/big_delta",
+                       storage_options=paths.delta_storage_options(f"abfs://{container}/out/big_delta"))
+    assert table.version() == 0 and sorted(table.to_pandas()["id"]) == [2, 3, 4]
+    # metadata names the blobs; the account key appears nowhere in it
+    mats = {m.materialization.asset_key.path[-1]: m.materialization.metadata
+            for m in result.get_asset_materialization_events()}
+    assert mats["big"]["dagster/uri"].value == f"abfs://{container}/work/datasets/az/big/data.parquet"
+    assert mats["save_delta"]["dagster/row_count"].value == 3
+    assert ACCOUNT_KEY not in json.dumps({k: str(v) for md in mats.values() for k, v in md.items()})
+    # tracker files and the story stay local beside the config, not in a folder named "abfs:"
+    stories = list((tmp_path / ".odibi" / "stories" / "az").glob("*/story.html"))
+    assert len(stories) == 1 and ACCOUNT_KEY not in stories[0].read_text()
+    assert not Path("abfs:").exists()
+
+
+def test_reference_ingest_on_blob_storage_fails_downstream_when_the_blob_changes(
+    tmp_path: Path, container: str
+) -> None:
+    _put_sales(container)
+    cfg = _pipeline(tmp_path, container, mode="reference")
+    raw, big = dg.AssetKey(["az", "raw"]), dg.AssetKey(["az", "big"])
+    assert _run(cfg, container, [raw]).success
+    manifest = f"abfs://{container}/work/datasets/az/raw/data.source.json"
+    fs = paths.fs_for(manifest)
+    assert fs.exists(manifest) and not fs.exists(f"abfs://{container}/work/datasets/az/raw/data.parquet")
+    recorded = json.loads(fs.cat(manifest))
+    assert recorded["fingerprint"][0][2] == fs.info(f"abfs://{container}/in/sales.csv")["etag"]
+
+    assert _run(cfg, container, [big]).success  # unchanged blob: read in place
+    _put_sales(container, extra="5,west,999\n")
+    later = _run(cfg, container, [big])
+    assert not later.success
+    assert f"abfs://{container}/in/sales.csv changed after step 'read'" in _messages(later)
+    assert _run(cfg, container).success  # ingest again, then everything downstream sees row 5
+    with fs.open(f"abfs://{container}/out/big.parquet", "rb") as fh:
+        assert sorted(pd.read_parquet(fh)["id"]) == [2, 3, 4, 5]
