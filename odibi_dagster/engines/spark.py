@@ -377,6 +377,7 @@ class SparkEngineContext:
         self.spark = spark
         self._secrets = secrets
         self._views: set[str] = set()
+        self._global_views: set[str] = set()
         self._secret_values: set[str] = set()
 
     # -- secrets -------------------------------------------------------------------------
@@ -770,6 +771,13 @@ class SparkEngineContext:
     def register_temp(self, name: str, df: Any) -> None:
         """Make ``df`` queryable as ``name`` (a temp view; a DatasetRef is loaded lazily)."""
         sdf = self.load(df) if isinstance(df, DatasetRef) else self._to_spark(df)
+        if sdf.sparkSession is not self.spark:
+            # A frame from another session (the step has its own child session): hand it over
+            # through a global temp view, lazily; temp views only live in their own session.
+            bridge = f"odibi_{uuid.uuid4().hex}"
+            sdf.createGlobalTempView(bridge)
+            self._global_views.add(bridge)
+            sdf = self.spark.table(f"global_temp.{bridge}")
         sdf.createOrReplaceTempView(name)
         self._views.add(name)
 
@@ -838,6 +846,12 @@ class SparkEngineContext:
             except Exception:  # the session may already be stopped
                 log.debug("could not drop temp view %s", name)
         self._views.clear()
+        for name in list(self._global_views):
+            try:
+                self.spark.catalog.dropGlobalTempView(name)
+            except Exception:
+                log.debug("could not drop global temp view %s", name)
+        self._global_views.clear()
 
 
 def _observe(sdf: DataFrame) -> tuple[DataFrame, Any]:
@@ -1007,7 +1021,9 @@ class SparkEngine(dg.ConfigurableResource):
         with _session_lock:
             if SparkContext._active_spark_context is not None:
                 # Someone else's session (or ours from another resource instance): use it as is.
-                session = SparkSession.getActiveSession() or SparkSession.builder.getOrCreate()
+                # The process's default session, not the thread's active one: that may be a
+                # step's child session (see `context`).
+                session = SparkSession.builder.getOrCreate()
                 self._owns_session = False
                 self._adopt(session)
             else:
@@ -1068,5 +1084,26 @@ class SparkEngine(dg.ConfigurableResource):
         self._owns_session = False
 
     def context(self, secrets: Mapping[str, str] | Callable[[str], str | None] | None = None) -> SparkEngineContext:
-        """A new SparkEngineContext over the process's session (one per step execution)."""
-        return SparkEngineContext(self.spark_session, secrets=secrets)
+        """A new SparkEngineContext (one per step execution) on its own child session.
+
+        ``newSession()`` shares the SparkContext, jars and table cache but has its own temp
+        views and SQL conf, so steps running concurrently in one process (threads, or the
+        in-process executor with ``max_concurrent``) cannot see or replace each other's
+        ``bronze``/``silver`` views. Spark Connect sessions have no child sessions.
+        """
+        session = self.spark_session
+        try:
+            child = session.newSession()
+        except Exception:  # Spark Connect: keep the session as it is
+            log.debug("newSession() not available; steps share the session's temp views")
+        else:
+            # A child starts from the SparkContext's conf: runtime settings applied to a
+            # borrowed session (see `_adopt`) must be applied again.
+            for key, value in self.spark_conf.items():
+                try:
+                    if child.conf.isModifiable(key):
+                        child.conf.set(key, value)
+                except Exception:
+                    log.debug("could not set %s on the step's session", key)
+            session = child
+        return SparkEngineContext(session, secrets=secrets)

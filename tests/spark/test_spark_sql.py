@@ -144,3 +144,52 @@ def test_persist_frame_module_function(spark, tmp_path: Path) -> None:
     assert (info.format, info.rows, info.version) == ("delta", 5, 0)
     info = persist_frame(spark.range(7), str(tmp_path / "pf_parquet"), format="parquet")
     assert info.rows == 7 and pq.read_table(tmp_path / "pf_parquet").num_rows == 7
+
+
+def test_each_step_context_has_its_own_temp_views(spark_engine, spark) -> None:
+    """Two steps running at once in one process both register ``bronze``: each queries its own."""
+    import threading
+
+    barrier = threading.Barrier(2)
+    seen: dict[int, list[int]] = {}
+
+    def step(value: int) -> None:
+        context = spark_engine.context()
+        try:
+            context.register_temp("bronze", context.spark.createDataFrame([(value,)], "v int"))
+            barrier.wait(timeout=60)  # both views exist before either query runs
+            seen[value] = [r.v for r in context.execute_sql("SELECT v FROM bronze").collect()]
+        finally:
+            context.close()
+
+    threads = [threading.Thread(target=step, args=(v,)) for v in (1, 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert seen == {1: [1], 2: [2]}
+    # a frame made in another session (here the shared one) can still be registered and queried
+    context = spark_engine.context()
+    try:
+        context.register_temp("outside", spark.createDataFrame([(7,)], "v int"))
+        assert [r.v for r in context.execute_sql("SELECT v FROM outside").collect()] == [7]
+    finally:
+        context.close()
+    assert not [t for t in spark.catalog.listTables("global_temp") if t.name.startswith("odibi_")]
+
+
+def test_step_sessions_keep_the_resources_runtime_settings(spark) -> None:
+    from odibi_dagster.engines.spark import SparkEngine
+
+    original = spark.conf.get("spark.sql.shuffle.partitions")
+    engine = SparkEngine(master="local[2]", spark_conf={"spark.sql.shuffle.partitions": "5"})
+    try:
+        context = engine.context()  # borrows the running session, on a child session of its own
+        try:
+            assert context.spark is not spark
+            assert context.spark.conf.get("spark.sql.shuffle.partitions") == "5"
+        finally:
+            context.close()
+    finally:
+        spark.conf.set("spark.sql.shuffle.partitions", original)
+        engine.stop()
