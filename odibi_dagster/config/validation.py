@@ -50,6 +50,9 @@ _SENSOR_TAGS = {"file_watch", "incremental", "interval"}
 _DAGSTER_NAME = re.compile(r"^[A-Za-z0-9_]+$")
 
 
+# Filesystems a file-watch sensor can list (through fsspec): local folders and blob stores.
+WATCHABLE_PROTOCOLS = frozenset({"file", "abfs", "abfss", "az", "s3", "gs", "gcs", "memory"})
+
 def _loc_to_field(loc: tuple[Any, ...]) -> str:
     """A pydantic error location as a field path: ``sensors[0].path``, ``inputs.data``."""
     out = ""
@@ -584,9 +587,11 @@ def _check_pipeline(pipeline: PipelineConfig, steps: list[Step], col: _Collector
         if (isinstance(sensor, PollingSensorConfig) and "://" not in sensor.source
                 and sensor.source not in by_name):
             col.add(None, f"sensors[{i}].source", f"'{sensor.source}' is neither a URL nor a connect step")
-        if isinstance(sensor, FileWatchSensorConfig) and "://" in sensor.path:
+        if isinstance(sensor, FileWatchSensorConfig) and "://" in sensor.path \
+                and sensor.path.split("://", 1)[0].lower() not in WATCHABLE_PROTOCOLS:
             col.add(None, f"sensors[{i}].path",
-                    f"'{sensor.path}': file-watch sensors watch a local or mounted directory, not a URL")
+                    f"'{sensor.path}': file-watch sensors watch a local folder or a blob-store prefix "
+                    f"({', '.join(p + '://' for p in sorted(WATCHABLE_PROTOCOLS))})")
         if isinstance(sensor, PollingSensorConfig) and pipeline.partitions is not None \
                 and pipeline.partitions.type in ("static", "dynamic"):
             col.add(None, f"sensors[{i}].type", f"a {sensor.type} sensor needs an unpartitioned or "

@@ -35,6 +35,7 @@ from typing import Any
 import dagster as dg
 
 from odibi_dagster.config.models import FileWatchSensorConfig, PollingSensorConfig, Step
+from odibi_dagster.engines import paths
 from odibi_dagster.translate.plan import PipelinePlan, safe_identifier
 from odibi_dagster.triggers.partitions import (
     build_partitions_def,
@@ -145,13 +146,52 @@ def _matches(rel: str, name: str, pattern: str) -> bool:
     return all(fnmatch.fnmatchcase(p, w) for p, w in zip(parts, wanted, strict=True))
 
 
+def _is_hidden(rel: str) -> bool:
+    return any(part.startswith(".") for part in rel.split("/"))
+
+
+def _remote_mtime_ns(info: dict[str, Any]) -> int:
+    stamp = info.get("last_modified") or info.get("mtime") or info.get("LastModified") or info.get("created")
+    if isinstance(stamp, dt.datetime):
+        return int(stamp.timestamp() * 1e9)
+    if isinstance(stamp, int | float):
+        return int(stamp * 1e9)
+    return 0
+
+
+def _scan_remote(root: str, pattern: str, recursive: bool) -> list[WatchedFile]:
+    """Blobs under an ``abfs://``-style ``root``. A blob appears only once fully uploaded,
+    so its last-modified time is both when it changed and when it arrived."""
+    fs = paths.fs_for(root)
+    proto = paths.protocol_of(root)
+    base = str(fs._strip_protocol(root)).rstrip("/")
+    try:
+        found = fs.find(root, maxdepth=None if recursive else 1, detail=True)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    out: list[WatchedFile] = []
+    for name, info in found.items():
+        name = str(name)
+        if info.get("type", "file") != "file" or not name.startswith(base + "/"):
+            continue
+        rel = name[len(base) + 1:]
+        if (_is_hidden(rel) and not pattern.startswith(".")) or not _matches(rel, rel.rsplit("/", 1)[-1], pattern):
+            continue
+        mtime = _remote_mtime_ns(info)
+        out.append(WatchedFile(rel, f"{proto}://{name}", int(info.get("size") or 0), mtime, mtime))
+    return out
+
+
 def scan_files(root: str, pattern: str = "*", recursive: bool = False) -> list[WatchedFile]:
-    """Files under ``root`` matching ``pattern``.
+    """Files under ``root`` (a local folder, or a blob-store prefix such as ``abfs://c/in``)
+    matching ``pattern``.
 
     Hidden files and folders (``.name``: the usual in-progress names of rsync, editors and
     Spark) are skipped unless the pattern itself starts with a dot. Files that vanish while
     the folder is read are skipped.
     """
+    if paths.is_remote(root):
+        return _scan_remote(root, pattern, recursive)
     out: list[WatchedFile] = []
     show_hidden = pattern.startswith(".")
     stack: list[tuple[str, str]] = [(root, "")]
@@ -242,8 +282,9 @@ class FileWatchCursor:
 
 
 def file_watch_root(plan: PipelinePlan, cfg: FileWatchSensorConfig) -> str:
-    """The watched directory: ``path`` resolved against the config's directory."""
-    return os.path.abspath(plan.resolve_path(cfg.path))
+    """The watched directory: ``path`` resolved against the config's directory (URLs as they are)."""
+    resolved = plan.resolve_path(cfg.path)
+    return resolved.rstrip("/") if paths.is_remote(resolved) else os.path.abspath(paths.local_path(resolved))
 
 
 def _is_dynamic_target(plan: PipelinePlan, cfg: FileWatchSensorConfig) -> bool:
@@ -263,8 +304,14 @@ def dynamic_file_source(plan: PipelinePlan, step: Step, partition_key: str | Non
     for cfg in plan.pipeline.sensors:
         if isinstance(cfg, FileWatchSensorConfig) and cfg.step == step.name and _is_dynamic_target(plan, cfg):
             root = file_watch_root(plan, cfg)
-            path = os.path.abspath(os.path.join(root, file_from_partition_key(partition_key)))
-            if os.path.commonpath([root, path]) != root:
+            rel = file_from_partition_key(partition_key)
+            if paths.is_remote(root):
+                outside = any(part in ("", ".", "..") for part in rel.split("/"))
+                path = f"{root}/{rel}"
+            else:
+                path = os.path.abspath(os.path.join(root, rel))
+                outside = os.path.commonpath([root, path]) != root
+            if outside:
                 raise dg.Failure(description=f"step '{step.name}': partition key {partition_key!r} names a "
                                              f"file outside the watched directory {root}")
             return path
@@ -298,7 +345,7 @@ def build_file_watch_sensor(plan: PipelinePlan, job: Any, cfg: FileWatchSensorCo
                             f"{root}{' (recursively)' if cfg.recursive else ''}; the file goes to step "
                             f"'{step.name}'" + (", one dynamic partition per file" if dynamic else "")))
     def _file_watch(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-        if not os.path.isdir(root):
+        if not paths.is_remote(root) and not os.path.isdir(root):  # blob "folders" exist once a blob does
             return dg.SensorResult(skip_reason=f"{root} does not exist (yet)", cursor=context.cursor)
         cursor = FileWatchCursor.parse(context.cursor)
         files = scan_files(root, cfg.pattern, cfg.recursive)

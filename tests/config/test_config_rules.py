@@ -476,6 +476,14 @@ CASES = [
         ),
     ),
     Case(
+        "file_watch_path_not_a_filesystem",
+        doc(sensors=[{"type": "file_watch", "path": "https://example.com/in", "step": "read"}]),
+        [(None, "sensors[0].path", "'https://example.com/in': file-watch sensors watch a local folder or a "
+                                   "blob-store prefix (abfs://, abfss://, az://, file://, gcs://, gs://, memory://, "
+                                   "s3://)")],
+        doc(sensors=[{"type": "file_watch", "path": "abfs://landing/in", "step": "read"}]),
+    ),
+    Case(
         "polling_sensor_source",
         doc(
             sensors=[

@@ -176,3 +176,52 @@ def test_reference_ingest_on_blob_storage_fails_downstream_when_the_blob_changes
     assert _run(cfg, container).success  # ingest again, then everything downstream sees row 5
     with fs.open(f"abfs://{container}/out/big.parquet", "rb") as fh:
         assert sorted(pd.read_parquet(fh)["id"]) == [2, 3, 4, 5]
+
+
+def test_file_watch_sensor_on_a_blob_prefix_starts_one_run_per_new_or_rewritten_blob(
+    tmp_path: Path, container: str
+) -> None:
+    cfg = tmp_path / "landing.json"
+    cfg.write_text(json.dumps({
+        "pipeline": "landing",
+        "ingest_mode": "reference",
+        "sensors": [{"type": "file_watch", "path": f"abfs://{container}/incoming", "pattern": "*.csv",
+                     "step": "ingest", "settle_seconds": 0}],
+        "steps": [
+            {"layer": "ingest", "name": "ingest", "value": f"abfs://{container}/incoming/latest.csv",
+             "outputs": {"data": "raw"}},
+            {"layer": "transform", "name": "count", "type": "sql", "value": "SELECT COUNT(*) AS n FROM raw",
+             "inputs": {"raw": "raw"}, "outputs": {"data": "counted"}},
+        ],
+    }))
+    fs = paths.fs_for(f"abfs://{container}")
+    defs = build_definitions(cfg)
+    sensor = defs.resolve_sensor_def("landing__watch_ingest")
+    job = defs.resolve_job_def("landing")
+    with dg.DagsterInstance.ephemeral() as instance:
+        def tick(cursor: str | None) -> dg.SensorExecutionData:
+            return sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs))
+
+        empty = tick(None)
+        assert not empty.run_requests
+        fs.pipe(f"abfs://{container}/incoming/a.csv", b"v\n1\n2\n")
+        fs.pipe(f"abfs://{container}/incoming/b.csv", b"v\n1\n2\n3\n")
+        fs.pipe(f"abfs://{container}/incoming/.b.csv.tmp", b"v\n")  # an upload in progress: hidden
+        fs.pipe(f"abfs://{container}/incoming/notes.txt", b"x")  # not matching the pattern
+        first = tick(empty.cursor)
+        sources = sorted(r.run_config["ops"]["landing__ingest"]["config"]["source"] for r in first.run_requests)
+        assert sources == [f"abfs://{container}/incoming/a.csv", f"abfs://{container}/incoming/b.csv"]
+        counts = {}
+        for request in first.run_requests:
+            result = job.execute_in_process(instance=instance, run_config=request.run_config,
+                                            tags=dict(request.tags), raise_on_error=False)
+            assert result.success, _messages(result)
+            counted = tmp_path / ".odibi" / "datasets" / "landing" / "counted" / "data.parquet"
+            counts[request.tags["odibi/file"]] = int(pd.read_parquet(counted)["n"][0])
+        assert counts == {"a.csv": 2, "b.csv": 3}
+
+        assert not tick(first.cursor).run_requests  # nothing new: no run
+        time.sleep(1.1)  # blob timestamps have one-second resolution
+        fs.pipe(f"abfs://{container}/incoming/a.csv", b"v\n1\n2\n3\n4\n")
+        again = tick(first.cursor)
+        assert [r.tags["odibi/file"] for r in again.run_requests] == ["a.csv"]

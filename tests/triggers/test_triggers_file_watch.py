@@ -90,6 +90,15 @@ def test_new_file_starts_one_run_and_the_same_file_never_again(
     assert evaluate_sensor(defs, SENSOR, instance, again.cursor).run_requests == []
 
 
+def test_a_file_url_path_watches_the_local_folder(project: Path, instance: dg.DagsterInstance) -> None:
+    defs = build(landing_pipeline(project, path=f"file://{project / 'incoming'}"))
+    path = drop(project, "a.csv", rows=2)
+    (request,) = evaluate_sensor(defs, SENSOR, instance).run_requests
+    assert request.run_config == {"ops": {"landing__ingest": {"config": {"source": str(path)}}}}
+    assert launch(defs, "landing", instance, request).success
+    assert counted(project) == [{"marker": "a.csv", "n": 2}]
+
+
 def test_rewritten_file_starts_exactly_one_new_run(project: Path, instance: dg.DagsterInstance) -> None:
     defs = build(landing_pipeline(project))
     drop(project, "a.csv", rows=2)
