@@ -248,7 +248,7 @@ class FileWatchCursor:
         data = {"v": CURSOR_VERSION, "wm": self.watermark_ns, "done": self.done, "pending": self.pending}
         return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
-    def advance(self, files: list[WatchedFile], now_ns: int, settle_ns: int
+    def advance(self, files: list[WatchedFile], now_ns: int, settle_ns: int, limit: int | None = None
                 ) -> tuple[list[WatchedFile], FileWatchCursor]:
         """The files to start runs for now, oldest change first, and the next cursor.
 
@@ -258,7 +258,8 @@ class FileWatchCursor:
         evaluation; otherwise it goes to ``pending``. The watermark then moves up to the
         oldest pending file (or the newest handled one), and ``done`` keeps only files at or
         after it, so the cursor holds the files of the last instant and those still being
-        written, never the whole directory's history.
+        written, never the whole directory's history. With ``limit``, complete files beyond
+        the first ``limit`` stay pending and are ready on the next evaluation.
         """
         ready: list[WatchedFile] = []
         handled: dict[str, tuple[str, int]] = {}
@@ -269,6 +270,9 @@ class FileWatchCursor:
             if self.done.get(f.rel) == f.signature:
                 handled[f.rel] = (f.signature, f.changed_ns)
             elif now_ns - f.mtime_ns >= settle_ns or self.pending.get(f.rel) == f.signature:
+                if limit is not None and len(ready) >= limit:
+                    pending[f.rel] = (f.signature, f.changed_ns)  # complete, but its turn comes later
+                    continue
                 ready.append(f)
                 handled[f.rel] = (f.signature, f.changed_ns)
             else:
@@ -322,12 +326,26 @@ def _mtime_text(ns: int) -> str:
     return dt.datetime.fromtimestamp(ns / 1e9, tz=dt.UTC).isoformat()
 
 
+_IN_FLIGHT = [
+    dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING,
+]
+
+
+def _run_in_flight(instance: dg.DagsterInstance, sensor_name: str) -> str | None:
+    """The id of a run this sensor started that has not finished yet, if any."""
+    records = instance.get_run_records(
+        filters=dg.RunsFilter(tags={SENSOR_TAG: sensor_name}, statuses=_IN_FLIGHT), limit=1)
+    return records[0].dagster_run.run_id if records else None
+
+
 def build_file_watch_sensor(plan: PipelinePlan, job: Any, cfg: FileWatchSensorConfig, name: str
                             ) -> dg.SensorDefinition:
     """ODIBI's file watch: one run per new or changed file in ``path`` matching ``pattern``.
 
     Each run hands the file's absolute path to the ingest step ``step`` (run config
-    ``source``) and is keyed by the file's path, size and mtime. Partitioned pipelines:
+    ``source``) and is keyed by the file's path, size and mtime. Unpartitioned pipelines get
+    one run at a time (their runs share datasets); partitioned ones run files concurrently. Partitioned pipelines:
     with dynamic partitions every file is its own partition (added by the sensor); time
     partitions take the date written in the file's path (else the latest complete
     partition); static partitions the path component equal to a value (else the file is
@@ -349,7 +367,14 @@ def build_file_watch_sensor(plan: PipelinePlan, job: Any, cfg: FileWatchSensorCo
             return dg.SensorResult(skip_reason=f"{root} does not exist (yet)", cursor=context.cursor)
         cursor = FileWatchCursor.parse(context.cursor)
         files = scan_files(root, cfg.pattern, cfg.recursive)
-        ready, cursor = cursor.advance(files, time.time_ns(), settle_ns)
+        limit = None
+        busy: str | None = None
+        if pdef is None:
+            # Unpartitioned: every run writes the same datasets, so runs of this sensor go one
+            # at a time (as ODIBI's file watch does); files wait in the cursor meanwhile.
+            busy = _run_in_flight(context.instance, name)
+            limit = 0 if busy else 1
+        ready, cursor = cursor.advance(files, time.time_ns(), settle_ns, limit)
         requests: list[dg.RunRequest] = []
         new_keys: list[str] = []
         known: set[str] = set()
@@ -376,7 +401,10 @@ def build_file_watch_sensor(plan: PipelinePlan, job: Any, cfg: FileWatchSensorCo
                 tags={SENSOR_TAG: name, FILE_TAG: f.rel[:1000], FILE_SIZE_TAG: str(f.size),
                       FILE_MTIME_TAG: _mtime_text(f.mtime_ns)},
             ))
-        waiting = f"; {len(cursor.pending)} file(s) still being written" if cursor.pending else ""
+        if busy:
+            waiting = f"; {len(cursor.pending)} file(s) wait for run {busy} to finish" if cursor.pending else ""
+        else:
+            waiting = f"; {len(cursor.pending)} file(s) still being written" if cursor.pending else ""
         return dg.SensorResult(
             run_requests=requests or None,
             skip_reason=None if requests else f"no new or changed files{waiting}",

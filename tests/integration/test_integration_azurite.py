@@ -208,19 +208,22 @@ def test_file_watch_sensor_on_a_blob_prefix_starts_one_run_per_new_or_rewritten_
         fs.pipe(f"abfs://{container}/incoming/b.csv", b"v\n1\n2\n3\n")
         fs.pipe(f"abfs://{container}/incoming/.b.csv.tmp", b"v\n")  # an upload in progress: hidden
         fs.pipe(f"abfs://{container}/incoming/notes.txt", b"x")  # not matching the pattern
-        first = tick(empty.cursor)
-        sources = sorted(r.run_config["ops"]["landing__ingest"]["config"]["source"] for r in first.run_requests)
-        assert sources == [f"abfs://{container}/incoming/a.csv", f"abfs://{container}/incoming/b.csv"]
-        counts = {}
-        for request in first.run_requests:
+        cursor, sources, counts = empty.cursor, [], {}
+        for _ in range(2):  # unpartitioned: one run at a time
+            evaluation = tick(cursor)
+            (request,) = evaluation.run_requests
+            cursor = evaluation.cursor
+            sources.append(request.run_config["ops"]["landing__ingest"]["config"]["source"])
             result = job.execute_in_process(instance=instance, run_config=request.run_config,
                                             tags=dict(request.tags), raise_on_error=False)
             assert result.success, _messages(result)
             counted = tmp_path / ".odibi" / "datasets" / "landing" / "counted" / "data.parquet"
             counts[request.tags["odibi/file"]] = int(pd.read_parquet(counted)["n"][0])
+        assert sorted(sources) == [f"abfs://{container}/incoming/a.csv", f"abfs://{container}/incoming/b.csv"]
         assert counts == {"a.csv": 2, "b.csv": 3}
 
-        assert not tick(first.cursor).run_requests  # nothing new: no run
+        first = tick(cursor)
+        assert not first.run_requests  # nothing new: no run
         time.sleep(1.1)  # blob timestamps have one-second resolution
         fs.pipe(f"abfs://{container}/incoming/a.csv", b"v\n1\n2\n3\n4\n")
         again = tick(first.cursor)

@@ -142,8 +142,10 @@ def test_settle_time_lets_an_old_file_run_at_once(project: Path, instance: dg.Da
     assert len(evaluate_sensor(defs, SENSOR, instance).run_requests) == 1
 
 
-def test_a_thousand_files_at_once_and_a_small_cursor(project: Path, instance: dg.DagsterInstance) -> None:
-    defs = build(landing_pipeline(project))
+def test_a_thousand_files_at_once_and_a_small_cursor(project: Path, persistent_instance: dg.DagsterInstance) -> None:
+    # one dynamic partition per file: runs of different files are independent, all start at once
+    instance = persistent_instance
+    defs = build(landing_pipeline(project, partitions={"type": "dynamic"}, dynamic_partitions=True))
     for i in range(1000):
         drop(project, f"part-{i:04d}.csv", rows=1)
     started = time.perf_counter()
@@ -188,15 +190,41 @@ def test_file_names_with_spaces_quotes_semicolons_and_unicode_reach_the_step(
     defs = build(landing_pipeline(project))
     for i, name in enumerate(NAMES):
         drop(project, name, rows=i + 1)
-    tick = evaluate_sensor(defs, SENSOR, instance)
-    assert sorted(r.tags["odibi/file"] for r in tick.run_requests) == sorted(NAMES)
-    for request in sorted(tick.run_requests, key=lambda r: r.tags["odibi/file"]):
-        name = request.tags["odibi/file"]
+    cursor, seen = None, []
+    for _ in NAMES:  # unpartitioned: one run per tick, the next once it finished
+        tick = evaluate_sensor(defs, SENSOR, instance, cursor)
+        (request,) = tick.run_requests
+        cursor, name = tick.cursor, request.tags["odibi/file"]
+        seen.append(name)
         result = launch(defs, "landing", instance, request)
         assert result.success, name
         assert counted(project) == [{"marker": name, "n": NAMES.index(name) + 1}]
         run = instance.get_run_by_id(result.run_id)
         assert run is not None and run.tags["odibi/file"] == name
+    assert sorted(seen) == sorted(NAMES)
+    assert evaluate_sensor(defs, SENSOR, instance, cursor).run_requests == []
+
+
+def test_unpartitioned_pipelines_get_one_file_watch_run_at_a_time(
+    project: Path, instance: dg.DagsterInstance
+) -> None:
+    """Runs of an unpartitioned pipeline share its datasets: a second file waits in the cursor
+    while the first file's run is in flight, then gets its own run."""
+    defs = build(landing_pipeline(project))
+    drop(project, "a.csv")
+    drop(project, "b.csv")
+    first = evaluate_sensor(defs, SENSOR, instance)
+    (request,) = first.run_requests
+    assert request.tags["odibi/file"] == "a.csv"
+    # what the daemon does with the request: a run that is now in flight
+    run = instance.create_run_for_job(defs.resolve_job_def("landing"), run_config=request.run_config,
+                                      tags=dict(request.tags), status=dg.DagsterRunStatus.STARTED)
+    waiting = evaluate_sensor(defs, SENSOR, instance, first.cursor)
+    assert waiting.run_requests == []
+    assert f"1 file(s) wait for run {run.run_id} to finish" in (waiting.skip_message or "")
+    instance.report_run_canceled(run)
+    (second,) = evaluate_sensor(defs, SENSOR, instance, waiting.cursor).run_requests
+    assert second.tags["odibi/file"] == "b.csv"
 
 
 def test_dynamic_partitions_one_per_file_and_reprocessing_one_file_alone(
@@ -338,7 +366,7 @@ def test_cursor_survives_a_fresh_instance_load(project: Path, dagster_home: Path
     from dagster._core.scheduler.instigation import InstigatorState, InstigatorStatus, SensorInstigatorData
     from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 
-    config = landing_pipeline(project)
+    config = landing_pipeline(project, partitions={"type": "dynamic"}, dynamic_partitions=True)
     defs = build(config)
     for i in range(3):
         drop(project, f"f{i}.csv")
