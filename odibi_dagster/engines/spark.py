@@ -1051,12 +1051,7 @@ class SparkEngine(dg.ConfigurableResource):
         running = session.sparkContext.master
         if running != self.master:
             log.info("SparkEngine(master=%s) is using the running session on %s", self.master, running)
-        for key, value in self.spark_conf.items():
-            try:
-                if session.conf.isModifiable(key):
-                    session.conf.set(key, value)
-            except Exception:
-                log.debug("could not set %s on the running session", key)
+        self._apply_runtime_conf(session)
         if self.delta:
             extensions = session.sparkContext.getConf().get("spark.sql.extensions", "") or ""
             if _DELTA_EXTENSION not in extensions:
@@ -1064,6 +1059,15 @@ class SparkEngine(dg.ConfigurableResource):
                     "SparkEngine(delta=True) is using a running SparkSession without the Delta "
                     "extension; Delta reads and writes will fail"
                 )
+
+    def _apply_runtime_conf(self, session: SparkSession) -> None:
+        """Set the runtime-modifiable entries of ``spark_conf`` on ``session``."""
+        for key, value in self.spark_conf.items():
+            try:
+                if session.conf.isModifiable(key):
+                    session.conf.set(key, value)
+            except Exception:
+                log.debug("could not set %s on session", key)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         """Nothing eager: the session starts when a step first asks for it."""
@@ -1099,11 +1103,6 @@ class SparkEngine(dg.ConfigurableResource):
         else:
             # A child starts from the SparkContext's conf: runtime settings applied to a
             # borrowed session (see `_adopt`) must be applied again.
-            for key, value in self.spark_conf.items():
-                try:
-                    if child.conf.isModifiable(key):
-                        child.conf.set(key, value)
-                except Exception:
-                    log.debug("could not set %s on the step's session", key)
+            self._apply_runtime_conf(child)
             session = child
         return SparkEngineContext(session, secrets=secrets)
