@@ -228,7 +228,8 @@ class PandasDuckDBContext:
         if ref.format == "parquet":
             return formats.read_parquet(self.conn, list(ref.paths))
         if ref.format in ("delta", "source"):
-            rels = [self._delta_relation(p) if ref.format == "delta" else self._source_relation(p) for p in ref.paths]
+            relation = self._delta_relation if ref.format == "delta" else self._source_relation
+            rels = [relation(p) for p in ref.paths]
             out = rels[0]
             for r in rels[1:]:
                 out = out.union(r)

@@ -808,8 +808,10 @@ class SparkEngineContext:
         if not paths:
             raise ValueError("a DatasetRef needs at least one path")
         if ref.format in ("delta", "source"):
-            frames = [self.spark.read.format("delta").load(p) if ref.format == "delta" else self._source_frame(p)
-                      for p in (paths if ref.format == "delta" else ref.paths)]
+            if ref.format == "delta":
+                frames = [self.spark.read.format("delta").load(p) for p in paths]
+            else:
+                frames = [self._source_frame(p) for p in ref.paths]
             out = frames[0]
             for frame in frames[1:]:
                 out = out.unionByName(frame, allowMissingColumns=True)
@@ -1091,9 +1093,9 @@ class SparkEngine(dg.ConfigurableResource):
         """A new SparkEngineContext (one per step execution) on its own child session.
 
         ``newSession()`` shares the SparkContext, jars and table cache but has its own temp
-        views and SQL conf, so steps running concurrently in one process (threads, or the
-        in-process executor with ``max_concurrent``) cannot see or replace each other's
-        ``bronze``/``silver`` views. Spark Connect sessions have no child sessions.
+        views and SQL conf, so steps running at the same time in one process (in threads)
+        cannot see or replace each other's ``bronze``/``silver`` views. Spark Connect
+        sessions have no child sessions.
         """
         session = self.spark_session
         try:
