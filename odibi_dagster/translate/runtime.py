@@ -235,7 +235,8 @@ def _reference_manifest(execution: StepExecution, ctx: Any, source: str, params:
         return None
     if fmt not in REFERENCE_FORMATS:
         return None
-    if execution.redactor.redact_text(json.dumps(params, default=str)) != json.dumps(params, default=str):
+    text = json.dumps(params, default=str)
+    if execution.redactor.redact_text(text) != text:
         return None
     try:
         prints = fingerprint(source)
