@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -18,6 +17,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 import pytest
+from support import free_port, npm_install
 
 from odibi_dagster import build_definitions
 from odibi_dagster.engines import paths
@@ -28,31 +28,13 @@ ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1
 
 
 def _azurite_bin() -> Path:
-    binary = AZURITE_DIR / "node_modules" / ".bin" / "azurite-blob"
-    if not binary.exists():
-        if shutil.which("npm") is None:
-            pytest.fail("npm is needed to install Azurite")
-        AZURITE_DIR.mkdir(parents=True, exist_ok=True)
-        package = AZURITE_DIR / "package.json"
-        if not package.exists():
-            package.write_text('{"name": "odibi-azurite", "private": true}\n')
-        proc = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "azurite@3"], cwd=AZURITE_DIR,
-                              capture_output=True, text=True, timeout=600)
-        if proc.returncode != 0 or not binary.exists():
-            pytest.fail(f"npm install azurite failed: {proc.stderr[-2000:]}")
-    return binary
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return npm_install(AZURITE_DIR, "azurite@3", AZURITE_DIR / "node_modules" / ".bin" / "azurite-blob")
 
 
 @pytest.fixture(scope="module")
 def azurite() -> Iterator[str]:
     """A blob-only Azurite in memory on a free loopback port; yields its connection string."""
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [str(_azurite_bin()), "--blobHost", "127.0.0.1", "--blobPort", str(port), "--inMemoryPersistence",
          "--disableTelemetry", "--silent", "--skipApiVersionCheck", "--loose"],

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -19,17 +18,12 @@ from typing import Any
 
 import pyspark
 import pytest
+from support import free_port
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
 SPARK_HOME = Path(pyspark.__file__).resolve().parent
 HOST = "127.0.0.1"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 def _get_json(url: str) -> Any:
@@ -69,7 +63,7 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 @pytest.fixture
 def standalone_cluster(tmp_path: Path) -> Iterator[dict[str, Any]]:
-    port, ui_port, worker_ui_port = _free_port(), _free_port(), _free_port()
+    port, ui_port, worker_ui_port = free_port(HOST), free_port(HOST), free_port(HOST)
     env = dict(os.environ)
     env.update(
         SPARK_HOME=str(SPARK_HOME),
@@ -167,7 +161,7 @@ def test_job_runs_on_a_standalone_cluster(spark, standalone_cluster: dict[str, A
     work = tmp_path / "job"
     work.mkdir()
     proc = subprocess.run(
-        [sys.executable, "-c", DRIVER_SCRIPT, standalone_cluster["url"], str(work), str(_free_port())],
+        [sys.executable, "-c", DRIVER_SCRIPT, standalone_cluster["url"], str(work), str(free_port(HOST))],
         env=standalone_cluster["env"],
         capture_output=True,
         text=True,

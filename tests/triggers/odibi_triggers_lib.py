@@ -9,7 +9,6 @@ import csv
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -145,12 +144,6 @@ def build(*paths: Path | str) -> dg.Definitions:
 
 
 # --------------------------------------------------------------------------- real Dagster processes
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for(

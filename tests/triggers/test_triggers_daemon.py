@@ -20,7 +20,6 @@ from odibi_triggers_lib import (
     DagsterProcess,
     daily_pipeline,
     days,
-    free_port,
     graphql,
     start_daemon,
     start_webserver,
@@ -29,6 +28,7 @@ from odibi_triggers_lib import (
     write_daily_data,
     write_yaml,
 )
+from support import free_port
 
 pytestmark = pytest.mark.slow
 

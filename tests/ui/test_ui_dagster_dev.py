@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import free_port, npm_install
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
@@ -194,31 +194,10 @@ def ensure_chromium() -> str:
 def ensure_playwright_core() -> Path:
     """playwright-core (the library only; the browser is Debian's) in a cached npm directory."""
     module = PLAYWRIGHT_DIR / "node_modules" / "playwright-core"
-    if not (module / "package.json").exists():
-        if shutil.which("npm") is None:
-            pytest.fail("npm is needed to install playwright-core")
-        PLAYWRIGHT_DIR.mkdir(parents=True, exist_ok=True)
-        package = PLAYWRIGHT_DIR / "package.json"
-        if not package.exists():
-            package.write_text('{"name": "odibi-ui-tests", "private": true}\n')
-        proc = subprocess.run(
-            ["npm", "install", "--no-audit", "--no-fund", "playwright-core@1"],
-            cwd=PLAYWRIGHT_DIR,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        if proc.returncode != 0 or not (module / "package.json").exists():
-            pytest.fail(f"npm install playwright-core failed: {proc.stderr[-2000:]}")
+    npm_install(PLAYWRIGHT_DIR, "playwright-core@1", module / "package.json", timeout=300)
     if shutil.which("node") is None:
         pytest.fail("node is needed to drive the browser")
     return module
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def graphql(base: str, query: str) -> dict[str, Any]:
