@@ -283,6 +283,11 @@ class StoryConfig(_Strict):
     sample_rows: int = Field(5, ge=0, le=1000)
     max_cell_chars: int = Field(40, ge=4)
     enabled: bool = True
+    refresh_seconds: float = Field(
+        2.0, ge=0,
+        description="While a run is going, re-publish the story at most this often; it is always published when "
+                    "a step fails and when the run's last step ends. 0: at every step start and end.",
+    )
 
 
 class PipelineConfig(_Strict):

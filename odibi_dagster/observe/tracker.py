@@ -340,8 +340,8 @@ class RunTracker:
         """Merge the step files and write ``tracker.json``, the story (when ``story`` is given,
         e.g. a ``StoryGenerator``) and ``metrics.json``/``metrics.prom``, all under :meth:`lock`.
 
-        Call it after every step so the story stays current; whichever process
-        publishes last writes the freshest merge. Returns the lineage written.
+        Steps call it while the run goes (see ``StepExecution.update_story`` for when);
+        whichever process publishes last writes the freshest merge. Returns the lineage written.
         """
         with self.lock():
             lineage = self.export_lineage()

@@ -105,6 +105,7 @@ def _common(plan: PipelinePlan, translator: OdibiTranslator, node: OdibiStep, st
         "retry_policy": translator.get_retry_policy(node),
         "backfill_policy": policy,
         "op_tags": {"odibi/step": step.name, "odibi/pipeline": plan.name},
+        "hooks": {plan.story_hook},
     }
 
 

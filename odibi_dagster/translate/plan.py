@@ -10,6 +10,7 @@ import keyword
 import os
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import dagster as dg
@@ -42,13 +43,20 @@ class PipelinePlan:
     data_root: str  # relative paths in the config resolve against this
     work_dir: str  # datasets, stories, tracker JSON
     graph_edges: list[tuple[str, str]] = field(default_factory=list)
-    # Tracker files and stories are rewritten after every step under a file lock, which
+    # Tracker files and stories are rewritten during the run under a file lock, which
     # needs a local filesystem: with a remote work_dir they stay beside the config.
     local_work_dir: str | None = None
 
     @property
     def name(self) -> str:
         return self.pipeline.name
+
+    @cached_property
+    def story_hook(self) -> dg.HookDefinition:
+        """The failure hook every step of the pipeline carries (publishes the run's story)."""
+        from odibi_dagster.translate.runtime import story_failure_hook  # runtime imports this module
+
+        return story_failure_hook(self)
 
     @property
     def io_manager_key(self) -> str:

@@ -3,7 +3,7 @@
 Ingest and transform steps read or compute a frame with their engine, persist it
 through the pipeline's IO manager and yield one Output per dataset with the
 tracker's metadata. Store and publish steps write their target and report it.
-Every step records itself in the run's tracker and re-renders the run's story.
+Every step records itself in the run's tracker; the run's story is re-published as it goes.
 """
 
 from __future__ import annotations
@@ -45,6 +45,44 @@ class StepRunConfig(dg.Config):
     source: str | None = None
     watermark_start: Any = None
     watermark_end: Any = None
+
+
+# Steps known to have ended, per run folder: a step that ended stays ended (a retry starts it
+# again and drops it here), so deciding whether a run has steps left reads few step files.
+_TERMINAL: dict[str, dict[str, str]] = {}
+
+
+def _terminal(tracker: RunTracker) -> dict[str, str]:
+    key = str(tracker.run_dir)
+    if key not in _TERMINAL and len(_TERMINAL) >= 64:  # long-lived processes run many runs
+        _TERMINAL.pop(next(iter(_TERMINAL)))
+    return _TERMINAL.setdefault(key, {})
+
+
+def publish_story(plan: PipelinePlan, tracker: RunTracker) -> None:
+    """Write the run's tracker JSON, its story (unless disabled) and metrics (when enabled)."""
+    pipeline = plan.pipeline
+    story = None
+    if pipeline.story.enabled:
+        story = StoryGenerator(explanations=pipeline.explanations, max_rows=pipeline.story.sample_rows,
+                               max_cell_chars=pipeline.story.max_cell_chars)
+    tracker.publish(story, plan.graph(), metrics=pipeline.metrics)
+
+
+def story_failure_hook(plan: PipelinePlan) -> dg.HookDefinition:
+    """Publishes the story when a step fails outside its body (an input that cannot load, a
+    blocking check, a resource): the steps that ended before are then shown as they ended."""
+
+    @dg.failure_hook(name=f"{plan.job_name}__odibi_story")
+    def _publish(context: dg.HookContext) -> None:
+        tracker = RunTracker(plan.stories_dir, plan.name, context.run_id,
+                             sample_rows=plan.pipeline.story.sample_rows)
+        try:
+            publish_story(plan, tracker)
+        except Exception as exc:  # the story must never hide the step's own failure
+            context.log.warning(f"odibi: could not update the run story: {exc}")
+
+    return _publish
 
 
 @dataclass
@@ -139,17 +177,60 @@ class StepExecution:
         text = self.step.metadata.get("description") or self.plan.pipeline.explanations.get(self.step.name)
         return str(text) if text else None
 
-    def update_story(self) -> None:
-        """Re-publish the run's tracker JSON, story and metrics (all steps, all processes)."""
-        pipeline = self.plan.pipeline
-        story = None
-        if pipeline.story.enabled:
-            story = StoryGenerator(explanations=pipeline.explanations, max_rows=pipeline.story.sample_rows,
-                                   max_cell_chars=pipeline.story.max_cell_chars)
+    def update_story(self, *, step_ended: bool = False) -> None:
+        """Re-publish the run's tracker JSON, story and metrics (all steps, all processes).
+
+        A publish merges every step file and renders the whole story, so publishing at every
+        step start and end made long pipelines quadratic (80 steps: 60% of the run). It now
+        runs at the run's first step, when the step that just ended was the run's last one to
+        run, and otherwise only when the last publish is older than ``story.refresh_seconds``.
+        A failed step publishes through its failure hook (:func:`story_failure_hook`).
+        """
+        if not self._publish_due(step_ended):
+            return
         try:
-            self.tracker.publish(story, self.plan.graph(), metrics=pipeline.metrics)
+            publish_story(self.plan, self.tracker)
         except Exception as exc:  # the story must never fail the step
             self.context.log.warning(f"odibi: could not update the run story: {exc}")
+
+    def _publish_due(self, step_ended: bool) -> bool:
+        try:
+            age = time.time() - self.tracker.tracker_path.stat().st_mtime
+        except FileNotFoundError:
+            return True  # the run's first publish: the story exists from the first step on
+        if age >= self.plan.pipeline.story.refresh_seconds:
+            return True
+        return step_ended and not self._steps_left()
+
+    def _steps_left(self) -> bool:
+        """Whether a step of this run has not ended and can still run (no failed ancestor)."""
+        keys = self.context.dagster_run.step_keys_to_execute
+        if keys is None:
+            return False  # the run's shape is unknown: publish at every step end, as before
+        by_op = {self.plan.op_name(s): s.name for s in self.plan.pipeline.steps}
+        planned = [by_op[k] for k in keys if k in by_op]
+        known = _terminal(self.tracker)
+
+        def status(name: str) -> str | None:
+            if name not in known:
+                record = self.tracker.read_step(name)
+                if record is not None and record.get("status") in ("success", "failed"):
+                    known[name] = str(record["status"])
+            return known.get(name)
+
+        parents: dict[str, list[str]] = {}
+        for up, down in self.plan.graph_edges:
+            parents.setdefault(down, []).append(up)
+
+        def blocked(name: str, seen: set[str]) -> bool:
+            for up in parents.get(name, []):
+                if up not in seen:
+                    seen.add(up)
+                    if status(up) == "failed" or blocked(up, seen):
+                        return True
+            return False
+
+        return any(status(name) is None and not blocked(name, set()) for name in planned)
 
     @contextmanager
     def tracked(self, before: Snapshot | None, sql: str | None) -> Iterator[dict[str, Any]]:
@@ -159,6 +240,7 @@ class StepExecution:
         events.emit(self, "node_start", {"step_name": step.name, "layer": step.layer})
         self.tracker.start_step(step.name, step.layer, inputs=step.inputs, outputs=step.outputs, sql=sql,
                                 explanation=self.explanation(), before=before)
+        _terminal(self.tracker).pop(step.name, None)  # a retry runs it again
         self.update_story()
         started = time.perf_counter()
         try:
@@ -167,7 +249,8 @@ class StepExecution:
             raw = f"{type(exc).__name__}: {exc}"
             message = self.redactor.redact_text(raw)
             self.tracker.end_step(step.name, "failed", error_message=message)
-            self.update_story()
+            # No publish here: the step's failure hook publishes once Dagster has failed it
+            # (and not at all while a retry policy runs the step again).
             events.emit(self, "node_error", {"step_name": step.name, "layer": step.layer, "error_message": message})
             if message != raw:
                 # The error quotes a secret (a URL with a password, say): Dagster would store
@@ -176,7 +259,8 @@ class StepExecution:
             raise
         duration_ms = (time.perf_counter() - started) * 1000
         self.tracker.end_step(step.name, "success", after=outcome.get("after"), extra=outcome.get("extra"))
-        self.update_story()
+        _terminal(self.tracker)[step.name] = "success"
+        self.update_story(step_ended=True)
         events.emit(self, "node_complete", {"step_name": step.name, "layer": step.layer,
                                             "duration_ms": round(duration_ms, 3), "state": "SUCCESS"})
 

@@ -304,7 +304,7 @@ def _fmt_time(value: Any) -> str:
 @functools.cache
 def _environment() -> jinja2.Environment:
     # One environment per process: it caches the compiled template, which is rendered
-    # after every step.
+    # several times per run.
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(_TEMPLATES)),
         autoescape=True,  # every value from the run is data, never markup

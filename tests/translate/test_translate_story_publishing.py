@@ -1,0 +1,133 @@
+"""When a run publishes its tracker JSON and story: at the first step, when the last step
+ends, on failures (inside a step or outside its body, through the failure hook), and at most
+every ``story.refresh_seconds`` in between, so long pipelines stay linear."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+import pytest
+from odibi_testlib import MULTIPROCESS_CONFIG, Project, persistent_instance, reconstructable_job
+
+from odibi_dagster import build_definitions
+from odibi_dagster.observe.tracker import RunTracker
+
+
+def _chain(n: int) -> list[dict[str, Any]]:
+    steps: list[dict[str, Any]] = [
+        {"layer": "ingest", "name": "read", "value": "data/sample.csv", "outputs": {"data": "d0"}}]
+    for i in range(1, n):
+        steps.append({"layer": "transform", "name": f"t{i}", "type": "sql", "value": f"SELECT * FROM d{i - 1}",
+                      "inputs": {f"d{i - 1}": f"d{i - 1}"}, "outputs": {"data": f"d{i}"}})
+    return steps
+
+
+@pytest.fixture
+def publishes(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, str]]:
+    """Every publish of this process, as the step statuses it wrote."""
+    seen: list[dict[str, str]] = []
+    original = RunTracker.publish
+
+    def spy(self: RunTracker, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        lineage = original(self, *args, **kwargs)
+        seen.append({s["step_name"]: s["status"] for s in lineage["steps"]})
+        return lineage
+
+    monkeypatch.setattr(RunTracker, "publish", spy)
+    return seen
+
+
+def _run(path: Path, job: str) -> dg.ExecuteInProcessResult:
+    defs = build_definitions(path)
+    return defs.resolve_job_def(job).execute_in_process(instance=dg.DagsterInstance.ephemeral(),
+                                                        raise_on_error=False)
+
+
+def _final(project: Project, pipeline: str, run_id: str) -> tuple[dict[str, str], str]:
+    run_dir = project.root / ".odibi" / "stories" / pipeline / run_id
+    lineage = json.loads((run_dir / "tracker.json").read_text())
+    return {s["step_name"]: s["status"] for s in lineage["steps"]}, (run_dir / "story.html").read_text()
+
+
+def test_a_long_run_publishes_at_its_first_step_and_when_its_last_step_ends(
+        project: Project, publishes: list[dict[str, str]]) -> None:
+    project.sample_csv()
+    path = project.pipeline("longrun", _chain(12), story={"refresh_seconds": 3600})
+    result = _run(path, "longrun")
+    assert result.success
+    # 24 step starts and ends, two publishes: the first start and the last end
+    assert len(publishes) == 2
+    assert publishes[0] == {"read": "running"}
+    statuses, story = _final(project, "longrun", result.run_id)
+    assert statuses == {"read": "success", **{f"t{i}": "success" for i in range(1, 12)}}
+    assert publishes[-1] == statuses
+    assert all(f">t{i}<" in story for i in range(1, 12)), "every step is in the story"
+
+
+def test_refresh_seconds_zero_publishes_at_every_step_start_and_end(
+        project: Project, publishes: list[dict[str, str]]) -> None:
+    project.sample_csv()
+    path = project.pipeline("eager", _chain(3), story={"refresh_seconds": 0})
+    assert _run(path, "eager").success
+    assert len(publishes) == 6
+    assert publishes[1] == {"read": "success"} and publishes[2] == {"read": "success", "t1": "running"}
+
+
+def test_a_failed_step_publishes_and_the_other_branch_ends_the_run(
+        project: Project, publishes: list[dict[str, str]]) -> None:
+    project.sample_csv()
+    steps = [
+        {"layer": "ingest", "name": "read", "value": "data/sample.csv", "outputs": {"data": "raw"}},
+        {"layer": "transform", "name": "broken", "type": "sql", "value": "SELECT no_such_column FROM raw",
+         "inputs": {"raw": "raw"}, "outputs": {"data": "bad"}},
+        {"layer": "transform", "name": "after_broken", "type": "sql", "value": "SELECT * FROM bad",
+         "inputs": {"bad": "bad"}, "outputs": {"data": "worse"}},
+        {"layer": "transform", "name": "fine", "type": "sql", "value": "SELECT * FROM raw",
+         "inputs": {"raw": "raw"}, "outputs": {"data": "good"}},
+    ]
+    path = project.pipeline("branches", steps, story={"refresh_seconds": 3600})
+    result = _run(path, "branches")
+    assert not result.success
+    statuses, _ = _final(project, "branches", result.run_id)
+    # after_broken never runs (its upstream failed), so the run ended with the last of the others
+    assert statuses == {"read": "success", "broken": "failed", "fine": "success"}
+    assert publishes[-1] == statuses
+    assert len(publishes) <= 3  # first start, the failure, the end
+
+
+def test_a_failing_blocking_check_publishes_through_the_failure_hook(
+        project: Project, publishes: list[dict[str, str]]) -> None:
+    project.sample_csv()
+    steps = [
+        {"layer": "ingest", "name": "read", "value": "data/sample.csv", "outputs": {"data": "raw"},
+         "checks": [{"row_count": {"min": 1000000}, "severity": "error"}]},
+        {"layer": "transform", "name": "next", "type": "sql", "value": "SELECT * FROM raw",
+         "inputs": {"raw": "raw"}, "outputs": {"data": "clean"}},
+    ]
+    path = project.pipeline("blocked", steps, story={"refresh_seconds": 3600})
+    result = _run(path, "blocked")
+    assert not result.success
+    # The step's body ended well, then Dagster failed it on the check: without the hook the
+    # story would still show 'read' running, since 'next' (which would have ended the run) is skipped.
+    statuses, _ = _final(project, "blocked", result.run_id)
+    assert statuses == {"read": "success"}
+    assert publishes == [{"read": "running"}, {"read": "success"}]
+
+
+def test_steps_in_their_own_processes_leave_a_complete_story(
+        project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli_job_env: None) -> None:
+    project.sample_csv()
+    path = project.pipeline("procs", _chain(3), story={"refresh_seconds": 3600})
+    job = reconstructable_job(monkeypatch, path, "procs")
+    with persistent_instance(tmp_path / "dagster_home") as instance:
+        result = dg.execute_job(job, instance=instance, run_config=MULTIPROCESS_CONFIG, raise_on_error=False)
+        assert result.success
+        run_id = result.run_id
+    statuses, story = _final(project, "procs", run_id)
+    assert statuses == {"read": "success", "t1": "success", "t2": "success"}
+    assert ">t2<" in story
+    assert len(pd.read_parquet(project.datasets_dir("procs") / "d2" / "data.parquet")) > 0
