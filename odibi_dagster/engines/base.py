@@ -10,9 +10,10 @@ Arrow tables are accepted everywhere a frame is.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas loads only where a frame is made: code servers never need it
+    import pandas as pd
 
 DatasetFormat = Literal["parquet", "delta", "source"]
 

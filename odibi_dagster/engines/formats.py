@@ -35,13 +35,15 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pyarrow as pa
 
 from odibi_dagster.engines import paths
 from odibi_dagster.engines.base import WriteInfo
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 FORMATS = ("csv", "json", "jsonl", "parquet", "delta", "sqlite", "sql")
 
@@ -596,6 +598,7 @@ def _read_database(
     conn: duckdb.DuckDBPyConnection, url: str, fmt: str, params: Mapping[str, Any]
 ) -> duckdb.DuckDBPyRelation:
     import pandas as pd
+    import pyarrow as pa
     import sqlalchemy as sa
 
     engine = sa.create_engine(url)
@@ -985,6 +988,8 @@ class _CountingReader:
         self._reader = reader
 
     def stream(self) -> pa.RecordBatchReader:
+        import pyarrow as pa
+
         def batches() -> Iterator[pa.RecordBatch]:
             for batch in self._reader:
                 self.rows += batch.num_rows

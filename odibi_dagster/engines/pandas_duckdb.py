@@ -10,19 +10,20 @@ frame is.
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 import duckdb
-import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from odibi_dagster.engines import formats, paths, source_ref
 from odibi_dagster.engines.base import DatasetFormat, DatasetRef, Snapshot, WriteInfo
+
+if TYPE_CHECKING:  # loaded when a frame needs them: code servers never import pandas
+    import pandas as pd
 
 SecretSource = Mapping[str, str] | Callable[[str], str | None]
 
@@ -48,14 +49,31 @@ class SecretNotFoundError(KeyError):
         )
 
 
+def _is_pandas(obj: Any) -> bool:
+    # A DataFrame can only exist once pandas is loaded: checking never imports it.
+    pd = sys.modules.get("pandas")
+    return pd is not None and isinstance(obj, pd.DataFrame)
+
+
+def _is_arrow(obj: Any, *types: str) -> bool:
+    pa = sys.modules.get("pyarrow")
+    return pa is not None and isinstance(obj, tuple(getattr(pa, t) for t in types))
+
+
 def _is_arrow_like(obj: Any) -> bool:
+    if hasattr(obj, "__arrow_c_stream__") or _is_arrow(obj, "Table", "RecordBatch"):
+        return True
+    if "pyarrow.dataset" not in sys.modules:
+        return False
     import pyarrow.dataset as pads
 
-    return isinstance(obj, pa.Table | pa.RecordBatch | pads.Dataset) or hasattr(obj, "__arrow_c_stream__")
+    return isinstance(obj, pads.Dataset)
 
 
 def _relation_parquet(rel: duckdb.DuckDBPyRelation, path: str, compression: str | None = None) -> int:
     """Stream a relation to a Parquet file with DuckDB's writer; returns the row count."""
+    import pyarrow.parquet as pq
+
     rel.write_parquet(path, compression=compression)
     # The footer has the count: no second scan of the data.
     return int(pq.ParquetFile(path).metadata.num_rows)
@@ -72,11 +90,16 @@ def persist_frame(obj: Any, path: str) -> WriteInfo:
     with paths.atomic_output(path) as tmp:
         if isinstance(obj, duckdb.DuckDBPyRelation):
             rows = _relation_parquet(obj, tmp)
-        elif isinstance(obj, pd.DataFrame):
+        elif _is_pandas(obj):
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
             table = pa.Table.from_pandas(obj, preserve_index=False)
             pq.write_table(table, tmp)
             rows = table.num_rows
-        elif isinstance(obj, pa.RecordBatchReader):
+        elif _is_arrow(obj, "RecordBatchReader"):
+            import pyarrow.parquet as pq
+
             with pq.ParquetWriter(tmp, obj.schema) as writer:
                 rows = 0
                 for batch in obj:
@@ -149,9 +172,9 @@ class PandasDuckDBContext:
             return df
         if isinstance(df, DatasetRef):
             return self.load(df)
-        if isinstance(df, pd.DataFrame):
+        if _is_pandas(df):
             return self.conn.from_df(df)
-        if isinstance(df, pa.RecordBatchReader):
+        if _is_arrow(df, "RecordBatchReader"):
             # A reader is one-shot but a relation may be scanned several times.
             return self.conn.from_arrow(df.read_all())
         if _is_arrow_like(df):
@@ -186,9 +209,9 @@ class PandasDuckDBContext:
         if isinstance(df, DatasetRef):
             self._register_ref(name, df)
             return
-        if isinstance(df, pa.RecordBatchReader):
+        if _is_arrow(df, "RecordBatchReader"):
             df = df.read_all()
-        if isinstance(df, duckdb.DuckDBPyRelation | pd.DataFrame) or _is_arrow_like(df):
+        if isinstance(df, duckdb.DuckDBPyRelation) or _is_pandas(df) or _is_arrow_like(df):
             self._drop_view(name)
             self.conn.register(name, df)
             return
@@ -258,13 +281,13 @@ class PandasDuckDBContext:
 
     def collect_sample(self, df: Any, n: int = 5) -> pd.DataFrame:
         """The first ``n`` rows as pandas (``LIMIT n``: the frame is not collected)."""
-        if isinstance(df, pd.DataFrame):
+        if _is_pandas(df):
             return df.head(n).reset_index(drop=True)
         return self.relation(df).limit(int(n)).df()
 
     def to_pandas(self, df: Any) -> pd.DataFrame:
         """The whole frame as pandas (``function`` steps only)."""
-        if isinstance(df, pd.DataFrame):
+        if _is_pandas(df):
             return df
         return self.relation(df).df()
 
@@ -275,9 +298,9 @@ class PandasDuckDBContext:
 
     def row_count(self, df: Any) -> int:
         """Number of rows (``count(*)`` in DuckDB; metadata-only for Parquet files)."""
-        if isinstance(df, pd.DataFrame):
+        if _is_pandas(df):
             return len(df)
-        if isinstance(df, pa.Table):
+        if _is_arrow(df, "Table"):
             return df.num_rows
         rows = self.relation(df).aggregate("count(*)").fetchall()
         return int(rows[0][0]) if rows else 0

@@ -25,8 +25,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import pyarrow as pa
-
 from odibi_dagster.engines import paths
 from odibi_dagster.engines.base import Snapshot
 
@@ -74,6 +72,8 @@ class SourceManifest:
         """The tracker snapshot recorded at ingest (no read of the source)."""
         sample = None
         if sample_rows > 0 and self.sample_ipc:
+            import pyarrow as pa
+
             with pa.ipc.open_stream(base64.b64decode(self.sample_ipc)) as reader:
                 sample = reader.read_all().slice(0, sample_rows).to_pandas()
         return Snapshot(row_count=self.row_count, schema=tuple((c, t) for c, t in self.schema), sample=sample)
@@ -120,6 +120,8 @@ def encode_sample(sample: Any) -> str | None:
     """A pandas sample as base64 Arrow IPC (types kept exactly, unlike JSON)."""
     if sample is None:
         return None
+    import pyarrow as pa
+
     table = pa.Table.from_pandas(sample, preserve_index=False)
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:

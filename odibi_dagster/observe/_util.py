@@ -10,14 +10,12 @@ import json
 import math
 import os
 import re
+import sys
 import tempfile
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-
-import numpy as np
-import pandas as pd
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.\-]")
 
@@ -72,11 +70,14 @@ def json_safe(value: Any) -> Any:
         return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
         return [json_safe(v) for v in value]
-    if value is pd.NaT:
+    # pandas and numpy values only exist once something loaded them (a frame's sample):
+    # look them up instead of importing them, so code servers never load pandas.
+    pd, np = sys.modules.get("pandas"), sys.modules.get("numpy")
+    if pd is not None and value is pd.NaT:  # NaT is a datetime too: test it first
         return None
-    if isinstance(value, pd.Timestamp | _dt.datetime | _dt.date | _dt.time):
+    if isinstance(value, _dt.datetime | _dt.date | _dt.time):  # pd.Timestamp included
         return value.isoformat()
-    if isinstance(value, pd.Timedelta | _dt.timedelta):
+    if isinstance(value, _dt.timedelta):  # pd.Timedelta included
         return str(value)
     if isinstance(value, decimal.Decimal):
         return str(value) if value.is_finite() else None
@@ -88,11 +89,13 @@ def json_safe(value: Any) -> Any:
             return "base64:" + base64.b64encode(raw).decode("ascii")
     if isinstance(value, uuid.UUID):
         return str(value)
-    if isinstance(value, np.datetime64):
+    if np is not None and isinstance(value, np.datetime64 | np.timedelta64):
+        import pandas as pd
+
         # tolist() of a nanosecond datetime64 is a bare int; go through pandas instead.
-        return None if np.isnat(value) else pd.Timestamp(value).isoformat()
-    if isinstance(value, np.timedelta64):
-        return None if np.isnat(value) else str(pd.Timedelta(value))
+        if np.isnat(value):
+            return None
+        return pd.Timestamp(value).isoformat() if isinstance(value, np.datetime64) else str(pd.Timedelta(value))
     # numpy scalars / arrays and pyarrow scalars expose tolist()/item()/as_py().
     for attr in ("as_py", "tolist", "item"):
         fn = getattr(value, attr, None)
@@ -101,11 +104,12 @@ def json_safe(value: Any) -> Any:
                 return json_safe(fn())
             except Exception:
                 break
-    try:
-        if pd.isna(value):
-            return None
-    except (TypeError, ValueError):
-        pass
+    if pd is not None:
+        try:
+            if pd.isna(value):
+                return None
+        except (TypeError, ValueError):
+            pass
     return str(value)
 
 

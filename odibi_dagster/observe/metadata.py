@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
-from typing import Any
+import sys
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
-import pandas as pd
 
 from odibi_dagster.engines.base import Snapshot
 from odibi_dagster.observe.redact import Redactor, redact_url
 from odibi_dagster.observe.snapshot import schema_diff
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["column_schema", "dataset_metadata", "sample_markdown"]
 
@@ -30,13 +33,16 @@ def column_schema(snapshot: Snapshot) -> dg.TableSchema:
 
 
 def _is_missing(value: Any) -> bool:
-    if value is None or value is pd.NaT or value is pd.NA:
+    if value is None:
+        return True
+    pd = sys.modules.get("pandas")  # samples are pandas frames: pandas is loaded when one is shown
+    if pd is not None and (value is pd.NaT or value is pd.NA):
         return True
     return isinstance(value, float) and math.isnan(value)
 
 
 def _cell_text(value: Any) -> str:
-    if isinstance(value, pd.Timestamp | _dt.datetime | _dt.date):
+    if isinstance(value, _dt.datetime | _dt.date):  # pd.Timestamp included
         return value.isoformat()
     if isinstance(value, bytes | bytearray):
         return bytes(value).hex()

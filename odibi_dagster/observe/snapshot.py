@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
-
-import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.dataset as ds
+from typing import TYPE_CHECKING, Any
 
 from odibi_dagster.engines.base import DatasetRef, Snapshot
+
+if TYPE_CHECKING:  # imported where used: loading definitions needs neither
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.dataset as ds
 
 __all__ = ["normalize_type", "schema_diff", "snapshot_frame_pandas", "snapshot_ref", "snapshot_table_arrow"]
 
@@ -56,6 +56,8 @@ def _arrow_schema_pairs(schema: pa.Schema) -> tuple[tuple[str, str], ...]:
 
 
 def _table_to_pandas(table: pa.Table) -> pd.DataFrame:
+    import pyarrow as pa
+
     try:
         return table.to_pandas()
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError, OverflowError):
@@ -64,6 +66,8 @@ def _table_to_pandas(table: pa.Table) -> pd.DataFrame:
 
 
 def _unified_schema(schemas: list[pa.Schema]) -> pa.Schema:
+    import pyarrow as pa
+
     try:
         return pa.unify_schemas(schemas, promote_options="permissive")
     except (pa.ArrowInvalid, pa.ArrowTypeError):
@@ -77,6 +81,8 @@ def _parquet_head(dataset: ds.Dataset, n: int) -> list[pa.Table]:
     files); scanning one row-group subset of one fragment at a time reads only what the
     sample needs: the footer and the first non-empty row group(s).
     """
+    import pyarrow.dataset as ds
+
     parts: list[pa.Table] = []
     remaining = n
     options = ds.ParquetFragmentScanOptions(pre_buffer=False)
@@ -106,6 +112,8 @@ def _parquet_head(dataset: ds.Dataset, n: int) -> list[pa.Table]:
 
 
 def _concat(parts: list[pa.Table], schema: pa.Schema) -> pa.Table:
+    import pyarrow as pa
+
     if not parts:
         return schema.empty_table()
     try:
@@ -128,6 +136,8 @@ def _head_across(datasets: list[ds.Dataset], n: int, schema: pa.Schema) -> pa.Ta
 def _snapshot_parquet(
     paths: Sequence[str], sample_rows: int, storage_options: Mapping[str, Any] | None
 ) -> Snapshot:
+    import pyarrow.dataset as ds
+
     datasets = []
     for path in paths:
         fs, root = _filesystem(path, storage_options)
@@ -143,6 +153,9 @@ def _snapshot_parquet(
 
 def _delta_row_count(table: Any) -> int:
     """Rows of a Delta table from add-action stats, falling back to a (footer) count."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     try:
         actions = pa.table(table.get_add_actions(flatten=True))
         if "num_records" in actions.column_names:
@@ -158,6 +171,7 @@ def _delta_row_count(table: Any) -> int:
 def _snapshot_delta(
     paths: Sequence[str], sample_rows: int, storage_options: Mapping[str, Any] | None
 ) -> Snapshot:
+    import pyarrow as pa
     from deltalake import DeltaTable
 
     tables = [
@@ -206,6 +220,8 @@ def snapshot_ref(
 
 
 def _pandas_column_type(series: pd.Series) -> str:
+    import pyarrow as pa
+
     try:
         return str(pa.Array.from_pandas(series.head(1000)).type)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError):
@@ -218,6 +234,8 @@ def snapshot_frame_pandas(df: pd.DataFrame, sample_rows: int = 5) -> Snapshot:
     Types are the Arrow types the frame would be written with, so they compare equal
     to the schema of a Parquet snapshot of the same data.
     """
+    import pyarrow as pa
+
     try:
         schema = _arrow_schema_pairs(pa.Schema.from_pandas(df, preserve_index=False))
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError):
