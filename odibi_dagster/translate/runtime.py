@@ -70,14 +70,27 @@ def publish_story(plan: PipelinePlan, tracker: RunTracker) -> None:
 
 
 def story_failure_hook(plan: PipelinePlan) -> dg.HookDefinition:
-    """Publishes the story when a step fails outside its body (an input that cannot load, a
-    blocking check, a resource): the steps that ended before are then shown as they ended."""
+    """Records a failed step in the run's tracker and publishes the story.
+
+    Failures inside a step's body are recorded by the step itself; failures outside it
+    (an input that cannot load, a blocking check, a resource) are recorded here, with
+    Dagster's error message (credential-shaped parts masked).
+    """
+    steps_by_op = {plan.op_name(s): s.name for s in plan.pipeline.steps}
 
     @dg.failure_hook(name=f"{plan.job_name}__odibi_story")
     def _publish(context: dg.HookContext) -> None:
         tracker = RunTracker(plan.stories_dir, plan.name, context.run_id,
                              sample_rows=plan.pipeline.story.sample_rows)
         try:
+            step = steps_by_op.get(context.op.name)
+            if step is not None:
+                record = tracker.read_step(step)
+                if record is None or record.get("status") != "failed":
+                    exc = context.op_exception
+                    message = f"{type(exc).__name__}: {exc}" if exc is not None else "failed outside the step"
+                    tracker.end_step(step, "failed", error_message=Redactor().redact_text(message))
+                _terminal(tracker)[step] = "failed"
             publish_story(plan, tracker)
         except Exception as exc:  # the story must never hide the step's own failure
             context.log.warning(f"odibi: could not update the run story: {exc}")

@@ -107,15 +107,38 @@ def test_a_failing_blocking_check_publishes_through_the_failure_hook(
          "checks": [{"row_count": {"min": 1000000}, "severity": "error"}]},
         {"layer": "transform", "name": "next", "type": "sql", "value": "SELECT * FROM raw",
          "inputs": {"raw": "raw"}, "outputs": {"data": "clean"}},
+        {"layer": "ingest", "name": "other", "value": "data/sample.csv", "outputs": {"data": "other"}},
     ]
     path = project.pipeline("blocked", steps, story={"refresh_seconds": 3600})
     result = _run(path, "blocked")
     assert not result.success
-    # The step's body ended well, then Dagster failed it on the check: without the hook the
-    # story would still show 'read' running, since 'next' (which would have ended the run) is skipped.
-    statuses, _ = _final(project, "blocked", result.run_id)
-    assert statuses == {"read": "success"}
-    assert publishes == [{"read": "running"}, {"read": "success"}]
+    # The body of 'read' ended well, then Dagster failed the step on its check and skipped
+    # 'next'. The hook records that, so the run also ends when 'other' ends, whatever the order.
+    statuses, story = _final(project, "blocked", result.run_id)
+    assert statuses == {"read": "failed", "other": "success"}
+    assert publishes[-1] == statuses
+    lineage = json.loads((project.root / ".odibi" / "stories" / "blocked" / result.run_id
+                          / "tracker.json").read_text())
+    read = next(s for s in lineage["steps"] if s["step_name"] == "read")
+    assert "blocking asset check failed" in read["error_message"]
+    assert read["after_snapshot"]["row_count"] > 0  # what the body did stays on record
+    assert "blocking asset check failed" in story
+
+
+def test_an_input_that_cannot_load_is_recorded_and_published(
+        project: Project, publishes: list[dict[str, str]]) -> None:
+    project.sample_csv()
+    path = project.pipeline("unloaded", _chain(2), story={"refresh_seconds": 3600})
+    defs = build_definitions(path)
+    # Only the transform, whose input was never materialized: it fails before its body runs.
+    result = defs.resolve_job_def("unloaded").execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(), asset_selection=[dg.AssetKey(["unloaded", "d1"])],
+        raise_on_error=False)
+    assert not result.success
+    statuses, story = _final(project, "unloaded", result.run_id)
+    assert statuses == {"t1": "failed"}
+    assert publishes == [statuses]
+    assert "materialize it first" in story
 
 
 def test_steps_in_their_own_processes_leave_a_complete_story(
