@@ -8,12 +8,13 @@ Remote paths are anything with an fsspec protocol other than ``file`` (``abfs://
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import re
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import fsspec
@@ -188,6 +189,31 @@ def temp_name(path: str) -> str:
     return f".{basename(path)}.{uuid.uuid4().hex[:12]}.tmp"
 
 
+# Checks every atomic_output of this context runs before it commits (see commit_guard).
+_COMMIT_GUARDS: contextvars.ContextVar[tuple[Callable[[], None], ...]] = contextvars.ContextVar(
+    "odibi_commit_guards", default=())
+
+
+@contextlib.contextmanager
+def commit_guard(check: Callable[[], None]) -> Iterator[None]:
+    """Run ``check`` right before each :func:`atomic_output` inside this block commits.
+
+    If ``check`` raises, that output is abandoned like a failed write: the temp file is
+    removed and the previous target stays. Steps reading sources in place use it to refuse
+    results computed while a source changed under them.
+    """
+    token = _COMMIT_GUARDS.set((*_COMMIT_GUARDS.get(), check))
+    try:
+        yield
+    finally:
+        _COMMIT_GUARDS.reset(token)
+
+
+def _before_commit() -> None:
+    for check in _COMMIT_GUARDS.get():
+        check()
+
+
 @contextlib.contextmanager
 def atomic_output(path: str) -> Iterator[str]:
     """Yield a local temporary path; on success it atomically replaces ``path``.
@@ -204,6 +230,7 @@ def atomic_output(path: str) -> Iterator[str]:
         tmp = os.path.join(tmp_dir, basename(path) or "data")
         try:
             yield tmp
+            _before_commit()
             fs = fs_for(path)
             with contextlib.suppress(Exception):  # blob stores have no real directories
                 fs.makedirs(parent(path), exist_ok=True)
@@ -220,6 +247,7 @@ def atomic_output(path: str) -> Iterator[str]:
         yield tmp
         if not os.path.exists(tmp):
             raise FileNotFoundError(f"writer produced no output for {path}")
+        _before_commit()
         _fsync_file(tmp)
         os.replace(tmp, target)
         _fsync_dir(directory)

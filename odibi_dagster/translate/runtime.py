@@ -23,8 +23,16 @@ from odibi_dagster.config.imports import resolve_callable
 from odibi_dagster.config.models import Step
 from odibi_dagster.config.sql import dialect_for
 from odibi_dagster.config.templating import EnvNamespace, render_params, render_sql, render_text
+from odibi_dagster.engines import paths
 from odibi_dagster.engines.base import DatasetRef, Snapshot
-from odibi_dagster.engines.source_ref import REFERENCE_FORMATS, SourceManifest, encode_sample, fingerprint
+from odibi_dagster.engines.source_ref import (
+    REFERENCE_FORMATS,
+    SourceChangedError,
+    SourceManifest,
+    encode_sample,
+    fingerprint,
+    verified_manifest,
+)
 from odibi_dagster.io.dataset_io_manager import OdibiIOManager
 from odibi_dagster.observe.lineage import sql_column_lineage
 from odibi_dagster.observe.metadata import column_schema, dataset_metadata
@@ -303,6 +311,31 @@ def read_api(url: str, params: dict[str, Any]) -> Any:
     return pd.json_normalize(payload)
 
 
+@contextmanager
+def _sources_unchanged(inputs: dict[str, DatasetRef]) -> Iterator[None]:
+    """Refuse to commit a step's outputs if a source it read in place (``ingest_mode:
+    reference``) changed while it ran: a read racing a rewrite may mix old and new rows.
+
+    Covers every write that goes through :func:`paths.atomic_output` (datasets, file
+    targets); Delta and database targets commit on their own and are not re-checked.
+    """
+    manifests = [p for ref in inputs.values() if ref.format == "source" for p in ref.paths]
+    if not manifests:
+        yield
+        return
+
+    def check() -> None:
+        for manifest in manifests:
+            try:
+                verified_manifest(manifest)
+            except SourceChangedError as exc:
+                # Retrying cannot help: only materializing the ingest again can.
+                raise dg.Failure(description=f"nothing was written: {exc}", allow_retries=False) from None
+
+    with paths.commit_guard(check):
+        yield
+
+
 def _engine_context(execution: StepExecution):
     resource = getattr(execution.context.resources, execution.plan.engine_key(execution.step))
     return resource.context()
@@ -365,7 +398,7 @@ def run_data_step(
     io: OdibiIOManager = getattr(execution.context.resources, plan.io_manager_key)
     results: dict[str, tuple[DatasetRef, dict[str, Any]]] = {}
     manifest: SourceManifest | None = None
-    with execution.tracked(before, sql_text) as outcome:
+    with execution.tracked(before, sql_text) as outcome, _sources_unchanged(inputs):
         started = time.perf_counter()
         ctx = _engine_context(execution)
         try:
@@ -452,7 +485,7 @@ def run_sink_step(execution: StepExecution, inputs: dict[str, DatasetRef],
         execution.context.log.warning(f"step '{step.name}': {step.layer} writes its first input '{name}' only "
                                       "(as ODIBI does)")
     before = snapshot_ref(ref, story.sample_rows)
-    with execution.tracked(before, None) as outcome:
+    with execution.tracked(before, None) as outcome, _sources_unchanged(inputs):
         started = time.perf_counter()
         params = execution.params()
         target = plan.resolve_value(execution.render_value(), params)
@@ -496,7 +529,6 @@ def run_sink_step(execution: StepExecution, inputs: dict[str, DatasetRef],
 
 def _fast_parquet_copy(execution: StepExecution, ref: DatasetRef, target: str, params: dict[str, Any]):
     """Storing an intermediate Parquet dataset as a local Parquet file is a file copy, not a rewrite."""
-    from odibi_dagster.engines import paths
     from odibi_dagster.engines.base import WriteInfo
 
     fmt = str(params.get("format") or params.get("source_type") or "").lower()

@@ -565,6 +565,27 @@ def test_atomic_output_helper(tmp_path):
     assert os.listdir(target.parent) == ["f.txt"]
 
 
+def test_commit_guard_runs_before_every_commit_and_can_refuse_it(tmp_path):
+    target = tmp_path / "f.txt"
+    target.write_text("old")
+    calls: list[str] = []
+
+    def refuse() -> None:
+        calls.append("refuse")
+        raise RuntimeError("source changed")
+
+    with (paths.commit_guard(lambda: calls.append("outer")), paths.commit_guard(refuse),
+          pytest.raises(RuntimeError, match="source changed"), paths.atomic_output(str(target)) as tmp):
+        Path(tmp).write_text("new")
+    assert calls == ["outer", "refuse"]
+    assert target.read_text() == "old"
+    assert os.listdir(tmp_path) == ["f.txt"]  # the temp file is gone
+    # outside the block the guard no longer applies
+    with paths.atomic_output(str(target)) as tmp:
+        Path(tmp).write_text("new")
+    assert target.read_text() == "new" and calls == ["outer", "refuse"]
+
+
 def test_persist_frame_kinds(tmp_path, people):
     table = pa.Table.from_pandas(people, preserve_index=False)
     with duckdb.connect() as con:

@@ -104,6 +104,41 @@ def test_a_deleted_source_fails_downstream_instead_of_reading_nothing(project: P
     assert "changed after step 'read_sample_csv'" in failure_message(later, "filter_high_value")
 
 
+def test_a_source_changing_while_a_step_reads_it_commits_nothing(project: Project,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    source = project.sample_csv()
+    # A function step that rewrites its own source while it runs: a concurrent writer, made
+    # deterministic. Its output would mix the old read with a changed source.
+    fn = project.module(
+        "import os\n"
+        f"SOURCE = {str(source)!r}\n"
+        "def touch(data):\n"
+        "    if os.environ.get('ODIBI_TEST_REWRITE'):\n"
+        "        with open(SOURCE, 'a') as fh:\n"
+        "            fh.write('11,item_11,500,C,2024-01-11T08:00:00\\r\\n')\n"
+        "    return data\n")
+    path = project.pipeline(
+        "racing",
+        [
+            {"layer": "ingest", "name": "read", "value": "data/sample.csv", "outputs": {"data": "raw"}},
+            {"layer": "transform", "name": "touch", "type": "function", "value": f"{fn}.touch",
+             "inputs": {"data": "raw"}, "outputs": {"data": "touched"}},
+        ],
+        ingest_mode="reference",
+    )
+    assert run_pipeline(path, job="racing").success
+    dataset = project.datasets_dir("racing") / "touched" / "data.parquet"
+    before = dataset.read_bytes()
+
+    monkeypatch.setenv("ODIBI_TEST_REWRITE", "1")
+    result = run_pipeline(path, job="racing", selection=[dg.AssetKey(["racing", "touched"])])
+    assert not result.success
+    message = failure_message(result, "touch")
+    assert "nothing was written" in message and str(source) in message and "'read'" in message
+    assert dataset.read_bytes() == before  # the previous dataset stands
+    assert sorted(p.name for p in dataset.parent.iterdir()) == ["data.parquet"]  # no temp file left
+
+
 def test_switching_modes_replaces_the_other_form_of_the_dataset(project: Project) -> None:
     project.sample_csv()
     raw_dir = project.datasets_dir("refs") / "raw_data"
