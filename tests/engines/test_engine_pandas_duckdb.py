@@ -715,3 +715,42 @@ def test_resource_in_a_dagster_asset(tmp_path, people):
     mat = result.asset_materializations_for_node("silver")[0]
     assert mat.metadata["dagster/row_count"].value == 2
     assert pq.read_table(out).num_rows == 2
+
+
+def test_contexts_of_a_process_keep_their_frames_to_themselves(people):
+    """Step contexts share one in-memory database per process (a connection each): what one
+    step registers is invisible to another, before and after it closes."""
+    first, second = PandasDuckDBContext(), PandasDuckDBContext()
+    try:
+        first.register_temp("people", people)
+        first.conn.execute("CREATE TEMP VIEW adults AS SELECT * FROM people WHERE amount >= 10")
+        assert first.row_count(first.execute_sql("SELECT * FROM people")) == 3
+        for name in ("people", "adults"):
+            with pytest.raises(duckdb.CatalogException):
+                second.execute_sql(f"SELECT * FROM {name}").fetchall()
+        second.register_temp("people", people.head(1))  # same name, its own frame
+        assert second.row_count(second.execute_sql("SELECT * FROM people")) == 1
+        assert first.row_count(first.execute_sql("SELECT * FROM people")) == 3
+    finally:
+        first.close()
+    third = PandasDuckDBContext()
+    try:
+        with pytest.raises(duckdb.CatalogException):
+            third.execute_sql("SELECT * FROM adults").fetchall()
+    finally:
+        second.close()
+        third.close()
+
+
+def test_a_closed_or_broken_shared_database_is_replaced():
+    from odibi_dagster.engines import pandas_duckdb
+
+    ctx = PandasDuckDBContext(threads=1)
+    ctx.close()
+    for database in list(pandas_duckdb._DATABASES.values()):
+        database.close()  # what a fatal DuckDB error leaves behind: a database that refuses queries
+    again = PandasDuckDBContext(threads=1)
+    try:
+        assert again.execute_sql("SELECT 42").fetchall() == [(42,)]
+    finally:
+        again.close()
