@@ -52,6 +52,19 @@ class PipelinePlan:
         return self.pipeline.name
 
     @cached_property
+    def steps_by_op(self) -> dict[str, str]:
+        """Dagster op name -> step name."""
+        return {self.op_name(s): s.name for s in self.pipeline.steps}
+
+    @cached_property
+    def upstream_steps(self) -> dict[str, list[str]]:
+        """Step name -> the steps (and connect steps) it reads from."""
+        out: dict[str, list[str]] = {}
+        for up, down in self.graph_edges:
+            out.setdefault(down, []).append(up)
+        return out
+
+    @cached_property
     def story_hook(self) -> dg.HookDefinition:
         """The failure hook every step of the pipeline carries (publishes the run's story)."""
         from odibi_dagster.translate.runtime import story_failure_hook  # runtime imports this module

@@ -84,14 +84,12 @@ def story_failure_hook(plan: PipelinePlan) -> dg.HookDefinition:
     (an input that cannot load, a blocking check, a resource) are recorded here, with
     Dagster's error message (credential-shaped parts masked).
     """
-    steps_by_op = {plan.op_name(s): s.name for s in plan.pipeline.steps}
-
     @dg.failure_hook(name=f"{plan.job_name}__odibi_story")
     def _publish(context: dg.HookContext) -> None:
         tracker = RunTracker(plan.stories_dir, plan.name, context.run_id,
                              sample_rows=plan.pipeline.story.sample_rows)
         try:
-            step = steps_by_op.get(context.op.name)
+            step = plan.steps_by_op.get(context.op.name)
             if step is not None:
                 record = tracker.read_step(step)
                 if record is None or record.get("status") != "failed":
@@ -228,8 +226,7 @@ class StepExecution:
         keys = self.context.dagster_run.step_keys_to_execute
         if keys is None:
             return False  # the run's shape is unknown: publish at every step end, as before
-        by_op = {self.plan.op_name(s): s.name for s in self.plan.pipeline.steps}
-        planned = [by_op[k] for k in keys if k in by_op]
+        planned = [self.plan.steps_by_op[k] for k in keys if k in self.plan.steps_by_op]
         known = _terminal(self.tracker)
 
         def status(name: str) -> str | None:
@@ -239,12 +236,8 @@ class StepExecution:
                     known[name] = str(record["status"])
             return known.get(name)
 
-        parents: dict[str, list[str]] = {}
-        for up, down in self.plan.graph_edges:
-            parents.setdefault(down, []).append(up)
-
         def blocked(name: str, seen: set[str]) -> bool:
-            for up in parents.get(name, []):
+            for up in self.plan.upstream_steps.get(name, []):
                 if up not in seen:
                     seen.add(up)
                     if status(up) == "failed" or blocked(up, seen):
