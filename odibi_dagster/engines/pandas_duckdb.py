@@ -141,6 +141,10 @@ def _memory_database(config: Mapping[str, Any]) -> duckdb.DuckDBPyConnection:
 class PandasDuckDBContext:
     """ODIBI's PandasEngineContext on one DuckDB connection (one per step execution).
 
+    With the default in-memory ``database``, the connection is to the process's shared
+    in-memory database for these settings: opening it is cheap, and temp views and
+    registered frames stay private to the connection.
+
     Args:
         threads: DuckDB worker threads (default: all cores).
         memory_limit: DuckDB memory limit such as ``"8GB"`` (default: DuckDB's 80% of RAM).
