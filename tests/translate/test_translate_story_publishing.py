@@ -154,3 +154,22 @@ def test_steps_in_their_own_processes_leave_a_complete_story(
     assert statuses == {"read": "success", "t1": "success", "t2": "success"}
     assert ">t2<" in story
     assert len(pd.read_parquet(project.datasets_dir("procs") / "d2" / "data.parquet")) > 0
+
+
+def test_the_failure_hook_masks_credentials_in_the_message_it_records(project: Project) -> None:
+    from odibi_dagster.translate.definitions import build_plans, load_configs
+    from odibi_dagster.translate.translator import OdibiTranslator
+
+    project.sample_csv()
+    path = project.pipeline("masked", _chain(2))
+    plan = build_plans(load_configs([path]), OdibiTranslator(), (), None)[0]
+    op = dg.OpDefinition(compute_fn=lambda context: None, name=plan.op_name(plan.pipeline.steps[1]))
+    context = dg.build_hook_context(op=op, run_id="run-1", op_exception=RuntimeError(
+        "cannot reach postgresql://etl:s3cr3t-pw@db.internal:5432/sales"))
+    plan.story_hook.decorated_fn(context)
+    statuses, story = _final(project, "masked", "run-1")
+    assert statuses == {"t1": "failed"}
+    record = json.loads((project.root / ".odibi" / "stories" / "masked" / "run-1" / "tracker.json").read_text())
+    message = record["steps"][0]["error_message"]
+    assert "RuntimeError: cannot reach postgresql://" in message and "s3cr3t-pw" not in message
+    assert "s3cr3t-pw" not in story
