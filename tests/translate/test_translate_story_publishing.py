@@ -47,10 +47,14 @@ def _run(path: Path, job: str) -> dg.ExecuteInProcessResult:
                                                         raise_on_error=False)
 
 
+def _lineage(project: Project, pipeline: str, run_id: str) -> dict[str, Any]:
+    return json.loads((project.root / ".odibi" / "stories" / pipeline / run_id / "tracker.json").read_text())
+
+
 def _final(project: Project, pipeline: str, run_id: str) -> tuple[dict[str, str], str]:
-    run_dir = project.root / ".odibi" / "stories" / pipeline / run_id
-    lineage = json.loads((run_dir / "tracker.json").read_text())
-    return {s["step_name"]: s["status"] for s in lineage["steps"]}, (run_dir / "story.html").read_text()
+    """Step statuses in the run's tracker.json, and its story HTML."""
+    story = (project.root / ".odibi" / "stories" / pipeline / run_id / "story.html").read_text()
+    return {s["step_name"]: s["status"] for s in _lineage(project, pipeline, run_id)["steps"]}, story
 
 
 def test_a_long_run_publishes_at_its_first_step_and_when_its_last_step_ends(
@@ -117,9 +121,7 @@ def test_a_failing_blocking_check_publishes_through_the_failure_hook(
     statuses, story = _final(project, "blocked", result.run_id)
     assert statuses == {"read": "failed", "other": "success"}
     assert publishes[-1] == statuses
-    lineage = json.loads((project.root / ".odibi" / "stories" / "blocked" / result.run_id
-                          / "tracker.json").read_text())
-    read = next(s for s in lineage["steps"] if s["step_name"] == "read")
+    read = next(s for s in _lineage(project, "blocked", result.run_id)["steps"] if s["step_name"] == "read")
     assert "blocking asset check failed" in read["error_message"]
     assert read["after_snapshot"]["row_count"] > 0  # what the body did stays on record
     assert "blocking asset check failed" in story
@@ -169,7 +171,6 @@ def test_the_failure_hook_masks_credentials_in_the_message_it_records(project: P
     plan.story_hook.decorated_fn(context)
     statuses, story = _final(project, "masked", "run-1")
     assert statuses == {"t1": "failed"}
-    record = json.loads((project.root / ".odibi" / "stories" / "masked" / "run-1" / "tracker.json").read_text())
-    message = record["steps"][0]["error_message"]
+    message = _lineage(project, "masked", "run-1")["steps"][0]["error_message"]
     assert "RuntimeError: cannot reach postgresql://" in message and "s3cr3t-pw" not in message
     assert "s3cr3t-pw" not in story
