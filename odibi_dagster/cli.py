@@ -69,6 +69,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from odibi_dagster.translate import cli_run
 
     os.environ[cli_run.PATHS_ENV] = json.dumps([str(Path(p).resolve()) for p in args.paths])
+    if args.executor:
+        os.environ[cli_run.EXECUTOR_ENV] = args.executor
     if args.base_dir:
         os.environ["ODIBI_BASE_DIR"] = str(Path(args.base_dir).resolve())
     try:
@@ -94,10 +96,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except KeyError as exc:
         print(f"error: {exc.args[0]}", file=sys.stderr)
         return 2
-    instance, temp_home = _instance(args.executor)
     plan = cli_run.plan_for(job_name)
+    args.executor = args.executor or plan.pipeline.executor.type
+    instance, temp_home = _instance(args.executor)
     try:
         with instance:
+            if job.partitions_def is not None and args.partition is None:
+                # Fail before a run exists: a run without a key cannot render {{ partition_key }}.
+                print(f"error: {cli_run.describe_partitions(plan, job, instance)}", file=sys.stderr)
+                return 2
             tag_sets = cli_run.run_tag_sets(job, plan, args.partition, instance)
             return _run_all(args, job, plan, selection, tag_sets, instance)
     except ValueError as exc:
@@ -190,7 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="run a pipeline through Dagster")
     r.add_argument("paths", nargs="+", help="config file(s) or directory")
-    r.add_argument("--executor", choices=["in_process", "multiprocess"], default="in_process")
+    r.add_argument("--executor", choices=["in_process", "multiprocess"],
+                   help="how steps execute (default: the pipeline's `executor:` setting, in_process)")
     r.add_argument("--select", help="comma-separated step names to run (their datasets must exist upstream)")
     r.add_argument("--partition", help="a partition key, or a range START...END")
     r.add_argument("--pipeline", help="which pipeline, when the paths hold several")

@@ -1,12 +1,23 @@
-"""Helpers shared by tests that start real servers on loopback: free ports and
-npm packages installed once into a cache folder (Azurite, playwright-core)."""
+"""Helpers shared by tests that start real servers on loopback: free ports, npm packages
+installed once into a cache folder (Azurite, playwright-core), ``dagster dev`` on a copy of
+the example code location, and GraphQL requests to its webserver."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,3 +49,81 @@ def npm_install(folder: Path, package: str, installed: Path, timeout: float = 60
     if proc.returncode != 0 or not installed.exists():
         pytest.fail(f"npm install {package} failed: {proc.stderr[-2000:]}")
     return installed
+
+
+REPO = Path(__file__).resolve().parents[1]
+DAGSTER = str(Path(sys.executable).parent / "dagster")
+
+
+def example_copy(dest: Path) -> Path:
+    """A copy of the example code location (``definitions/``, without working files and outputs)
+    and a ``workspace.yaml`` loading it, so a test's runs leave the repository untouched."""
+    ignore = shutil.ignore_patterns(".odibi", "output", "__pycache__")
+    shutil.copytree(REPO / "definitions", dest / "definitions", ignore=ignore)
+    (dest / "workspace.yaml").write_text(
+        "load_from:\n  - python_file:\n      relative_path: definitions/definitions.py\n"
+        "      working_directory: definitions\n      location_name: odibi_examples\n")
+    return dest
+
+
+def graphql(base: str, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One GraphQL request to a Dagster webserver; fails the test on GraphQL errors."""
+    req = urllib.request.Request(f"{base}/graphql", headers={"Content-Type": "application/json"},
+                                 data=json.dumps({"query": query, "variables": variables or {}}).encode())
+    with urllib.request.urlopen(req, timeout=60) as res:
+        body = json.loads(res.read())
+    assert "errors" not in body, body
+    return body["data"]
+
+
+def stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a server started with ``start_new_session`` and everything it started (``dagster dev``'s
+    webserver, daemon, code servers and run workers outlive a plain SIGTERM to the leader)."""
+    for sig, wait in ((signal.SIGINT, 20), (signal.SIGTERM, 10), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            continue
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # the leader is gone; make sure its children are too
+        return
+
+
+@contextlib.contextmanager
+def dagster_dev(workdir: Path, home: Path, *, timeout: float = 180) -> Iterator[str]:
+    """``dagster dev -w workspace.yaml`` in ``workdir`` on loopback, with its daemon, in its own
+    process group and a throw-away ``DAGSTER_HOME`` (with the quick start's ``scripts/dagster.yaml``
+    unless ``home`` has a ``dagster.yaml``); yields the webserver's URL once the code
+    location has loaded. The log is ``home/dagster_dev.log``."""
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        shutil.copyfile(REPO / "scripts" / "dagster.yaml", home / "dagster.yaml")  # the quick start's instance
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("ODIBI_BASE_DIR",)} | {"DAGSTER_HOME": str(home)}
+    log_path = home / "dagster_dev.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([DAGSTER, "dev", "-w", "workspace.yaml", "-p", str(port), "-h", "127.0.0.1"],
+                                cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"dagster dev exited: {log_path.read_text()[-3000:]}")
+            with contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError, AssertionError):
+                data = graphql(base, "{ workspaceOrError { ... on Workspace { locationEntries { name "
+                                     "locationOrLoadError { __typename } } } } }")
+                entries = data["workspaceOrError"]["locationEntries"]
+                if entries and all(e["locationOrLoadError"] and e["locationOrLoadError"]["__typename"]
+                                   == "RepositoryLocation" for e in entries):
+                    break
+            if time.monotonic() > deadline:
+                pytest.fail(f"dagster dev did not load its workspace: {log_path.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield base
+    finally:
+        stop_group(proc)

@@ -279,6 +279,32 @@ class BackfillConfig(_Strict):
     max_partitions_per_run: int | None = Field(None, ge=1)
 
 
+class ExecutorConfig(_Strict):
+    """How a run of the pipeline executes its steps (Dagster's executor).
+
+    ``in_process`` (the default) runs every step in the run's own process: no per-step
+    process start-up, which is what small and medium pipelines want in the UI.
+    ``multiprocess`` runs each step in its own process, forked from a server that has
+    Dagster, odibi_dagster and the engines imported already; ``max_concurrent`` caps how
+    many run at once (default: the number of CPUs).
+    """
+
+    type: Literal["in_process", "multiprocess"] = "in_process"
+    max_concurrent: int | None = Field(None, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_form(cls, v: Any) -> Any:
+        # `executor: in_process` is the short form of `executor: {type: in_process}`.
+        return {"type": v} if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _concurrency_needs_processes(self) -> ExecutorConfig:
+        if self.type == "in_process" and self.max_concurrent not in (None, 1):
+            raise ValueError("max_concurrent needs type: multiprocess (in_process runs one step at a time)")
+        return self
+
+
 class StoryConfig(_Strict):
     sample_rows: int = Field(5, ge=0, le=1000)
     max_cell_chars: int = Field(40, ge=4)
@@ -305,6 +331,10 @@ class PipelineConfig(_Strict):
     retry: RetryConfig | None = None
     backfill: BackfillConfig | None = None
     story: StoryConfig = Field(default_factory=StoryConfig)
+    executor: ExecutorConfig = Field(
+        default_factory=ExecutorConfig,
+        json_schema_extra={"examples": ["in_process", {"type": "multiprocess", "max_concurrent": 4}]},
+    )
     explanations: dict[str, str] = Field(default_factory=dict)
     column_schema_change_checks: bool = False
     metrics: bool = Field(False, description="Also write metrics.json and metrics.prom (Prometheus) per run.")

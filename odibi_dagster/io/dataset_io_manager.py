@@ -10,6 +10,7 @@ process or on any machine that sees ``base_dir``.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -26,6 +27,10 @@ from odibi_dagster.engines.source_ref import (
 )
 
 UNPARTITIONED = "data"
+#: Op name -> what to call with ``(run_id, message)`` when an input of that op cannot load.
+#: The translate layer registers its steps here, so such a failure (which happens before the
+#: step's body runs) still reaches the run's story.
+LOAD_FAILURE_LISTENERS: dict[str, Callable[[str, str], None]] = {}
 _SUFFIXES = ("parquet", "delta", MANIFEST_SUFFIX)
 
 
@@ -127,6 +132,16 @@ class OdibiIOManager(dg.ConfigurableIOManager):
                                     | ({"dagster/row_count": info.rows} if info.rows is not None else {}))
 
     def load_input(self, context: dg.InputContext) -> DatasetRef:
+        try:
+            return self._load(context)
+        except dg.Failure as exc:
+            op_def = getattr(context, "_op_def", None)  # None when built by dg.build_input_context
+            listener = LOAD_FAILURE_LISTENERS.get(op_def.name) if op_def is not None else None
+            if listener is not None:
+                listener(context.step_context.run_id, f"Failure: {exc.description}")
+            raise
+
+    def _load(self, context: dg.InputContext) -> DatasetRef:
         asset_key = context.asset_key
         keys: list[str | None] = list(context.asset_partition_keys) if context.has_asset_partitions else [None]
         found: list[str] = []

@@ -185,16 +185,22 @@ class RunTracker:
         sql: str | None = None,
         explanation: str | None = None,
         before: Snapshot | None = None,
+        record_name: str | None = None,
+        partition_key: str | None = None,
+        attempt: int | None = None,
     ) -> dict[str, Any]:
         """Record that ``step_name`` started (status ``running``) with its input snapshot.
 
-        Starting a step again in the same run (a retry) replaces its record and
-        increments ``attempt``. Returns the record as written.
+        ``record_name`` names the record (default: the step name); a run over a range of
+        partitions keeps one record per partition, ``<step>@<partition>``. Starting the same
+        record again (a retry) replaces it; ``attempt`` is Dagster's attempt number (without
+        it, the previous record's attempt plus one). Returns the record as written.
         """
-        previous = self.read_step(step_name)
+        record = record_name or step_name
+        previous = self.read_step(record) if attempt is None else None
         started = _now()
-        self._clock[step_name] = time.perf_counter()
-        record: dict[str, Any] = {
+        self._clock[record] = time.perf_counter()
+        fields: dict[str, Any] = {
             "step_name": step_name,
             "layer": layer,
             "start_time": started.isoformat(),
@@ -216,10 +222,12 @@ class RunTracker:
             "outputs": outputs if outputs is not None else {},
             "sql": sql,
             "explanation": explanation,
-            "attempt": int(previous.get("attempt", 1)) + 1 if previous else 1,
+            "attempt": attempt if attempt is not None else (int(previous.get("attempt", 1)) + 1 if previous else 1),
             "pid": os.getpid(),
         }
-        return self._write(step_name, record)
+        if partition_key is not None:
+            fields["partition_key"] = partition_key
+        return self._write(record, fields)
 
     def end_step(
         self,
@@ -229,23 +237,26 @@ class RunTracker:
         after: Snapshot | None = None,
         error_message: str | None = None,
         extra: Mapping[str, Any] | None = None,
+        record_name: str | None = None,
     ) -> dict[str, Any]:
         """Record that ``step_name`` finished with ``status`` (``success`` or ``failed``).
 
         Computes ODIBI's ``schema_diff`` and ``row_delta`` against the before snapshot,
         the end time and ``duration_ms``. ``extra`` adds fields to the record (it cannot
-        replace the standard ones). Works from another process than ``start_step``:
+        replace the standard ones); ``record_name`` is the one given to ``start_step``.
+        Works from another process than ``start_step``:
         the start time is read back from the step file. Returns the record as written.
         """
         ended = _now()
-        record = self.read_step(step_name)
+        key = record_name or step_name
+        record = self.read_step(key)
         if record is None:
             # end without start (the starting process died, or start was never called)
             record = {key: None for key in _CORE_KEYS}
             record.update(
                 step_name=step_name, layer=None, start_time=ended.isoformat(), inputs={}, outputs={}
             )
-        began = self._clock.pop(step_name, None)
+        began = self._clock.pop(key, None)
         if began is not None:
             duration_ms = (time.perf_counter() - began) * 1000.0
         else:
@@ -267,10 +278,10 @@ class RunTracker:
             before_rows, after_rows = _rows(before), _rows(current)
             if before_rows is not None and after_rows is not None:
                 record["row_delta"] = after_rows - before_rows
-        for key, value in (extra or {}).items():
-            if key not in _CORE_KEYS:
-                record[key] = value
-        return self._write(step_name, record)
+        for field, value in (extra or {}).items():
+            if field not in _CORE_KEYS:
+                record[field] = value
+        return self._write(key, record)
 
     # -- lineage ---------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import dagster as dg
@@ -11,8 +12,16 @@ import dagster as dg
 from odibi_dagster.checks import check_spec, check_target, run_check
 from odibi_dagster.config.models import DATA_LAYERS, SINK_LAYERS, PartitionMappingConfig, Step
 from odibi_dagster.engines.base import DatasetRef
+from odibi_dagster.io.dataset_io_manager import LOAD_FAILURE_LISTENERS
 from odibi_dagster.translate.plan import PipelinePlan, safe_identifier
-from odibi_dagster.translate.runtime import StepExecution, StepRunConfig, run_data_step, run_sink_step
+from odibi_dagster.translate.runtime import (
+    StepExecution,
+    StepRunConfig,
+    record_failure,
+    record_name,
+    run_data_step,
+    run_sink_step,
+)
 from odibi_dagster.translate.translator import OdibiStep, OdibiTranslator
 
 
@@ -76,11 +85,28 @@ def _upstream_keys(context: dg.AssetExecutionContext, plan: PipelinePlan, step: 
     return out
 
 
+def _range_metadata(context: dg.AssetExecutionContext, asset_key: dg.AssetKey, keys: list[str | None],
+                    per_key: list[dict[str, Any]]) -> dict[str, Any]:
+    """The metadata of an output: its own for one partition (or none); for a range run, each
+    partition's metadata goes to that partition's materialization, and the output carries none."""
+    if len(keys) == 1:
+        return per_key[0]
+    for key, metadata in zip(keys, per_key, strict=True):
+        context.add_asset_metadata(metadata, asset_key=asset_key, partition_key=key)
+    return {}
+
+
+def _input_failed(plan: PipelinePlan, step: str, run_id: str, message: str) -> None:
+    record_failure(plan, run_id, step, message)
+
+
 def build_step_assets(plan: PipelinePlan, translator: OdibiTranslator, key_prefix: tuple[str, ...]
                       ) -> list[dg.AssetsDefinition]:
     """One multi-asset per ingest/transform step and one asset per store/publish step."""
     out: list[dg.AssetsDefinition] = []
     for step in plan.pipeline.steps:
+        if step.layer in (*DATA_LAYERS, *SINK_LAYERS):
+            LOAD_FAILURE_LISTENERS[plan.op_name(step)] = partial(_input_failed, plan, step.name)
         if step.layer in DATA_LAYERS:
             out.append(_data_asset(plan, translator, key_prefix, step))
         elif step.layer in SINK_LAYERS:
@@ -105,7 +131,6 @@ def _common(plan: PipelinePlan, translator: OdibiTranslator, node: OdibiStep, st
         "retry_policy": translator.get_retry_policy(node),
         "backfill_policy": policy,
         "op_tags": {"odibi/step": step.name, "odibi/pipeline": plan.name},
-        "hooks": {plan.story_hook},
     }
 
 
@@ -138,23 +163,29 @@ def _data_asset(plan: PipelinePlan, translator: OdibiTranslator, key_prefix: tup
     def compute(context: dg.AssetExecutionContext, config: StepRunConfig, **kwargs: Any) -> Iterator[Any]:
         refs = _refs_in_step_order(step, names, kwargs)
         per_dataset: dict[str, list[tuple[DatasetRef, dict[str, Any]]]] = {d: [] for d in output_names}
-        for key in _partition_keys(context):
-            execution = StepExecution(plan, step, context, key, run_config=config)
+        keys = _partition_keys(context)
+        for key in keys:
+            execution = StepExecution(plan, step, context, key, run_config=config, run_keys=keys)
             results, _ = run_data_step(execution, refs, _upstream_keys(context, plan, step, key), config)
             for dataset, res in results.items():
                 per_dataset[dataset].append(res)
+        failed_checks: list[str] = []
         for dataset, items in per_dataset.items():
             ref = DatasetRef(tuple(p for r, _ in items for p in r.paths), items[0][0].format,
                              items[0][0].asset_key, tuple(k for r, _ in items for k in r.partition_keys))
-            metadata = dict(items[-1][1])
-            if len(items) > 1:  # a range run: report the whole range's rows
-                total = sum(int(md["dagster/partition_row_count"].value) for _, md in items)
-                metadata["dagster/row_count"] = dg.MetadataValue.int(total)
-                metadata.pop("dagster/partition_row_count", None)
-            yield dg.Output(ref, output_name=output_names[dataset], metadata=metadata)
+            yield dg.Output(ref, output_name=output_names[dataset],
+                            metadata=_range_metadata(context, plan.asset_keys[dataset], keys, [md for _, md in items]))
             for check, check_key in checks:
                 if plan.asset_keys[check_target(step, check)] == plan.asset_keys[dataset]:
-                    yield run_check(check, ref, refs, check_key)
+                    result = run_check(check, ref, refs, check_key)
+                    if not result.passed and check.severity == "error":
+                        failed_checks.append(f"{check.check_name} on {check_key.to_user_string()}")
+                    yield result
+        if failed_checks:
+            # Dagster fails the step after its body for a failing blocking check: say so in the story.
+            record_failure(plan, context.run_id, step.name,
+                           f"blocking asset check failed: {', '.join(failed_checks)}",
+                           [record_name(step.name, k, keys) for k in keys])
 
     return dg.multi_asset(
         outs=outs,
@@ -181,17 +212,12 @@ def _sink_asset(plan: PipelinePlan, translator: OdibiTranslator, key_prefix: tup
 
     def compute(context: dg.AssetExecutionContext, config: StepRunConfig, **kwargs: Any) -> Iterator[Any]:
         refs = _refs_in_step_order(step, names, kwargs)
-        metadata: dict[str, Any] = {}
-        rows = 0
         keys = _partition_keys(context)
+        per_key = []
         for key in keys:
-            execution = StepExecution(plan, step, context, key, run_config=config)
-            metadata = run_sink_step(execution, refs, _upstream_keys(context, plan, step, key))
-            rows += int(metadata["dagster/row_count"].value)
-        if len(keys) > 1:
-            metadata["dagster/row_count"] = dg.MetadataValue.int(rows)
-            metadata.pop("dagster/partition_row_count", None)
-        yield dg.MaterializeResult(metadata=metadata)
+            execution = StepExecution(plan, step, context, key, run_config=config, run_keys=keys)
+            per_key.append(run_sink_step(execution, refs, _upstream_keys(context, plan, step, key)))
+        yield dg.MaterializeResult(metadata=_range_metadata(context, plan.sink_keys[step.name], keys, per_key))
 
     return dg.multi_asset(
         outs={f"{safe_identifier(step.name)}__target": out},

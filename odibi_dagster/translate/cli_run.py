@@ -15,6 +15,7 @@ from odibi_dagster.translate.plan import PipelinePlan
 
 PATHS_ENV = "ODIBI_CLI_PATHS"
 JOB_ENV = "ODIBI_CLI_JOB"
+EXECUTOR_ENV = "ODIBI_CLI_EXECUTOR"  # --executor, when given: replaces the pipelines' own setting
 # Loggers are only used when the run config names them: the CLI shows progress lines instead
 # of Dagster's debug console.
 RUN_CONFIG = {"loggers": {"odibi_progress": {}}}
@@ -34,6 +35,7 @@ class _ProgressHandler(logging.Handler):
     def __init__(self) -> None:
         super().__init__()
         self.rows: dict[str, int] = {}
+        self.assets: dict[str, dict[str, int]] = {}
 
     def emit(self, record: logging.LogRecord) -> None:
         event = getattr(record, "dagster_meta", {}).get("dagster_event")
@@ -43,10 +45,14 @@ class _ProgressHandler(logging.Handler):
         name = step.split("__", 1)[-1]
         kind = event.event_type_value
         if kind == "ASSET_MATERIALIZATION":
-            md = event.event_specific_data.materialization.metadata
-            rows = md.get("dagster/row_count")
+            materialization = event.event_specific_data.materialization
+            rows = materialization.metadata.get("dagster/row_count")
             if rows is not None:
-                self.rows[step] = max(self.rows.get(step, 0), int(rows.value))
+                # The step's largest dataset; a range run adds up its partitions.
+                per_asset = self.assets.setdefault(step, {})
+                key = materialization.asset_key.to_user_string()
+                per_asset[key] = per_asset.get(key, 0) + int(rows.value)
+                self.rows[step] = max(per_asset.values())
         elif kind == "STEP_SUCCESS":
             ms = event.event_specific_data.duration_ms or 0
             rows = self.rows.get(step)
@@ -72,11 +78,16 @@ def _headline(message: str) -> str:
 @cache
 def cli_definitions() -> dg.Definitions:
     """Definitions of the CLI's configs (from the environment, so child processes rebuild them)."""
+    from odibi_dagster.config.models import ExecutorConfig
     from odibi_dagster.translate.definitions import definitions_from_plans
+    from odibi_dagster.translate.executors import executor_for
     from odibi_dagster.translate.translator import OdibiTranslator
 
     # The plans (validated once) are shared with the rest of the CLI.
-    defs = definitions_from_plans(list(_plans().values()), OdibiTranslator(), ())
+    plans = list(_plans().values())
+    override = os.environ.get(EXECUTOR_ENV)
+    executor = executor_for(ExecutorConfig(type=override), plans) if override else None  # type: ignore[arg-type]
+    defs = definitions_from_plans(plans, OdibiTranslator(), (), executor=executor)
     return dg.Definitions.merge(defs, dg.Definitions(loggers={"odibi_progress": progress_logger}))
 
 
@@ -92,15 +103,36 @@ def pipeline_jobs() -> list[str]:
 
 @cache
 def _plans() -> dict[str, PipelinePlan]:
-    from odibi_dagster.translate.definitions import build_plans, load_configs
+    from odibi_dagster.translate.definitions import build_plans, load_configs, plans_for_step_process
     from odibi_dagster.translate.translator import OdibiTranslator
 
-    configs = load_configs(json.loads(os.environ[PATHS_ENV]))
-    return {p.job_name: p for p in build_plans(configs, OdibiTranslator(), (), None)}
+    paths = json.loads(os.environ[PATHS_ENV])
+    plans = plans_for_step_process(paths) or build_plans(load_configs(paths), OdibiTranslator(), (), None)
+    return {p.job_name: p for p in plans}
 
 
 def plan_for(job_name: str) -> PipelinePlan:
     return _plans()[job_name]
+
+
+def describe_partitions(plan: PipelinePlan, job: dg.JobDefinition, instance: dg.DagsterInstance) -> str:
+    """Why ``run`` needs ``--partition`` for ``plan``, naming its partitions and how to pass one."""
+    cfg = plan.pipeline.partitions
+    assert cfg is not None and job.partitions_def is not None
+    if cfg.type == "static":
+        what = f"static partitions ({', '.join(cfg.values or [])})"
+    elif cfg.type == "dynamic":
+        what = f"dynamic partitions '{cfg.name or plan.job_name}'"
+    else:
+        what = f"{cfg.type} partitions from {cfg.start}" + (f" to {cfg.end}" if cfg.end else "") + f" ({cfg.timezone})"
+    with dg.partition_loading_context(dynamic_partitions_store=instance):
+        keys = list(job.partitions_def.get_partition_keys())
+    if keys:
+        first, last = keys[max(len(keys) - 7, 0)], keys[-1]
+        how = f"--partition {last} for one, or --partition {first}...{last} for a range"
+    else:
+        how = "--partition KEY for one, or --partition START...END for a range (none exist yet)"
+    return f"pipeline '{plan.name}' is partitioned ({what}); choose what to run with {how}"
 
 
 def selection_for(defs: dg.Definitions, job_name: str, select: str | None) -> list[dg.AssetKey] | None:

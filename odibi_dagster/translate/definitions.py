@@ -20,6 +20,21 @@ from odibi_dagster.translate.translator import OdibiStep, OdibiTranslator
 PathOrConfig = str | os.PathLike[str] | PipelineConfig
 
 
+def plans_for_step_process(paths_or_configs: Sequence[PathOrConfig]) -> list[PipelinePlan] | None:
+    """In a step process of a multiprocess run: the plans its run process shared (see
+    ``executors``) that belong to these paths, so only those are built and nothing is
+    validated again. ``None`` elsewhere, or when the paths hold none of them."""
+    from odibi_dagster.config.loaders import discover
+    from odibi_dagster.translate.executors import shared_plans
+
+    shared = shared_plans()
+    if not shared or any(isinstance(p, PipelineConfig) for p in paths_or_configs):
+        return None
+    files = {f.resolve() for p in paths_or_configs for f in discover(p)}
+    mine = [plan for plan in shared if plan.pipeline.source is not None and plan.pipeline.source.resolve() in files]
+    return mine or None
+
+
 def load_configs(paths_or_configs: Sequence[PathOrConfig]) -> list[PipelineConfig]:
     """Load (and validate) every path; validate in-memory configs. One error lists every problem."""
     paths = [p for p in paths_or_configs if not isinstance(p, PipelineConfig)]
@@ -81,11 +96,17 @@ def build_definitions(
     schedules and sensors. ``key_prefix`` prefixes every asset key (for embedding),
     ``base_dir`` (or ``$ODIBI_BASE_DIR``) moves relative paths and working files,
     ``resources`` overrides or adds resources (e.g. a configured ``odibi_spark``).
+
+    Each pipeline's job runs with the executor its ``executor:`` setting names (in-process by
+    default); the Definitions' default executor, used by the UI's "Materialize" on a selection,
+    is in-process unless a pipeline asks for multiprocess. ``executor`` replaces all of them:
+    pass your deployment's executor to merge with Definitions that already set one.
     Merge the result into an existing deployment with ``dg.Definitions.merge``.
     """
     translator = translator or OdibiTranslator()
     prefix = (key_prefix,) if isinstance(key_prefix, str) else tuple(key_prefix or ())
-    plans = build_plans(load_configs(paths_or_configs), translator, prefix, base_dir)
+    plans = plans_for_step_process(paths_or_configs) or build_plans(
+        load_configs(paths_or_configs), translator, prefix, base_dir)
     return definitions_from_plans(plans, translator, prefix, resources=resources, executor=executor)
 
 
@@ -99,6 +120,7 @@ def definitions_from_plans(
 ) -> dg.Definitions:
     """The Definitions of already validated and planned pipelines (see ``build_definitions``)."""
     from odibi_dagster.engines.pandas_duckdb import PandasDuckDBEngine
+    from odibi_dagster.translate.executors import default_executor, executor_for
     from odibi_dagster.triggers.build import build_triggers
 
     assets: list[dg.AssetsDefinition] = []
@@ -115,6 +137,7 @@ def definitions_from_plans(
         keys = [k for a in step_assets for k in a.keys]
         job = dg.define_asset_job(
             name=plan.job_name,
+            executor_def=executor or executor_for(plan.pipeline.executor, [plan]),
             # The pipeline's assets and every check on them (config checks and schema-change checks).
             selection=dg.AssetSelection.assets(*keys) | dg.AssetSelection.checks_for_assets(*keys),
             description=plan.pipeline.description or f"ODIBI pipeline {plan.name}",
@@ -137,6 +160,6 @@ def definitions_from_plans(
         schedules=schedules,
         sensors=sensors,
         resources=res,
-        executor=executor,
+        executor=executor or default_executor(plans),
     )
 

@@ -64,13 +64,6 @@ class PipelinePlan:
             out.setdefault(down, []).append(up)
         return out
 
-    @cached_property
-    def story_hook(self) -> dg.HookDefinition:
-        """The failure hook every step of the pipeline carries (publishes the run's story)."""
-        from odibi_dagster.translate.runtime import story_failure_hook  # runtime imports this module
-
-        return story_failure_hook(self)
-
     @property
     def io_manager_key(self) -> str:
         return f"odibi_io__{safe_identifier(self.name)}"

@@ -77,31 +77,19 @@ def publish_story(plan: PipelinePlan, tracker: RunTracker) -> None:
     tracker.publish(story, plan.graph(), metrics=pipeline.metrics)
 
 
-def story_failure_hook(plan: PipelinePlan) -> dg.HookDefinition:
-    """Records a failed step in the run's tracker and publishes the story.
+def record_failure(plan: PipelinePlan, run_id: str, step_name: str, message: str,
+                   record_names: list[str] | None = None) -> None:
+    """Record that ``step_name`` failed outside its body, and publish the run's story.
 
-    Failures inside a step's body are recorded by the step itself; failures outside it
-    (an input that cannot load, a blocking check, a resource) are recorded here, with
-    Dagster's error message (credential-shaped parts masked).
+    Dagster fails a step after its body in two cases this records: an input that cannot load
+    (the IO manager) and a failing blocking check. ``message`` is masked for credentials;
+    a record the body already ended keeps what it did (its after snapshot).
     """
-    @dg.failure_hook(name=f"{plan.job_name}__odibi_story")
-    def _publish(context: dg.HookContext) -> None:
-        tracker = RunTracker(plan.stories_dir, plan.name, context.run_id,
-                             sample_rows=plan.pipeline.story.sample_rows)
-        try:
-            step = plan.steps_by_op.get(context.op.name)
-            if step is not None:
-                record = tracker.read_step(step)
-                if record is None or record.get("status") != "failed":
-                    exc = context.op_exception
-                    message = f"{type(exc).__name__}: {exc}" if exc is not None else "failed outside the step"
-                    tracker.end_step(step, "failed", error_message=Redactor().redact_text(message))
-                _terminal(tracker)[step] = "failed"
-            publish_story(plan, tracker)
-        except Exception as exc:  # the story must never hide the step's own failure
-            context.log.warning(f"odibi: could not update the run story: {exc}")
-
-    return _publish
+    tracker = RunTracker(plan.stories_dir, plan.name, run_id, sample_rows=plan.pipeline.story.sample_rows)
+    for name in record_names or [step_name]:
+        tracker.end_step(step_name, "failed", error_message=Redactor().redact_text(message), record_name=name)
+    _terminal(tracker)[step_name] = "failed"
+    publish_story(plan, tracker)
 
 
 @dataclass
@@ -115,6 +103,19 @@ class StepExecution:
     redactor: Redactor = field(default_factory=Redactor)
     env: EnvNamespace = field(default_factory=EnvNamespace)
     run_config: StepRunConfig | None = None
+    #: Every partition key this step runs in this run (one for a partition run, the range for a
+    #: single-run backfill); ``[None]`` unpartitioned.
+    run_keys: list[str | None] = field(default_factory=lambda: [None])
+
+    @property
+    def record_name(self) -> str:
+        """The tracker record of this execution: the step, or ``<step>@<key>`` in a range run."""
+        return record_name(self.step.name, self.partition_key, self.run_keys)
+
+    @property
+    def last_of_step(self) -> bool:
+        """Whether this is the step's last execution in the run (the last key of a range)."""
+        return self.partition_key == self.run_keys[-1]
 
     @property
     def engine(self) -> str:
@@ -196,16 +197,23 @@ class StepExecution:
         text = self.step.metadata.get("description") or self.plan.pipeline.explanations.get(self.step.name)
         return str(text) if text else None
 
-    def update_story(self, *, step_ended: bool = False) -> None:
+    def _final_attempt(self, exc: BaseException) -> bool:
+        """Whether Dagster will not run the step again after ``exc``."""
+        if isinstance(exc, dg.Failure) and not exc.allow_retries:
+            return True
+        policy = self.context.op_def.retry_policy
+        return policy is None or self.context.retry_number >= policy.max_retries
+
+    def update_story(self, *, step_ended: bool = False, force: bool = False) -> None:
         """Re-publish the run's tracker JSON, story and metrics (all steps, all processes).
 
         A publish merges every step file and renders the whole story, so publishing at every
         step start and end made long pipelines quadratic (80 steps: 60% of the run). It now
         runs at the run's first step, when the step that just ended was the run's last one to
         run, and otherwise only when the last publish is older than ``story.refresh_seconds``.
-        A failed step publishes through its failure hook (:func:`story_failure_hook`).
+        A step that failed for good publishes at once (``force``).
         """
-        if not self._publish_due(step_ended):
+        if not force and not self._publish_due(step_ended):
             return
         try:
             publish_story(self.plan, self.tracker)
@@ -231,7 +239,8 @@ class StepExecution:
 
         def status(name: str) -> str | None:
             if name not in known:
-                record = self.tracker.read_step(name)
+                # Every step of a run has the same keys: its last record tells whether it ended.
+                record = self.tracker.read_step(record_name(name, self.run_keys[-1], self.run_keys))
                 if record is not None and record.get("status") in ("success", "failed"):
                     known[name] = str(record["status"])
             return known.get(name)
@@ -253,7 +262,8 @@ class StepExecution:
         step = self.step
         events.emit(self, "node_start", {"step_name": step.name, "layer": step.layer})
         self.tracker.start_step(step.name, step.layer, inputs=step.inputs, outputs=step.outputs, sql=sql,
-                                explanation=self.explanation(), before=before)
+                                explanation=self.explanation(), before=before, record_name=self.record_name,
+                                partition_key=self.partition_key, attempt=self.context.retry_number + 1)
         _terminal(self.tracker).pop(step.name, None)  # a retry runs it again
         self.update_story()
         started = time.perf_counter()
@@ -262,9 +272,11 @@ class StepExecution:
         except BaseException as exc:
             raw = f"{type(exc).__name__}: {exc}"
             message = self.redactor.redact_text(raw)
-            self.tracker.end_step(step.name, "failed", error_message=message)
-            # No publish here: the step's failure hook publishes once Dagster has failed it
-            # (and not at all while a retry policy runs the step again).
+            self.tracker.end_step(step.name, "failed", error_message=message, record_name=self.record_name)
+            if self._final_attempt(exc):
+                # Not while a retry policy will run the step again: the story would flap.
+                _terminal(self.tracker)[step.name] = "failed"
+                self.update_story(force=True)
             events.emit(self, "node_error", {"step_name": step.name, "layer": step.layer, "error_message": message})
             if message != raw:
                 # The error quotes a secret (a URL with a password, say): Dagster would store
@@ -272,11 +284,18 @@ class StepExecution:
                 raise dg.Failure(description=f"step '{step.name}' failed: {message}") from None
             raise
         duration_ms = (time.perf_counter() - started) * 1000
-        self.tracker.end_step(step.name, "success", after=outcome.get("after"), extra=outcome.get("extra"))
-        _terminal(self.tracker)[step.name] = "success"
-        self.update_story(step_ended=True)
+        self.tracker.end_step(step.name, "success", after=outcome.get("after"), extra=outcome.get("extra"),
+                              record_name=self.record_name)
+        if self.last_of_step:
+            _terminal(self.tracker)[step.name] = "success"
+        self.update_story(step_ended=self.last_of_step)
         events.emit(self, "node_complete", {"step_name": step.name, "layer": step.layer,
                                             "duration_ms": round(duration_ms, 3), "state": "SUCCESS"})
+
+
+def record_name(step: str, partition_key: str | None, run_keys: list[str | None]) -> str:
+    """The tracker record of ``step`` for ``partition_key``: one per partition in a range run."""
+    return f"{step}@{partition_key}" if len(run_keys) > 1 else step
 
 
 def read_api(url: str, params: dict[str, Any]) -> Any:

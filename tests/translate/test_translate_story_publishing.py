@@ -1,5 +1,6 @@
 """When a run publishes its tracker JSON and story: at the first step, when the last step
-ends, on failures (inside a step or outside its body, through the failure hook), and at most
+ends, on failures (inside a step's body, or after it: an input that cannot load, a failing
+blocking check), and at most
 every ``story.refresh_seconds`` in between, so long pipelines stay linear."""
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ def test_a_failed_step_publishes_and_the_other_branch_ends_the_run(
     assert len(publishes) <= 3  # first start, the failure, the end
 
 
-def test_a_failing_blocking_check_publishes_through_the_failure_hook(
+def test_a_failing_blocking_check_is_recorded_and_published(
         project: Project, publishes: list[dict[str, str]]) -> None:
     project.sample_csv()
     steps = [
@@ -117,7 +118,7 @@ def test_a_failing_blocking_check_publishes_through_the_failure_hook(
     result = _run(path, "blocked")
     assert not result.success
     # The body of 'read' ended well, then Dagster failed the step on its check and skipped
-    # 'next'. The hook records that, so the run also ends when 'other' ends, whatever the order.
+    # 'next'. The step records that, so the run also ends when 'other' ends, whatever the order.
     statuses, story = _final(project, "blocked", result.run_id)
     assert statuses == {"read": "failed", "other": "success"}
     assert publishes[-1] == statuses
@@ -158,19 +159,34 @@ def test_steps_in_their_own_processes_leave_a_complete_story(
     assert len(pd.read_parquet(project.datasets_dir("procs") / "d2" / "data.parquet")) > 0
 
 
-def test_the_failure_hook_masks_credentials_in_the_message_it_records(project: Project) -> None:
+def test_a_failure_outside_the_body_is_recorded_with_credentials_masked(project: Project) -> None:
     from odibi_dagster.translate.definitions import build_plans, load_configs
+    from odibi_dagster.translate.runtime import record_failure
     from odibi_dagster.translate.translator import OdibiTranslator
 
     project.sample_csv()
     path = project.pipeline("masked", _chain(2))
     plan = build_plans(load_configs([path]), OdibiTranslator(), (), None)[0]
-    op = dg.OpDefinition(compute_fn=lambda context: None, name=plan.op_name(plan.pipeline.steps[1]))
-    context = dg.build_hook_context(op=op, run_id="run-1", op_exception=RuntimeError(
-        "cannot reach postgresql://etl:s3cr3t-pw@db.internal:5432/sales"))
-    plan.story_hook.decorated_fn(context)
+    record_failure(plan, "run-1", "t1", "RuntimeError: cannot reach postgresql://etl:s3cr3t-pw@db.internal:5432/sales")
     statuses, story = _final(project, "masked", "run-1")
     assert statuses == {"t1": "failed"}
     message = _lineage(project, "masked", "run-1")["steps"][0]["error_message"]
     assert "RuntimeError: cannot reach postgresql://" in message and "s3cr3t-pw" not in message
     assert "s3cr3t-pw" not in story
+
+
+def test_a_successful_run_logs_no_hook_events_and_no_warnings(project: Project) -> None:
+    import logging
+
+    project.sample_csv()
+    path = project.pipeline("quiet", _chain(3))
+    instance = dg.DagsterInstance.ephemeral()
+    result = build_definitions(path).resolve_job_def("quiet").execute_in_process(instance=instance)
+    assert result.success
+    entries = instance.all_logs(result.run_id)
+    hooks = [e.dagster_event.event_type_value for e in entries
+             if e.dagster_event is not None and e.dagster_event.event_type_value.startswith("HOOK_")]
+    assert hooks == []
+    warnings = [e.user_message for e in entries if e.level >= logging.WARNING]
+    assert warnings == []
+    assert len([e for e in entries if e.dagster_event and e.dagster_event.event_type_value == "STEP_SUCCESS"]) == 3

@@ -5,22 +5,17 @@ playwright-core (no browser download); screenshots go to ``test-artifacts/ui_*.p
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from support import free_port, npm_install
+import support
+from support import graphql, npm_install
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
@@ -200,73 +195,10 @@ def ensure_playwright_core() -> Path:
     return module
 
 
-def graphql(base: str, query: str) -> dict[str, Any]:
-    req = urllib.request.Request(
-        f"{base}/graphql",
-        data=json.dumps({"query": query}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(req, timeout=30) as res:
-        body = json.loads(res.read())
-    assert "errors" not in body, body
-    return body["data"]
-
-
-def stop_group(proc: subprocess.Popen[bytes]) -> None:
-    """Stop dagster dev and everything it started (webserver, daemon, code servers, runs)."""
-    for sig, wait in ((signal.SIGINT, 20), (signal.SIGTERM, 10), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait)
-        except subprocess.TimeoutExpired:
-            continue
-        # the leader is gone; make sure its children are too
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        return
-
-
 @pytest.fixture
 def dagster_dev(tmp_path: Path) -> Iterator[str]:
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("ODIBI_BASE_DIR",)}
-    env["DAGSTER_HOME"] = str(home)
-    log = open(tmp_path / "dagster_dev.log", "wb")  # noqa: SIM115 - closed in finally
-    proc = subprocess.Popen(
-        [DAGSTER, "dev", "-w", "workspace.yaml", "-p", str(port), "-h", "127.0.0.1"],
-        cwd=REPO,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"dagster dev exited: {(tmp_path / 'dagster_dev.log').read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{base}/server_info", timeout=5) as res:
-                    if res.status == 200:
-                        break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"dagster dev did not answer: {(tmp_path / 'dagster_dev.log').read_text()[-3000:]}"
-                )
-            time.sleep(1)
+    with support.dagster_dev(REPO, tmp_path / "dagster_home") as base:
         yield base
-    finally:
-        stop_group(proc)
-        log.close()
 
 
 def test_materialize_simple_pipeline_from_the_ui(dagster_dev: str, tmp_path: Path) -> None:

@@ -316,6 +316,9 @@ def _environment() -> jinja2.Environment:
     return env
 
 
+_STATUS_RANK = {"success": 0, "running": 1, "failed": 2}
+
+
 class StoryGenerator:
     """Renders a run's lineage JSON (``RunTracker.export_lineage()``) into an HTML story.
 
@@ -385,7 +388,7 @@ class StoryGenerator:
         known = {
             "step_name", "layer", "start_time", "end_time", "duration_ms", "status", "before_snapshot",
             "after_snapshot", "schema_diff", "row_delta", "error_message", "inputs", "outputs", "sql",
-            "explanation", "pid",
+            "explanation", "pid", "partition_key",
         }  # fmt: skip
         extra = [
             (str(k), _text(v)) for k, v in step.items() if k not in known and v not in (None, "", [], {})
@@ -393,6 +396,7 @@ class StoryGenerator:
         return {
             "anchor": f"step-{index + 1}",
             "name": name,
+            "partition": None if step.get("partition_key") is None else str(step["partition_key"]),
             "layer": str(step.get("layer") or ""),
             "status": status,
             "css": _STATUS_CLASSES.get(status, "pending"),
@@ -431,7 +435,10 @@ class StoryGenerator:
         if not nodes:
             nodes = [{"name": s.get("step_name"), "layer": s.get("layer")} for s in steps]
             edges = edges or _edges_from_io(steps)
-        statuses = {v["name"]: v["status"] for v in views}
+        statuses: dict[str, str] = {}
+        for v in views:  # a step of a range run has a record per partition: the worst one colours it
+            if _STATUS_RANK.get(v["status"], 0) >= _STATUS_RANK.get(statuses.get(v["name"], ""), -1):
+                statuses[v["name"]] = v["status"]
         layout = graph_layout(nodes, edges, statuses)
         anchors = {v["name"]: v["anchor"] for v in views}
         for node in layout["nodes"]:
