@@ -217,6 +217,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``odibi-dagster`` console script."""
+    for stream in (sys.stdout, sys.stderr):
+        # A message may quote config text that no terminal encoding can show (a lone
+        # surrogate from a JSON "\ud800", say): print it escaped instead of crashing.
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
     try:
         return int(args.fn(args))

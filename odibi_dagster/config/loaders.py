@@ -123,6 +123,10 @@ def read_raw(path: str | Path, *, project: str | None = None, enabled_only: bool
     file = str(p)
     if not p.exists():
         return [RawPipeline(file, None, problems=[Problem(file, None, None, "Config source not found")])]
+    if not p.is_file():
+        # A FIFO, socket or device would block the read (or never end): refuse before opening it.
+        return [RawPipeline(file, None, problems=[Problem(
+            file, None, None, "not a regular file (a config must be a file, or a directory of config files)")])]
     suffix = p.suffix.lower()
     try:
         if suffix in JSON_SUFFIXES:

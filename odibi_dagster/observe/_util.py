@@ -34,6 +34,16 @@ def safe_name(name: str) -> str:
     return cleaned
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it: put it straight back
+    os.umask(mask)
+    return mask
+
+
+# Read once at import: setting it later, even for an instant, would race other threads' writes.
+_UMASK = _read_umask()
+
+
 def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> Path:
     """Write ``text`` to ``path`` atomically (temp file in the same folder + ``os.replace``).
 
@@ -47,6 +57,7 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the mode open() would
         os.replace(tmp, target)
     except BaseException:
         # Never leave temp files behind when the write fails half way.
