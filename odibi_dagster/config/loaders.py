@@ -275,6 +275,9 @@ def _read_yaml(p: Path) -> RawPipeline:
     text = p.read_text(encoding="utf-8-sig")
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+        alias_problem = _alias_problem(node)
+        if alias_problem is not None:
+            return _failed(p, f"invalid YAML: {alias_problem[0]}", alias_problem[1])
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
@@ -292,6 +295,47 @@ def _read_yaml(p: Path) -> RawPipeline:
                       key_lines=_yaml_key_lines(node))
     raw.problems.extend(_yaml_duplicate_keys(node, str(p)))
     return raw
+
+
+#: Nodes a YAML document may expand to once its aliases are followed: far above any real
+#: pipeline, far below what nested aliases ("billion laughs") can make a loader build.
+MAX_YAML_NODES = 200_000
+
+
+def _alias_problem(root: yaml.Node | None) -> tuple[str, int | None] | None:
+    """A recursive alias, or aliases expanding past :data:`MAX_YAML_NODES`, in a composed
+    document: (message, line). PyYAML builds both without complaint, and everything that
+    walks the result then runs for ever or runs out of memory."""
+    if root is None:
+        return None
+    sizes: dict[int, int] = {}  # node id -> expanded size
+    state: dict[int, int] = {}  # 1: on the current path, 2: done
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        if children_done:
+            sizes[key] = 1 + sum(sizes[id(c)] for c in children)
+            state[key] = 2
+            if sizes[key] > MAX_YAML_NODES:
+                return (f"aliases expand the document past {MAX_YAML_NODES:,} nodes", node.start_mark.line + 1)
+            continue
+        if state.get(key) == 2:
+            continue
+        state[key] = 1
+        stack.append((node, True))
+        for child in children:
+            if state.get(id(child)) == 1:
+                return ("an alias refers to a node that contains it (recursive aliases are not supported)",
+                        child.start_mark.line + 1)
+            if state.get(id(child)) != 2:
+                stack.append((child, False))
+    return None
 
 
 def _yaml_duplicate_keys(node: yaml.Node | None, file: str) -> list[Problem]:
