@@ -7,12 +7,13 @@ downstream steps before they start.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import dagster as dg
 
 from odibi_dagster.config.models import CheckConfig, Step
-from odibi_dagster.config.templating import sql_literal
+from odibi_dagster.config.templating import render_sql, sql_literal
 from odibi_dagster.engines.base import DatasetRef
 from odibi_dagster.observe.metadata import sample_markdown
 
@@ -39,20 +40,32 @@ def check_spec(step: Step, check: CheckConfig, asset_key: dg.AssetKey) -> dg.Ass
 
 
 def run_check(check: CheckConfig, ref: DatasetRef, inputs: dict[str, DatasetRef], asset_key: dg.AssetKey,
-              ) -> dg.AssetCheckResult:
-    """Evaluate ``check`` over a persisted dataset."""
+              variables: Mapping[str, Any] | None = None) -> dg.AssetCheckResult:
+    """Evaluate ``check`` over a persisted dataset.
+
+    ``variables`` render a ``sql`` check's template, as a step's SQL is rendered. A check
+    that cannot be evaluated (its query fails) is a failed check, never an exception: a
+    ``warn`` check then never fails its step, and an ``error`` check blocks as it would
+    on failing rows.
+    """
     from odibi_dagster.engines.pandas_duckdb import PandasDuckDBContext
 
     ctx = PandasDuckDBContext()
+    error: str | None = None
     try:
         ctx.register_temp("data", ref)
         for name, input_ref in inputs.items():
             if name != "data":
                 ctx.register_temp(name, input_ref)
-        passed, failing, sample, extra = _evaluate(ctx, check)
+        passed, failing, sample, extra = _evaluate(ctx, check, variables or {})
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}".strip().splitlines()[0]
+        passed, failing, sample, extra = False, 0, None, {}
     finally:
         ctx.close()
     metadata: dict[str, Any] = {"odibi/check": check.kind, "failing_rows": dg.MetadataValue.int(int(failing)), **extra}
+    if error is not None:
+        metadata["odibi/check_error"] = dg.MetadataValue.text(error)
     if sample is not None and len(sample):
         metadata["failing_sample"] = dg.MetadataValue.md(sample_markdown(sample, rows=FAILING_SAMPLE_ROWS))
     return dg.AssetCheckResult(
@@ -70,7 +83,7 @@ def _failing(ctx: Any, where_sql: str) -> tuple[int, Any]:
     return int(count), sample
 
 
-def _evaluate(ctx: Any, check: CheckConfig) -> tuple[bool, int, Any, dict[str, Any]]:
+def _evaluate(ctx: Any, check: CheckConfig, variables: Mapping[str, Any]) -> tuple[bool, int, Any, dict[str, Any]]:
     kind = check.kind
     if kind == "not_null":
         cond = " OR ".join(f"{_ident(c)} IS NULL" for c in check.not_null or [])
@@ -104,8 +117,10 @@ def _evaluate(ctx: Any, check: CheckConfig) -> tuple[bool, int, Any, dict[str, A
         return not missing, len(missing), None, {"missing_columns": dg.MetadataValue.json(missing),
                                                   "actual_columns": dg.MetadataValue.json(actual)}
     if kind == "sql":
-        rel = ctx.execute_sql(check.sql)
+        assert check.sql is not None
+        query = render_sql(check.sql, variables)  # checks run in DuckDB whatever the step's engine
+        rel = ctx.execute_sql(query)
         failing = int(rel.aggregate("COUNT(*)").fetchall()[0][0])
         sample = rel.limit(FAILING_SAMPLE_ROWS).df()
-        return failing == 0, failing, sample, {"query": dg.MetadataValue.md(f"```sql\n{check.sql}\n```")}
+        return failing == 0, failing, sample, {"query": dg.MetadataValue.md(f"```sql\n{query}\n```")}
     raise ValueError(f"unknown check kind {kind}")

@@ -164,6 +164,7 @@ def _data_asset(plan: PipelinePlan, translator: OdibiTranslator, key_prefix: tup
         refs = _refs_in_step_order(step, names, kwargs)
         per_dataset: dict[str, list[tuple[DatasetRef, dict[str, Any]]]] = {d: [] for d in output_names}
         keys = _partition_keys(context)
+        execution = None
         for key in keys:
             execution = StepExecution(plan, step, context, key, run_config=config, run_keys=keys)
             results, _ = run_data_step(execution, refs, _upstream_keys(context, plan, step, key), config)
@@ -177,7 +178,8 @@ def _data_asset(plan: PipelinePlan, translator: OdibiTranslator, key_prefix: tup
                             metadata=_range_metadata(context, plan.asset_keys[dataset], keys, [md for _, md in items]))
             for check, check_key in checks:
                 if plan.asset_keys[check_target(step, check)] == plan.asset_keys[dataset]:
-                    result = run_check(check, ref, refs, check_key)
+                    # Check SQL renders like the step's (a range run: the last key, and partition_keys).
+                    result = run_check(check, ref, refs, check_key, execution.variables() if execution else None)
                     if not result.passed and check.severity == "error":
                         failed_checks.append(f"{check.check_name} on {check_key.to_user_string()}")
                     yield result
