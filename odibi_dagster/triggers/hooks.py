@@ -94,6 +94,13 @@ def _event_sensor(plan: PipelinePlan, event: str, status: dg.DagsterRunStatus) -
         run = context.dagster_run
         if not is_pipeline_run(plan, run):
             return
+        # Run-status sensors deliver at least once: a daemon stopped after a tick ran but before
+        # its cursor was saved sees the same runs again. A tag on the run makes delivery once.
+        delivered_tag = f"odibi/delivered_{event}"
+        current = context.instance.get_run_by_id(run.run_id)
+        if current is not None and current.tags.get(delivered_tag):
+            return
+        context.instance.add_run_tags(run.run_id, {delivered_tag: "true"})
         message = context.dagster_event.message if context.dagster_event is not None else None
         data = event_data(event, context.instance, run, failure_message=message)
         errors = events.deliver(plan.pipeline, event, data, log=context.log.warning)
