@@ -5,6 +5,7 @@ process shared (no loading, validating and building of the rest of the code loca
 from __future__ import annotations
 
 import json
+import os
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -125,8 +126,6 @@ def test_multiprocess_step_processes_build_only_the_jobs_pipeline(project: Proje
     assert record["ops"] and all(op.startswith("fast__") for op in record["ops"]), record["ops"]
     assert {e.event_type_value for e in result.all_events} >= {"STEP_WORKER_STARTED"}
     # And the run process stops advertising its plans when the run is over.
-    import os
-
     assert "ODIBI_STEP_PLANS" not in os.environ
 
 
