@@ -8,12 +8,13 @@ so that every problem is reported at once with ODIBI's wording.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
+
+from odibi_dagster.config.names import dagster_name
 
 VALID_LAYERS = ("connect", "ingest", "transform", "store", "publish")
 VALID_ENGINES = ("pandas", "spark")
@@ -40,7 +41,6 @@ def _scalar_text(value: Any) -> Any:
     return value
 
 
-_CHECK_NAME_CHARS = re.compile(r"[^A-Za-z0-9_]")
 
 
 class RetryConfig(_Strict):
@@ -108,7 +108,7 @@ class CheckConfig(_Strict):
             derived = f"accepted_values__{arg.column}"
         else:
             derived = self.kind
-        return _CHECK_NAME_CHARS.sub("_", derived)
+        return dagster_name(derived)
 
 
 class PartitionMappingConfig(_Strict):

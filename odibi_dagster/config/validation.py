@@ -35,6 +35,7 @@ from odibi_dagster.config.models import (
     RetryConfig,
     Step,
 )
+from odibi_dagster.config.names import dagster_name
 from odibi_dagster.config.sql import dialect_for, parse_sql, referenced_tables
 from odibi_dagster.config.templating import (
     KNOWN_VARIABLES,
@@ -45,6 +46,9 @@ from odibi_dagster.config.templating import (
     template_variables,
 )
 
+# Longest chain of dependent steps a pipeline may have: Dagster walks its graph recursively,
+# and build_definitions raises the recursion limit to match (see translate.definitions).
+MAX_CHAIN_DEPTH = 10_000
 _SENSOR_TAGS = {"file_watch", "incremental", "interval"}
 # Dagster's names (ops, outputs, checks): letters, digits and underscores.
 _DAGSTER_NAME = re.compile(r"^[A-Za-z0-9_]+$")
@@ -205,12 +209,6 @@ def _parse_document(raw: RawPipeline, col: _Collector) -> tuple[PipelineConfig |
     return pipeline, steps
 
 
-def _dagster_name(text: str) -> str:
-    # The same rule as translate.plan.safe_identifier (op and output names).
-    out = re.sub(r"[^A-Za-z0-9_]", "_", text)
-    return f"_{out}" if not out or out[0].isdigit() else out
-
-
 def _check_names_and_outputs(steps: list[Step], col: _Collector) -> None:
     counts = Counter(s.name for s in steps)
     dupes = sorted(n for n, c in counts.items() if c > 1)
@@ -222,10 +220,10 @@ def _check_names_and_outputs(steps: list[Step], col: _Collector) -> None:
     for s in steps:
         if s.name in dupes:
             continue
-        other = by_safe.setdefault(_dagster_name(s.name), s.name)
+        other = by_safe.setdefault(dagster_name(s.name), s.name)
         if other != s.name:
             col.add(s, "name", f"step name '{s.name}' and step '{other}' both become the Dagster name "
-                               f"'{_dagster_name(s.name)}' (only letters, digits and '_' are kept); "
+                               f"'{dagster_name(s.name)}' (only letters, digits and '_' are kept); "
                                "rename one")
     producers: dict[str, tuple[int, str]] = {}
     for index, s in enumerate(steps):
@@ -238,10 +236,10 @@ def _check_names_and_outputs(steps: list[Step], col: _Collector) -> None:
             producers.setdefault(dataset, (index, s.name))
         safe_outputs: dict[str, str] = {}
         for logical, dataset in s.outputs.items():
-            other = safe_outputs.setdefault(_dagster_name(dataset), dataset)
+            other = safe_outputs.setdefault(dagster_name(dataset), dataset)
             if other != dataset:
                 col.add(s, f"outputs.{logical}", f"outputs '{other}' and '{dataset}' both become the Dagster "
-                                                 f"name '{_dagster_name(dataset)}'; rename one")
+                                                 f"name '{dagster_name(dataset)}'; rename one")
     # Store/publish assets are keyed [pipeline, step], datasets [pipeline, dataset]: they must differ.
     for s in steps:
         if s.layer in SINK_LAYERS and s.name in producers:
@@ -315,8 +313,9 @@ def _check_inputs_and_cycles(steps: list[Step], col: _Collector) -> None:
         for dataset in s.inputs.values():
             if dataset in producers:
                 graph[s.name].append(producers[dataset])
-    # Iterative DFS (deep pipelines must not hit the recursion limit).
+    # Iterative DFS (deep pipelines must not hit the recursion limit); also measures chain depth.
     state: dict[str, int] = {}  # 1 = on stack, 2 = done
+    depth: dict[str, int] = {}
     reported: set[frozenset[str]] = set()
     for root in graph:
         if root in state:
@@ -343,7 +342,12 @@ def _check_inputs_and_cycles(steps: list[Step], col: _Collector) -> None:
                     stack.append((nxt, 0))
             else:
                 state[node] = 2
+                depth[node] = 1 + max((depth.get(d, 0) for d in deps), default=0)
                 path.pop()
+    deepest = max(depth, key=depth.__getitem__, default=None)
+    if not reported and deepest is not None and depth[deepest] > MAX_CHAIN_DEPTH:
+        col.add(deepest, "inputs", f"step '{deepest}' ends a chain of {depth[deepest]:,} dependent steps; "
+                                   f"at most {MAX_CHAIN_DEPTH:,} are supported (split the pipeline)")
 
 
 def _check_templates(text: str, where: str, step: Step, partitioned: bool, col: _Collector) -> bool:
@@ -622,7 +626,7 @@ def _check_pipeline(pipeline: PipelineConfig, steps: list[Step], col: _Collector
     triggers += [(f"sensors[{i}].name", sensor) for i, sensor in enumerate(pipeline.sensors)]
     for where, trigger in triggers:
         if trigger.name:
-            first = named.setdefault(_dagster_name(trigger.name), where)
+            first = named.setdefault(dagster_name(trigger.name), where)
             if first != where:
                 other = first.removesuffix(".name")
                 col.add(None, where, f"name '{trigger.name}' is also the name of {other} "
@@ -688,13 +692,13 @@ def load_pipelines(*paths: str | Path, project: str | None = None,
         if p.name in seen:
             problems.append(Problem(str(p.source), None, "pipeline",
                                     f"pipeline name '{p.name}' is also used by {seen[p.name]}"))
-        elif seen_safe.get(_dagster_name(p.name), p.name) != p.name:
-            other = seen_safe[_dagster_name(p.name)]
+        elif seen_safe.get(dagster_name(p.name), p.name) != p.name:
+            other = seen_safe[dagster_name(p.name)]
             problems.append(Problem(str(p.source), None, "pipeline",
                                     f"pipeline names '{p.name}' and '{other}' ({seen[other]}) both become "
-                                    f"the Dagster job '{_dagster_name(p.name)}'; rename one"))
+                                    f"the Dagster job '{dagster_name(p.name)}'; rename one"))
         seen.setdefault(p.name, str(p.source))
-        seen_safe.setdefault(_dagster_name(p.name), p.name)
+        seen_safe.setdefault(dagster_name(p.name), p.name)
     if problems:
         raise ConfigValidationError(problems)
     return pipelines

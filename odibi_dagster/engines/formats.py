@@ -949,6 +949,7 @@ def _overwrite_dir(
                 fs.rm(f)
         return rows
     target = os.path.abspath(paths.local_path(target.rstrip("/")))
+    paths.remove_stale_temps(target)
     stage = os.path.join(os.path.dirname(target), paths.temp_name(target))
     backup = stage + ".old"
     os.makedirs(stage)

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import hashlib
 import os
 import re
 import shutil
+import socket
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -184,9 +187,67 @@ def _remove(path: str) -> None:
             os.remove(path)
 
 
+# Temp files beside a target name their writer (host tag and pid), so a later write to the
+# same target can tell the leftovers of a killed writer from a write still in progress.
+_HOST_TAG = hashlib.sha1(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:6]
+_TEMP_RE = re.compile(r"^\.(?P<name>.+)\.(?:(?P<host>[0-9a-f]{6})-(?P<pid>\d+)-)?[0-9a-f]{12}\.tmp(?:\.part|\.old)?$")
+# Leftovers of another host (a shared filesystem) or of releases before the writer was
+# named: removed once this old, as no write is expected to take that long.
+STALE_TEMP_SECONDS = 24 * 3600
+
+
 def temp_name(path: str) -> str:
-    """A hidden sibling name for a temporary file beside ``path``."""
-    return f".{basename(path)}.{uuid.uuid4().hex[:12]}.tmp"
+    """A hidden sibling name for a temporary file beside ``path``:
+    ``.NAME.<host>-<pid>-<hex>.tmp`` (see :func:`remove_stale_temps`)."""
+    return f".{basename(path)}.{_HOST_TAG}-{os.getpid()}-{uuid.uuid4().hex[:12]}.tmp"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: alive, another user's
+        return True
+    return True
+
+
+def is_stale_temp(entry: str, target_name: str, mtime: float, now: float) -> bool:
+    """Whether ``entry`` (a file name beside the target ``target_name``) is a temp file a
+    killed writer of that target left: this host's with a dead pid, else older than
+    :data:`STALE_TEMP_SECONDS`. Other files never are."""
+    match = _TEMP_RE.match(entry)
+    if match is None or match["name"] != target_name:
+        return False
+    if match["host"] == _HOST_TAG and match["pid"] is not None:
+        return int(match["pid"]) != os.getpid() and not _pid_alive(int(match["pid"]))
+    return now - mtime > STALE_TEMP_SECONDS
+
+
+def remove_stale_temps(target: str) -> list[str]:
+    """Remove what killed writes to the local ``target`` left beside it; return the paths removed.
+
+    Only names of the temp pattern for this very target are touched, and only when their
+    writer is gone (see :func:`is_stale_temp`); errors (a file removed meanwhile) are ignored.
+    """
+    target = os.path.abspath(local_path(target.rstrip("/")))
+    directory, name = os.path.split(target)
+    removed: list[str] = []
+    prefix = f".{name}."
+    now = time.time()
+    try:
+        entries = [e for e in os.scandir(directory) if e.name.startswith(prefix)]
+    except OSError:
+        return removed
+    for entry in entries:
+        try:
+            mtime = entry.stat(follow_symlinks=False).st_mtime
+        except OSError:
+            continue
+        if is_stale_temp(entry.name, name, mtime, now):
+            _remove(entry.path)
+            removed.append(entry.path)
+    return removed
 
 
 # Checks every atomic_output of this context runs before it commits (see commit_guard).
@@ -242,6 +303,7 @@ def atomic_output(path: str) -> Iterator[str]:
     target = os.path.abspath(local_path(path))
     directory = os.path.dirname(target)
     os.makedirs(directory, exist_ok=True)
+    remove_stale_temps(target)
     tmp = os.path.join(directory, temp_name(target))
     try:
         yield tmp

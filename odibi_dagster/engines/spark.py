@@ -22,6 +22,7 @@ import logging
 import os
 import re
 import threading
+import time
 import urllib.request
 import uuid
 import xml.etree.ElementTree as ET
@@ -33,6 +34,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field, PrivateAttr
 
+from odibi_dagster.engines import paths
 from odibi_dagster.engines.base import DatasetFormat, DatasetRef, Snapshot, WriteInfo
 
 if TYPE_CHECKING:
@@ -496,8 +498,24 @@ class SparkEngineContext:
         return bool(fs.exists(jpath))
 
     def _sibling_tmp(self, target: str, tag: str) -> str:
+        # The temp pattern of engines.paths (writer's host and pid), so leftovers can be told apart.
         parent, _, name = target.rstrip("/").rpartition("/")
-        return f"{parent}/.{name}.{tag}-{uuid.uuid4().hex[:12]}"
+        return f"{parent}/{paths.temp_name(name)}" + (".old" if tag == "old" else "")
+
+    def _remove_stale_temps(self, target: str) -> None:
+        """Remove what killed writes to ``target`` left beside it (see ``paths.remove_stale_temps``)."""
+        parent, _, name = target.rstrip("/").rpartition("/")
+        try:
+            fs, jparent = self._fs(parent)
+            if not fs.exists(jparent):
+                return
+            now = time.time()
+            for status in fs.listStatus(jparent):
+                entry = status.getPath()
+                if paths.is_stale_temp(entry.getName(), name, status.getModificationTime() / 1000, now):
+                    fs.delete(entry, True)
+        except Exception:
+            log.debug("could not list %s for stale temp files", parent, exc_info=True)
 
     def _replace(self, tmp: str, target: str) -> None:
         """Move ``tmp`` to ``target``, replacing what was there (old copy removed last)."""
@@ -683,6 +701,7 @@ class SparkEngineContext:
                 writer = writer.partitionBy(*partition_by)
             writer.save(dest)
 
+        self._remove_stale_temps(path)
         tmp = self._sibling_tmp(path, "tmp")
         try:
             if single_file:

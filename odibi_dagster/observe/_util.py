@@ -11,11 +11,12 @@ import math
 import os
 import re
 import sys
-import tempfile
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from odibi_dagster.engines.paths import temp_name
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.\-]")
 
@@ -34,14 +35,6 @@ def safe_name(name: str) -> str:
     return cleaned
 
 
-def _read_umask() -> int:
-    mask = os.umask(0)  # the only way to read it is to set it: put it straight back
-    os.umask(mask)
-    return mask
-
-
-# Read once at import: setting it later, even for an instant, would race other threads' writes.
-_UMASK = _read_umask()
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> Path:
@@ -51,13 +44,14 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    tmp = str(target.parent / temp_name(str(target)))
     try:
+        # 0o666 through open(): the file gets the umask's mode, like every other output.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with os.fdopen(fd, "w", encoding=encoding, newline="") as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the mode open() would
         os.replace(tmp, target)
     except BaseException:
         # Never leave temp files behind when the write fails half way.

@@ -11,9 +11,10 @@ import dagster as dg
 
 from odibi_dagster.checks import check_spec, check_target, run_check
 from odibi_dagster.config.models import DATA_LAYERS, SINK_LAYERS, PartitionMappingConfig, Step
+from odibi_dagster.config.names import dagster_name
 from odibi_dagster.engines.base import DatasetRef
 from odibi_dagster.io.dataset_io_manager import LOAD_FAILURE_LISTENERS
-from odibi_dagster.translate.plan import PipelinePlan, safe_identifier
+from odibi_dagster.translate.plan import PipelinePlan
 from odibi_dagster.translate.runtime import (
     StepExecution,
     StepRunConfig,
@@ -38,7 +39,7 @@ def _input_names(step: Step) -> dict[str, str]:
     """Dagster input name -> logical input name (logical names may not be identifiers)."""
     names: dict[str, str] = {}
     for logical in step.inputs:
-        name = safe_identifier(logical)
+        name = dagster_name(logical)
         while name in names or name in ("context", "config"):
             name = f"{name}_"
         names[name] = logical
@@ -153,7 +154,7 @@ def _data_asset(plan: PipelinePlan, translator: OdibiTranslator, key_prefix: tup
     for dataset in dict.fromkeys(step.outputs.values()):
         node = OdibiStep(plan.pipeline, step, dataset, key_prefix)
         spec = translator.get_asset_spec(node)
-        out_name = safe_identifier(dataset)
+        out_name = dagster_name(dataset)
         outs[out_name] = dg.AssetOut.from_spec(spec, dagster_type=dg.Any, io_manager_key=plan.io_manager_key)
         output_names[dataset] = out_name
     checks = [(c, plan.asset_keys[check_target(step, c)]) for c in step.checks]
@@ -222,7 +223,7 @@ def _sink_asset(plan: PipelinePlan, translator: OdibiTranslator, key_prefix: tup
         yield dg.MaterializeResult(metadata=_range_metadata(context, plan.sink_keys[step.name], keys, per_key))
 
     return dg.multi_asset(
-        outs={f"{safe_identifier(step.name)}__target": out},
+        outs={f"{dagster_name(step.name)}__target": out},
         ins=_ins(plan, step, names),
         deps=extra_deps or None,
         can_subset=False,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import unicodedata
 from functools import cache
 from typing import Any
 
@@ -42,7 +43,7 @@ class _ProgressHandler(logging.Handler):
         if event is None:
             return
         step = event.step_key or ""
-        name = step.split("__", 1)[-1]
+        name = _display_name(step)
         kind = event.event_type_value
         if kind == "ASSET_MATERIALIZATION":
             materialization = event.event_specific_data.materialization
@@ -67,6 +68,19 @@ class _ProgressHandler(logging.Handler):
             print(f"  retry {name}", flush=True)
         elif kind == "STEP_SKIPPED":
             print(f"  skip  {name:<32} (upstream failed)", flush=True)
+
+
+@cache
+def _step_names() -> dict[str, str]:
+    """Op name -> step name, for the CLI's pipelines."""
+    return {plan.op_name(step): step.name for plan in _plans().values() for step in plan.pipeline.steps}
+
+
+def _display_name(op_name: str) -> str:
+    """The step's own name for a progress line, with control and bidi characters escaped."""
+    name = _step_names().get(op_name, op_name) if PATHS_ENV in os.environ else op_name
+    return "".join(ch if unicodedata.category(ch) not in ("Cc", "Cf") else ch.encode("unicode_escape").decode()
+                   for ch in name)
 
 
 def _headline(message: str) -> str:
@@ -196,7 +210,7 @@ def summarize_run(instance: dg.DagsterInstance, run_id: str) -> list[dict[str, A
         ev = record.dagster_event
         if ev is None or not ev.step_key:
             continue
-        name = ev.step_key.split("__", 1)[-1]
+        name = _step_names().get(ev.step_key, ev.step_key)
         if ev.event_type_value == "STEP_SUCCESS":
             out[name] = {"step": name, "status": "success", "error": None}
         elif ev.event_type_value == "STEP_FAILURE":

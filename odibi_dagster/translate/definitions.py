@@ -123,6 +123,7 @@ def definitions_from_plans(
     from odibi_dagster.translate.executors import default_executor, executor_for
     from odibi_dagster.triggers.build import build_triggers
 
+    _allow_deep_graphs(plans)
     assets: list[dg.AssetsDefinition] = []
     checks: list[Any] = []
     jobs: list[Any] = []
@@ -163,3 +164,22 @@ def definitions_from_plans(
         executor=executor or default_executor(plans),
     )
 
+
+# Python frames Dagster's graph walks take per step of a chain, and a margin for the caller's own.
+_FRAMES_PER_STEP = 4
+_FRAMES_MARGIN = 2_000
+
+
+def _allow_deep_graphs(plans: Sequence[PipelinePlan]) -> None:
+    """Raise the recursion limit so Dagster's recursive graph walks (job resolution, execution
+    plans) handle the longest chain validation accepts (``MAX_CHAIN_DEPTH``).
+
+    Python 3.11 runs Python-to-Python calls without growing the C stack, so a higher limit
+    costs nothing until a graph that deep is walked. The limit is only ever raised.
+    """
+    import sys
+
+    steps = max((len(p.pipeline.steps) for p in plans), default=0)
+    needed = _FRAMES_MARGIN + _FRAMES_PER_STEP * steps
+    if needed > sys.getrecursionlimit():
+        sys.setrecursionlimit(needed)

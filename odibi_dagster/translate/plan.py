@@ -6,31 +6,19 @@ small and picklable: runs in other processes rebuild it from the code location.
 
 from __future__ import annotations
 
-import keyword
 import os
-import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.definitions.utils import DISALLOWED_NAMES
 
 from odibi_dagster.config.models import DATA_LAYERS, PipelineConfig, Step
+from odibi_dagster.config.names import dagster_name
 
 ODIBI_BASE_DIR_ENV = "ODIBI_BASE_DIR"
 PANDAS_ENGINE_KEY = "odibi_pandas"
 SPARK_ENGINE_KEY = "odibi_spark"
-
-
-def safe_identifier(text: str) -> str:
-    """A valid Dagster/Python name for ``text`` (op, output, input and resource names)."""
-    out = re.sub(r"[^A-Za-z0-9_]", "_", text)
-    if not out or out[0].isdigit():
-        out = f"_{out}"
-    while out in DISALLOWED_NAMES or keyword.iskeyword(out):  # 'input', 'type', 'config', 'from', ...
-        out = f"{out}_"
-    return out
 
 
 @dataclass
@@ -66,21 +54,21 @@ class PipelinePlan:
 
     @property
     def io_manager_key(self) -> str:
-        return f"odibi_io__{safe_identifier(self.name)}"
+        return f"odibi_io__{dagster_name(self.name)}"
 
     def connection_key(self, connect_step: str) -> str:
-        return f"{safe_identifier(self.name)}__{safe_identifier(connect_step)}"
+        return f"{dagster_name(self.name)}__{dagster_name(connect_step)}"
 
     @property
     def job_name(self) -> str:
-        return safe_identifier(self.name)
+        return dagster_name(self.name)
 
     @property
     def stories_dir(self) -> str:
         return os.path.join(self.local_work_dir or self.work_dir, "stories")
 
     def op_name(self, step: Step) -> str:
-        return f"{safe_identifier(self.name)}__{safe_identifier(step.name)}"
+        return f"{dagster_name(self.name)}__{dagster_name(step.name)}"
 
     def engine_key(self, step: Step) -> str:
         return SPARK_ENGINE_KEY if (step.engine or self.pipeline.engine) == "spark" else PANDAS_ENGINE_KEY

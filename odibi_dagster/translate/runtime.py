@@ -245,15 +245,26 @@ class StepExecution:
                     known[name] = str(record["status"])
             return known.get(name)
 
-        def blocked(name: str, seen: set[str]) -> bool:
-            for up in self.plan.upstream_steps.get(name, []):
-                if up not in seen:
-                    seen.add(up)
-                    if status(up) == "failed" or blocked(up, seen):
-                        return True
-            return False
+        memo: dict[str, bool] = {}
 
-        return any(status(name) is None and not blocked(name, set()) for name in planned)
+        def blocked(name: str) -> bool:
+            # Whether an ancestor failed; iterative and memoised (deep chains, no recursion limit).
+            stack = [name]
+            while stack:
+                current = stack[-1]
+                if current in memo:
+                    stack.pop()
+                    continue
+                ups = self.plan.upstream_steps.get(current, [])
+                pending = [up for up in ups if up not in memo]
+                if pending:
+                    stack.extend(pending)
+                    continue
+                memo[current] = any(status(up) == "failed" or memo[up] for up in ups)
+                stack.pop()
+            return memo[name]
+
+        return any(status(name) is None and not blocked(name) for name in planned)
 
     @contextmanager
     def tracked(self, before: Snapshot | None, sql: str | None) -> Iterator[dict[str, Any]]:

@@ -17,6 +17,7 @@ from typing import Any
 import dagster as dg
 
 from odibi_dagster.config.models import SINK_LAYERS, PipelineConfig, Step
+from odibi_dagster.config.names import asset_key_part, dagster_name
 from odibi_dagster.triggers.partitions import build_partitions_def
 
 _TAG_VALUE = re.compile(r"[^A-Za-z0-9_.-]")
@@ -65,11 +66,11 @@ class OdibiTranslator:
     def get_asset_key(self, node: OdibiStep) -> dg.AssetKey:
         """``[prefix..., pipeline, dataset]``, or ``[prefix..., pipeline, step]`` for store/publish."""
         last = node.step.name if node.dataset is None else node.dataset
-        return dg.AssetKey([*node.key_prefix, node.pipeline.name, last])
+        return dg.AssetKey([*node.key_prefix, asset_key_part(node.pipeline.name), asset_key_part(last)])
 
     def get_group_name(self, node: OdibiStep) -> str | None:
         """The pipeline (sanitised to Dagster's group-name rules)."""
-        return re.sub(r"[^A-Za-z0-9_]", "_", node.pipeline.name)
+        return dagster_name(node.pipeline.name)
 
     def get_description(self, node: OdibiStep) -> str | None:
         """``metadata.description`` (or the pipeline's explanation of the step) plus the SQL."""

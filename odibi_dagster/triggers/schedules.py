@@ -12,7 +12,8 @@ import dagster as dg
 # daemon agree on what a valid expression is.
 from dagster._utils.schedules import is_valid_cron_string
 
-from odibi_dagster.translate.plan import PipelinePlan, safe_identifier
+from odibi_dagster.config.names import dagster_name
+from odibi_dagster.translate.plan import PipelinePlan
 from odibi_dagster.triggers.partitions import build_partitions_def, latest_complete_partition
 
 _UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600, "d": 86400}
@@ -45,7 +46,7 @@ def interval_seconds(every: str | int) -> int:
 def schedule_name(plan: PipelinePlan) -> str:
     """``schedule.name`` (made a valid Dagster name) or ``<pipeline>_schedule``."""
     sch = plan.pipeline.schedule
-    return safe_identifier(sch.name) if sch is not None and sch.name else f"{plan.job_name}_schedule"
+    return dagster_name(sch.name) if sch is not None and sch.name else f"{plan.job_name}_schedule"
 
 
 def build_schedule(plan: PipelinePlan, job: Any) -> dg.ScheduleDefinition | None:

@@ -35,8 +35,9 @@ from typing import Any
 import dagster as dg
 
 from odibi_dagster.config.models import FileWatchSensorConfig, PollingSensorConfig, Step
+from odibi_dagster.config.names import dagster_name
 from odibi_dagster.engines import paths
-from odibi_dagster.translate.plan import PipelinePlan, safe_identifier
+from odibi_dagster.translate.plan import PipelinePlan
 from odibi_dagster.triggers.partitions import (
     build_partitions_def,
     file_from_partition_key,
@@ -81,7 +82,7 @@ def build_interval_sensor(plan: PipelinePlan, job: Any, seconds: int) -> dg.Sens
     """
     sch = plan.pipeline.schedule
     pdef = build_partitions_def(plan.pipeline.partitions, plan.name)
-    name = safe_identifier(sch.name) if sch is not None and sch.name else f"{plan.job_name}_every_{seconds}s"
+    name = dagster_name(sch.name) if sch is not None and sch.name else f"{plan.job_name}_every_{seconds}s"
 
     @dg.sensor(name=name, job=job, minimum_interval_seconds=seconds,
                default_status=_status(sch is not None and sch.enabled),
@@ -524,8 +525,8 @@ def sensor_names(plan: PipelinePlan) -> Iterator[tuple[FileWatchSensorConfig | P
     used: set[str] = set()
     for cfg in plan.pipeline.sensors:
         kind = "watch" if isinstance(cfg, FileWatchSensorConfig) else "poll"
-        default = f"{plan.job_name}__{kind}_{safe_identifier(cfg.step)}"
-        base = safe_identifier(cfg.name) if cfg.name else default
+        default = f"{plan.job_name}__{kind}_{dagster_name(cfg.step)}"
+        base = dagster_name(cfg.name) if cfg.name else default
         name, n = base, 1
         while name in used:
             n += 1

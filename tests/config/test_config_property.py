@@ -35,7 +35,7 @@ SETTINGS = settings(
     ],
 )
 
-# Dagster refuses these as op/output/input names (a known translate issue: safe_identifier keeps them).
+# Dagster refuses these as op/output/input names (a known translate issue: dagster_name keeps them).
 RESERVED = set(DISALLOWED_NAMES)
 NAME = st.text(string.ascii_lowercase + "_", min_size=1, max_size=10).filter(lambda s: s not in RESERVED)
 TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=24)

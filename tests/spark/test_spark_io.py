@@ -131,3 +131,23 @@ def test_failed_overwrite_leaves_the_target_intact(ctx: SparkEngineContext, sale
         ctx.write(boom, str(target), format="parquet")
     assert ctx.read(str(target)).count() == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep"]
+
+
+def test_a_write_removes_what_killed_writes_to_its_target_left(ctx: SparkEngineContext, sales,
+                                                               tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from odibi_dagster.engines import paths
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    target = tmp_path / "sales.parquet"
+    leftover = tmp_path / f".sales.parquet.{paths._HOST_TAG}-{dead.pid}-0123456789ab.tmp"
+    leftover.mkdir()
+    (leftover / "part-00000.parquet").write_text("half")
+    other = tmp_path / ".orders.parquet.0123456789ab.tmp"
+    other.write_text("not ours")
+    ctx.write(sales, str(target), format="parquet", mode="overwrite")
+    assert ctx.read(str(target), format="parquet").count() == 3
+    assert not leftover.exists() and other.exists()

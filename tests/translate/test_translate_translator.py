@@ -481,7 +481,10 @@ def test_missing_source_fails_the_ingest_step_with_its_path(project: Project) ->
 
 
 def test_free_text_step_and_dataset_names_build_and_run(project: Project) -> None:
-    """ODIBI's tables hold step names as free text ("Save Gold Table"); datasets may have dashes."""
+    """ODIBI's tables hold step names as free text ("Save Gold Table"); datasets may have dashes.
+
+    Key parts keep letters, digits, '_', '-' and '.'; other characters become '_' so that
+    Dagster can derive check names from every key (a check on "high value" used to fail)."""
     project.sample_csv()
     path = project.odibi_json(
         "sales-2024.json",
@@ -499,6 +502,7 @@ def test_free_text_step_and_dataset_names_build_and_run(project: Project) -> Non
                 "value": "SELECT * FROM data WHERE value > 100",
                 "inputs": {"data": "raw-data"},
                 "outputs": {"data": "high value"},
+                "checks": [{"not_null": ["value"]}],
             },
             {
                 "layer": "store",
@@ -518,8 +522,8 @@ def test_free_text_step_and_dataset_names_build_and_run(project: Project) -> Non
     keys = {k.to_user_string() for k in defs.resolve_all_asset_keys()}
     assert keys == {
         "sales-2024/raw-data",
-        "sales-2024/high value",
-        "sales-2024/Save Gold Table",
+        "sales-2024/high_value",
+        "sales-2024/Save_Gold_Table",
         "sales-2024/publish.v2",
     }
     (job,) = [j for j in defs.resolve_all_job_defs() if not j.name.startswith("__")]
@@ -528,7 +532,7 @@ def test_free_text_step_and_dataset_names_build_and_run(project: Project) -> Non
     assert len(pd.read_csv(project.path("out/gold.csv"))) == 6
     assert {m.asset_key.path[-1] for m in result.get_asset_materialization_events()} == {
         "raw-data",
-        "high value",
-        "Save Gold Table",
+        "high_value",
+        "Save_Gold_Table",
         "publish.v2",
     }
