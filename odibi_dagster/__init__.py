@@ -1,29 +1,64 @@
 """odibi_dagster: run ODIBI CORE's config-driven pipelines on Dagster.
 
-The public API is what this module exports; everything else is internal.
+The public API is what this module exports; everything else is internal. Names are
+imported on first use, so ``odibi-dagster`` starts (and handles Ctrl-C) before Dagster loads.
 """
 
-from odibi_dagster.components.pipeline import OdibiPipelineComponent
-from odibi_dagster.config.errors import ConfigValidationError, Problem
-from odibi_dagster.config.models import PipelineConfig, Step
-from odibi_dagster.config.validation import load_pipeline, load_pipelines, validate_pipeline
-from odibi_dagster.engines.base import DatasetRef, EngineContext, Snapshot, WriteInfo
-from odibi_dagster.engines.connections import OdibiConnection
-from odibi_dagster.engines.pandas_duckdb import PandasDuckDBEngine
-from odibi_dagster.io.dataset_io_manager import OdibiIOManager
-from odibi_dagster.translate.definitions import build_definitions
-from odibi_dagster.translate.translator import OdibiStep, OdibiTranslator
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from odibi_dagster.components.pipeline import OdibiPipelineComponent
+    from odibi_dagster.config.errors import ConfigValidationError, Problem
+    from odibi_dagster.config.models import PipelineConfig, Step
+    from odibi_dagster.config.validation import load_pipeline, load_pipelines, validate_pipeline
+    from odibi_dagster.engines.base import DatasetRef, EngineContext, Snapshot, WriteInfo
+    from odibi_dagster.engines.connections import OdibiConnection
+    from odibi_dagster.engines.pandas_duckdb import PandasDuckDBEngine
+    from odibi_dagster.engines.spark import SparkEngine
+    from odibi_dagster.io.dataset_io_manager import OdibiIOManager
+    from odibi_dagster.translate.definitions import build_definitions
+    from odibi_dagster.translate.translator import OdibiStep, OdibiTranslator
 
 __version__ = "0.1.0"
 
+# Public name -> the module that defines it.
+_EXPORTS = {
+    "OdibiPipelineComponent": "odibi_dagster.components.pipeline",
+    "ConfigValidationError": "odibi_dagster.config.errors",
+    "Problem": "odibi_dagster.config.errors",
+    "PipelineConfig": "odibi_dagster.config.models",
+    "Step": "odibi_dagster.config.models",
+    "load_pipeline": "odibi_dagster.config.validation",
+    "load_pipelines": "odibi_dagster.config.validation",
+    "validate_pipeline": "odibi_dagster.config.validation",
+    "DatasetRef": "odibi_dagster.engines.base",
+    "EngineContext": "odibi_dagster.engines.base",
+    "Snapshot": "odibi_dagster.engines.base",
+    "WriteInfo": "odibi_dagster.engines.base",
+    "OdibiConnection": "odibi_dagster.engines.connections",
+    "PandasDuckDBEngine": "odibi_dagster.engines.pandas_duckdb",
+    "OdibiIOManager": "odibi_dagster.io.dataset_io_manager",
+    "build_definitions": "odibi_dagster.translate.definitions",
+    "OdibiStep": "odibi_dagster.translate.translator",
+    "OdibiTranslator": "odibi_dagster.translate.translator",
+    "SparkEngine": "odibi_dagster.engines.spark",
+}
 
-def __getattr__(name: str):
-    # Spark is an optional extra: import its resource only when asked for.
-    if name == "SparkEngine":
-        from odibi_dagster.engines.spark import SparkEngine
 
-        return SparkEngine
-    raise AttributeError(name)
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'odibi_dagster' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
 
 
 __all__ = [

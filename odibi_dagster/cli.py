@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -118,12 +121,28 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _run_all(args: argparse.Namespace, job: Any, plan: Any, selection: Any, tag_sets: list[dict[str, str]],
              instance: Any) -> int:
     """One Dagster run per tag set (one unless a range is split by the backfill policy)."""
+    from odibi_dagster.translate import cli_run
+
+    session = {cli_run.SESSION_TAG: uuid.uuid4().hex}
+    try:
+        return _run_each(args, job, plan, selection, tag_sets, instance, session)
+    except KeyboardInterrupt:
+        # Outside Dagster's own interrupt handling (between runs, before or after one): leave
+        # no run of this invocation STARTED.
+        for run_id in cli_run.cancel_unfinished_runs(instance, session, _signal_name()):
+            print(f"odibi-dagster: run {run_id} marked CANCELED", file=sys.stderr)
+        raise
+
+
+def _run_each(args: argparse.Namespace, job: Any, plan: Any, selection: Any, tag_sets: list[dict[str, str]],
+              instance: Any, session: dict[str, str]) -> int:
     import dagster as dg
 
     from odibi_dagster.translate import cli_run
 
     failures = 0
-    for tags in tag_sets:
+    for index, tags in enumerate(tag_sets):
+        tags = {**tags, **session}
         label = tags.get("dagster/partition") or (
             f"{tags['dagster/asset_partition_range_start']}...{tags['dagster/asset_partition_range_end']}"
             if "dagster/asset_partition_range_start" in tags else "")
@@ -159,11 +178,60 @@ def _run_all(args: argparse.Namespace, job: Any, plan: Any, selection: Any, tag_
             print(f"odibi-dagster: pipeline '{plan.name}' succeeded in {elapsed:.0f} ms (run {run_id})")
             continue
         failures += 1
+        if any(s["interrupted"] for s in failed) or _received():
+            # Dagster turned SIGINT/SIGTERM into a failed run; stop here rather than start the next.
+            left = len(tag_sets) - index - 1
+            print(f"odibi-dagster: pipeline '{plan.name}' interrupted by {_signal_name()}: run {run_id} marked "
+                  f"FAILURE" + (f"; {left} later run(s) of the range not started" if left else ""),
+                  file=sys.stderr)
+            return _interrupt_exit_code()
         names = ", ".join(f"'{s['step']}'" for s in failed) or "(unknown)"
         print(f"odibi-dagster: pipeline '{plan.name}' FAILED at step {names} (run {run_id})", file=sys.stderr)
         for s in failed:
             print(f"  {s['step']}: {s['error']}", file=sys.stderr)
     return 1 if failures else 0
+
+
+# Signals this process received. Dagster's handler, installed while a run executes, does not
+# say which signal it got; the wakeup fd does (Python writes every signal's number to it).
+_INTERRUPTED: list[int] = []
+_WAKEUP: list[int] = []
+
+
+def _received() -> list[int]:
+    if _WAKEUP:
+        with contextlib.suppress(BlockingIOError, OSError):
+            _INTERRUPTED.extend(s for s in os.read(_WAKEUP[0], 64) if s in (signal.SIGINT, signal.SIGTERM))
+    return _INTERRUPTED
+
+
+def _signal_name() -> str:
+    return signal.Signals(_received()[-1]).name if _received() else "SIGINT or SIGTERM"
+
+
+def _interrupt_exit_code() -> int:
+    return 128 + (_received()[-1] if _received() else signal.SIGINT)
+
+
+def _on_signal(signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _install_signal_handlers() -> None:
+    """SIGINT and SIGTERM raise KeyboardInterrupt, so runs end FAILURE/CANCELED, never STARTED.
+
+    While a run executes, Dagster swaps in its own handler for both (it fails the run as
+    interrupted); this one covers the rest. A signal the parent set to be ignored (``nohup``,
+    a background job) stays ignored.
+    """
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            signal.signal(sig, _on_signal)
+    read_end, write_end = os.pipe()
+    os.set_blocking(read_end, False)
+    os.set_blocking(write_end, False)
+    signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    _WAKEUP.append(read_end)
 
 
 def _cmd_story(args: argparse.Namespace) -> int:
@@ -224,6 +292,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if reconfigure is not None:
             reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
+    if args.command == "run":
+        _install_signal_handlers()
     try:
         return int(args.fn(args))
     except ConfigValidationError as exc:
@@ -231,7 +301,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(problem)
         return 1
     except KeyboardInterrupt:
-        return 130
+        print(f"odibi-dagster: interrupted by {_signal_name()}", file=sys.stderr)
+        return _interrupt_exit_code()
 
 
 if __name__ == "__main__":  # pragma: no cover

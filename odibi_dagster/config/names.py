@@ -19,8 +19,6 @@ import keyword
 import re
 import unicodedata
 
-from dagster._core.definitions.utils import DISALLOWED_NAMES
-
 _NOT_NAME_CHAR = re.compile(r"[^A-Za-z0-9_]")
 # Characters Dagster's AssetKey.to_python_identifier turns into '_' itself (check output names).
 _ASSET_KEY_PART = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -36,6 +34,8 @@ def dagster_name(text: str) -> str:
         out = f"{_NOT_NAME_CHAR.sub('_', folded).strip('_') or 'u'}_u{digest}"
     if not out or out[0].isdigit():
         out = f"_{out}"
+    from dagster._core.definitions.utils import DISALLOWED_NAMES  # here: configs load without Dagster
+
     while out in DISALLOWED_NAMES or keyword.iskeyword(out):  # 'input', 'type', 'config', 'from', ...
         out = f"{out}_"
     return out

@@ -16,6 +16,7 @@ from odibi_dagster.translate.plan import PipelinePlan
 
 PATHS_ENV = "ODIBI_CLI_PATHS"
 JOB_ENV = "ODIBI_CLI_JOB"
+SESSION_TAG = "odibi/cli_invocation"  # one value per `odibi-dagster run`: finds its runs after an interrupt
 EXECUTOR_ENV = "ODIBI_CLI_EXECUTOR"  # --executor, when given: replaces the pipelines' own setting
 # Loggers are only used when the run config names them: the CLI shows progress lines instead
 # of Dagster's debug console.
@@ -63,7 +64,9 @@ class _ProgressHandler(logging.Handler):
             err = event.event_specific_data.error
             while err is not None and err.cause is not None:  # show the step's own error, not the retry wrapper
                 err = err.cause
-            print(f"  FAIL  {name:<32} {_headline(err.message if err else '')}", flush=True)
+            interrupted = err is not None and err.cls_name == "DagsterExecutionInterruptedError"
+            message = "interrupted (SIGINT/SIGTERM)" if interrupted else _headline(err.message if err else "")
+            print(f"  FAIL  {name:<32} {message}", flush=True)
         elif kind == "STEP_UP_FOR_RETRY":
             print(f"  retry {name}", flush=True)
         elif kind == "STEP_SKIPPED":
@@ -212,18 +215,30 @@ def summarize_run(instance: dg.DagsterInstance, run_id: str) -> list[dict[str, A
             continue
         name = _step_names().get(ev.step_key, ev.step_key)
         if ev.event_type_value == "STEP_SUCCESS":
-            out[name] = {"step": name, "status": "success", "error": None}
+            out[name] = {"step": name, "status": "success", "error": None, "interrupted": False}
         elif ev.event_type_value == "STEP_FAILURE":
             err = ev.event_specific_data.error
-            msg = err.message.strip() if err else "failed"
-            cause = err.cause if err else None
-            while cause is not None:
-                msg = cause.message.strip()
-                cause = cause.cause
-            out[name] = {"step": name, "status": "failed", "error": _headline(msg) or "failed"}
+            while err is not None and err.cause is not None:
+                err = err.cause
+            interrupted = err is not None and err.cls_name == "DagsterExecutionInterruptedError"
+            msg = "interrupted (SIGINT/SIGTERM)" if interrupted else (err.message.strip() if err else "failed")
+            out[name] = {"step": name, "status": "failed", "error": _headline(msg) or "failed",
+                         "interrupted": interrupted}
         elif ev.event_type_value == "STEP_SKIPPED":
-            out.setdefault(name, {"step": name, "status": "skipped", "error": None})
+            out.setdefault(name, {"step": name, "status": "skipped", "error": None, "interrupted": False})
     return list(out.values())
+
+
+def cancel_unfinished_runs(instance: dg.DagsterInstance, session: dict[str, str], signal_name: str) -> list[str]:
+    """Mark the runs of one ``odibi-dagster run`` invocation that have not ended CANCELED."""
+    unfinished = dg.RunsFilter(tags=session, statuses=[
+        dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED,
+        dg.DagsterRunStatus.CANCELING, dg.DagsterRunStatus.QUEUED])
+    ids = []
+    for run in instance.get_runs(filters=unfinished):
+        instance.report_run_canceled(run, message=f"odibi-dagster run was interrupted by {signal_name}")
+        ids.append(run.run_id)
+    return ids
 
 
 def story_for(plan: PipelinePlan, run_id: str) -> str | None:

@@ -8,7 +8,6 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import yaml
-
 from dagster._core.execution.api import create_execution_plan
 
 from odibi_dagster import ConfigValidationError, build_definitions, load_pipelines
