@@ -158,7 +158,7 @@ def _run_each(args: argparse.Namespace, job: Any, plan: Any, selection: Any, tag
                                     asset_selection=selection, tags=tags, run_config=cli_run.RUN_CONFIG,
                                     raise_on_error=False)
         run_id, success = result.run_id, result.success
-        summary = cli_run.summarize_run(instance, run_id)
+        summary = cli_run.summarize_run(instance, run_id, plan)
         elapsed = (time.perf_counter() - started) * 1000
         failed = [s for s in summary if s["status"] == "failed"]
         cli_run.pipeline_event(plan, "pipeline_complete" if success else "pipeline_error", {

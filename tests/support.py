@@ -127,3 +127,48 @@ def dagster_dev(workdir: Path, home: Path, *, timeout: float = 180) -> Iterator[
         yield base
     finally:
         stop_group(proc)
+
+
+@contextlib.contextmanager
+def postgres_server(root: Path, password: str, *, user: str = "odibi") -> Iterator[dict[str, Any]]:
+    """A throw-away PostgreSQL cluster on 127.0.0.1 with password (SCRAM) authentication.
+
+    Uses Debian's ``postgresql`` binaries (``scripts/test-deps`` installs them). As root,
+    the cluster runs as the ``postgres`` user, since ``initdb`` refuses to run as root.
+    Yields ``host``, ``port``, ``user``, ``password`` and ``url`` (a SQLAlchemy URL).
+    """
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if not found:
+        pytest.fail("PostgreSQL binaries not found under /usr/lib/postgresql: run scripts/test-deps")
+    bindir = found[-1].parent
+    root.mkdir(parents=True, exist_ok=True)
+    data, sockets, pwfile = root / "data", root / "sockets", root / "pwfile"
+    sockets.mkdir()
+    pwfile.write_text(password + "\n")
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        import pwd
+
+        owner = pwd.getpwnam("postgres")
+        for path in (root, sockets, pwfile):
+            os.chown(path, owner.pw_uid, owner.pw_gid)
+        prefix = ["runuser", "-u", "postgres", "--"]
+    subprocess.run([*prefix, str(bindir / "initdb"), "-D", str(data), "-U", user, "--auth=scram-sha-256",
+                    f"--pwfile={pwfile}", "--no-sync"], check=True, capture_output=True, timeout=120)
+    port = free_port()
+    log = open(root / "postgres.log", "wb")  # noqa: SIM115 - closed when the server stops
+    proc = subprocess.Popen([*prefix, str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-h", "127.0.0.1",
+                             "-k", str(sockets), "-c", "fsync=off"], stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while subprocess.run([str(bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)],
+                             capture_output=True, check=False).returncode != 0:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"PostgreSQL did not start: {(root / 'postgres.log').read_text()[-2000:]}")
+            time.sleep(0.2)
+        yield {"host": "127.0.0.1", "port": port, "user": user, "password": password,
+               "url": f"postgresql://{user}:{password}@127.0.0.1:{port}/postgres"}
+    finally:
+        stop_group(proc)  # type: ignore[arg-type]
+        log.close()

@@ -206,14 +206,16 @@ def pipeline_event(plan: PipelinePlan, event: str, data: dict[str, Any]) -> None
     deliver(plan.pipeline, event, data)
 
 
-def summarize_run(instance: dg.DagsterInstance, run_id: str) -> list[dict[str, Any]]:
-    """Per step: status and the error message of failures (read from the event log)."""
+def summarize_run(instance: dg.DagsterInstance, run_id: str, plan: PipelinePlan | None = None) -> list[dict[str, Any]]:
+    """Per step (named as in the config): status and the error message of failures (read from
+    the event log). Step names come from ``plan``, else from the CLI's pipelines."""
+    names = plan.steps_by_op if plan is not None else _step_names()
     out: dict[str, dict[str, Any]] = {}
     for record in instance.all_logs(run_id):
         ev = record.dagster_event
         if ev is None or not ev.step_key:
             continue
-        name = _step_names().get(ev.step_key, ev.step_key)
+        name = names.get(ev.step_key, ev.step_key)
         if ev.event_type_value == "STEP_SUCCESS":
             out[name] = {"step": name, "status": "success", "error": None, "interrupted": False}
         elif ev.event_type_value == "STEP_FAILURE":
