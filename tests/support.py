@@ -141,12 +141,18 @@ def postgres_server(root: Path, password: str, *, user: str = "odibi") -> Iterat
     if not found:
         pytest.fail("PostgreSQL binaries not found under /usr/lib/postgresql: run scripts/test-deps")
     bindir = found[-1].parent
+    as_root = os.geteuid() == 0
+    if as_root:
+        # pytest's temp folders are private to root: the cluster gets its own, owned by postgres.
+        import tempfile
+
+        root = Path(tempfile.mkdtemp(prefix="odibi-pg-"))
     root.mkdir(parents=True, exist_ok=True)
     data, sockets, pwfile = root / "data", root / "sockets", root / "pwfile"
     sockets.mkdir()
     pwfile.write_text(password + "\n")
     prefix: list[str] = []
-    if os.geteuid() == 0:
+    if as_root:
         import pwd
 
         owner = pwd.getpwnam("postgres")
@@ -172,3 +178,5 @@ def postgres_server(root: Path, password: str, *, user: str = "odibi") -> Iterat
     finally:
         stop_group(proc)  # type: ignore[arg-type]
         log.close()
+        if as_root:
+            shutil.rmtree(root, ignore_errors=True)

@@ -558,7 +558,10 @@ def read_delta(conn: duckdb.DuckDBPyConnection, source: str, **params: Any) -> d
     return rel
 
 
-_SQL_READ_PARAMS = {"table", "query", "schema", "columns", "nrows", "connection_string", "sql"}
+# Credentials for a SQLAlchemy URL that holds none (ODIBI's get_secret: {"secret": NAME} values).
+_SQL_CREDENTIAL_PARAMS = {"user", "username", "password"}
+_SQL_READ_PARAMS = {"table", "query", "schema", "columns", "nrows", "connection_string", "sql",
+                    *_SQL_CREDENTIAL_PARAMS}
 
 
 def _sqlite_url(path: str) -> str:
@@ -601,7 +604,8 @@ def _read_database(
     import pyarrow as pa
     import sqlalchemy as sa
 
-    engine = sa.create_engine(url)
+    params = dict(params)
+    engine = sa.create_engine(_with_credentials(url, params))
     try:
         query = _select_sql(engine, fmt, params)
         with engine.connect() as sa_conn:
@@ -620,7 +624,7 @@ def _read_database(
 
 def read_sqlite(conn: duckdb.DuckDBPyConnection, source: str, **params: Any) -> duckdb.DuckDBPyRelation:
     """A SQLite ``table`` or ``query`` (ODIBI: ``read("x.db", source_type="sqlite", table=...)``)."""
-    _check_params("sqlite", "reader", params, _SQL_READ_PARAMS - {"connection_string"})
+    _check_params("sqlite", "reader", params, _SQL_READ_PARAMS - {"connection_string", *_SQL_CREDENTIAL_PARAMS})
     source = str(source)
     if _is_sql_url(source):
         url = source
@@ -1047,7 +1051,23 @@ def write_delta(
     return WriteInfo(uri=str(target), format="delta", rows=counter.rows, version=version, extra=extra)
 
 
-_SQL_WRITE_PARAMS = {"mode", "if_exists", "table", "schema", "chunksize", "index", "connection_string"}
+_SQL_WRITE_PARAMS = {"mode", "if_exists", "table", "schema", "chunksize", "index", "connection_string",
+                     *_SQL_CREDENTIAL_PARAMS}
+
+
+def _with_credentials(url: str, params: dict[str, Any]) -> Any:
+    """``url`` with the ``user``/``username``/``password`` params set into it (popped from
+    ``params``), as a SQLAlchemy URL object: its ``str()`` masks the password."""
+    from sqlalchemy.engine import make_url
+
+    username, user = params.pop("username", None), params.pop("user", None)
+    user = username if username is not None else user
+    password = params.pop("password", None)
+    if user is None and password is None:
+        return url
+    parsed = make_url(url)
+    return parsed.set(username=str(user) if user is not None else parsed.username,
+                      password=str(password) if password is not None else parsed.password)
 
 
 def _write_database(
@@ -1072,7 +1092,7 @@ def _write_database(
     reader = rel.to_arrow_reader(chunksize)
     first_policy = {"overwrite": "replace", "append": "append", "fail": "fail"}[mode]
     rows = 0
-    engine = sa.create_engine(url)
+    engine = sa.create_engine(_with_credentials(url, params))
     if engine.dialect.name == "sqlite":
         _transactional_sqlite(engine)
     try:
@@ -1119,7 +1139,7 @@ def write_sqlite(
     conn: duckdb.DuckDBPyConnection, rel: duckdb.DuckDBPyRelation, target: str, **params: Any
 ) -> WriteInfo:
     """A table in a SQLite file (created with its parent directory if missing)."""
-    _check_params("sqlite", "writer", params, _SQL_WRITE_PARAMS - {"connection_string"})
+    _check_params("sqlite", "writer", params, _SQL_WRITE_PARAMS - {"connection_string", *_SQL_CREDENTIAL_PARAMS})
     params = {k: v for k, v in params.items() if k not in _COMMON_PARAMS}
     target = str(target)
     if _is_sql_url(target):

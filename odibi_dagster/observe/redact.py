@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import quote, quote_plus
 
-__all__ = ["MASK", "Redactor", "redact_url"]
+__all__ = ["MASK", "SECRET_KEYS", "Redactor", "redact_params", "redact_url"]
 
 MASK = "***"
 _MIN_SECRET_LEN = 4  # shorter values ("1", "true") would mask half the story
@@ -23,10 +23,12 @@ _MIN_SECRET_LEN = 4  # shorter values ("1", "true") would mask half the story
 _URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^/\s:@?#]*):(?P<pw>[^@\s/?#]*)@")
 # Connection-string parts whose value runs to the next ';' (a SAS token contains '&').
 _CONN_PART = re.compile(r"(?i)(?P<key>\b(?:SharedAccessSignature|AccountKey)\s*=)(?P<val>[^;]*)")
+# Names of params and key=value parts whose value is a credential.
+SECRET_KEYS = ("password", "passwd", "pwd", "sig", "client_secret", "secret", "access_token", "refresh_token",
+               "token", "sas_token", "api_key", "apikey", "account_key")
 # key=value in query strings, DSNs and ODBC/JDBC strings; the value ends at ; & or whitespace.
 _KEY_VALUE = re.compile(
-    r"(?i)(?P<key>(?<![A-Za-z0-9_])(?:password|passwd|pwd|sig|client_secret|secret|access_token|"
-    r"refresh_token|token|sas_token|api_key|apikey)\s*=\s*)(?P<val>\{[^}]*\}|[^;&\s]*)"
+    r"(?i)(?P<key>(?<![A-Za-z0-9_])(?:" + "|".join(SECRET_KEYS) + r")\s*=\s*)(?P<val>\{[^}]*\}|[^;&\s]*)"
 )
 
 
@@ -45,6 +47,25 @@ def redact_url(url: str) -> str:
         lambda m: f"{m.group('key')}{MASK}" if m.group("val") and m.group("val") != MASK else m.group(0),
         text,
     )
+
+
+def redact_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """``params`` with inline credentials masked: values of :data:`SECRET_KEYS` keys (at any
+    depth; ``{"secret": NAME}`` references are kept, they hold no secret) and credential-shaped
+    parts of every string (see :func:`redact_url`)."""
+
+    def walk(key: str, value: Any) -> Any:
+        if isinstance(value, Mapping):
+            if set(value) == {"secret"}:
+                return dict(value)
+            return {k: walk(str(k), v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(key, v) for v in value]
+        if isinstance(value, str):
+            return MASK if key.lower() in SECRET_KEYS and value else redact_url(value)
+        return value
+
+    return {k: walk(str(k), v) for k, v in params.items()}
 
 
 class Redactor:

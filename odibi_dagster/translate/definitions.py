@@ -73,7 +73,9 @@ def _connection_resources(plan: PipelinePlan) -> dict[str, OdibiConnection]:
     for step in plan.pipeline.steps:
         if step.layer == "connect":
             # Secret references ({"secret": NAME}) stay references; steps resolve them when they connect.
-            out[plan.connection_key(step.name)] = OdibiConnection(url=step.value, params=dict(step.params))
+            # Inline passwords are masked in the resource's config and kept in this process only.
+            key = plan.connection_key(step.name)
+            out[key] = OdibiConnection.for_step(key, step.value, dict(step.params))
     return out
 
 

@@ -18,6 +18,7 @@ import dagster as dg
 
 from odibi_dagster.config.models import SINK_LAYERS, PipelineConfig, Step
 from odibi_dagster.config.names import asset_key_part, dagster_name
+from odibi_dagster.observe.redact import redact_params, redact_url
 from odibi_dagster.triggers.partitions import build_partitions_def
 
 _TAG_VALUE = re.compile(r"[^A-Za-z0-9_.-]")
@@ -78,13 +79,14 @@ class OdibiTranslator:
         text = node.step.metadata.get("description") or node.pipeline.explanations.get(node.step.name)
         if text:
             parts.append(str(text))
+        value = redact_url(node.step.value)  # an inline password never reaches the UI
         if node.step.type == "sql":
-            parts.append(f"```sql\n{node.step.value.strip()}\n```")
+            parts.append(f"```sql\n{value.strip()}\n```")
         elif node.step.type == "function":
-            parts.append(f"Function: `{node.step.value}`")
-        elif node.step.value:
+            parts.append(f"Function: `{value}`")
+        elif value:
             verb = "Reads" if node.step.layer == "ingest" else "Writes"
-            parts.append(f"{verb} `{node.step.value}`")
+            parts.append(f"{verb} `{value}`")
         return "\n\n".join(parts) or None
 
     def get_metadata(self, node: OdibiStep) -> dict[str, Any]:
@@ -132,8 +134,10 @@ class OdibiTranslator:
 
     def get_code_version(self, node: OdibiStep) -> str | None:
         """A hash of the step's value, params and engine: changing them marks the asset stale."""
+        # Of the masked value and params: no hash of a password in the definitions.
         payload = json.dumps(
-            {"value": node.step.value, "params": node.step.params, "engine": node.engine, "type": node.step.type},
+            {"value": redact_url(node.step.value), "params": redact_params(node.step.params), "engine": node.engine,
+             "type": node.step.type},
             sort_keys=True,
             default=str,
         )
