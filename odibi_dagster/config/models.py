@@ -222,6 +222,9 @@ class FileWatchSensorConfig(_Strict):
         60, ge=0, description="A file untouched this long is complete; a younger one must keep its size "
                               "and mtime over two evaluations before it starts a run.")
     dynamic_partitions: bool = False
+    follow_symlinks: bool = Field(
+        False, description="Follow symbolic links whose target is outside `path` (links inside it are "
+                           "always followed); off, such links are skipped and said so in the tick's log.")
     name: str | None = None
     enabled: bool = True
 

@@ -14,7 +14,7 @@ import os
 import re
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 import jinja2
 from jinja2 import meta
@@ -62,8 +62,13 @@ class EnvNamespace(Mapping[str, str]):
         return len(self._environ)
 
 
-def sql_literal(value: Any, dialect: str = "duckdb") -> str:
-    """``value`` as a SQL literal that cannot break out of its quotes."""
+def sql_literal(value: Any, dialect: str = "duckdb", *, lists: Literal["tuple", "array"] = "tuple") -> str:
+    """``value`` as a SQL literal that cannot break out of its quotes.
+
+    Sequences render as ``('a', 'b')`` for ``IN`` (templates: ``IN {{ partition_keys }}``),
+    or with ``lists="array"`` as DuckDB list literals ``['a', 'b']`` (reader options);
+    mappings as DuckDB struct literals; dates and datetimes as ISO strings.
+    """
     if value is None:
         return "NULL"
     if isinstance(value, bool):
@@ -71,7 +76,11 @@ def sql_literal(value: Any, dialect: str = "duckdb") -> str:
     if isinstance(value, int | float | Decimal):
         return repr(value) if not isinstance(value, Decimal) else str(value)
     if isinstance(value, list | tuple | set | frozenset):
-        return "(" + ", ".join(sql_literal(v, dialect) for v in value) + ")"
+        items = ", ".join(sql_literal(v, dialect, lists=lists) for v in value)
+        return f"[{items}]" if lists == "array" else f"({items})"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{sql_literal(str(k), dialect)}: {sql_literal(v, dialect, lists=lists)}"
+                               for k, v in value.items()) + "}"
     return "'" + _escape_in_string(value, "'", dialect) + "'"
 
 
@@ -89,36 +98,54 @@ def _escape_in_string(value: Any, quote: str, dialect: str) -> str:
     return text.replace(quote, quote + quote)
 
 
-class _InString:
-    """A value rendered inside a string literal of the SQL (see :func:`_mark_in_string`)."""
+class _Positioned:
+    """A value rendered in a position of the SQL other than a bare expression (see
+    :func:`_mark_positions`): inside a string literal, a quoted identifier or a comment."""
 
-    def __init__(self, value: Any, quote: str):
+    def __init__(self, value: Any, position: str):
         self.value = value
-        self.quote = quote
+        self.position = position
 
 
 _EXPRESSION = re.compile(r"\{\{([-+]?)(.*?)([-+]?)\}\}", re.DOTALL)
-_IN_STRING_FILTERS = {"'": "_odibi_in_single_quotes", '"': "_odibi_in_double_quotes"}
+class UnsafeTemplate(ValueError):
+    """A template expression in a position of the SQL where no value can be rendered safely."""
 
 
-def _mark_in_string(sql: str, dialect: str) -> str:
-    """Rewrite ``{{ x }}`` inside SQL string literals to ``{{ (x) | _odibi_in_..._quotes }}``.
+# The rendering of a value in each position of the SQL an expression can stand in (the filter
+# _mark_positions puts on it); the bare position renders as a literal (see render_sql).
+_POSITION_FILTERS = {
+    "'": "_odibi_in_single_quotes",
+    '"': "_odibi_in_double_quotes",
+    "E'": "_odibi_in_escape_string",
+    'ident"': "_odibi_in_double_quoted_identifier",
+    "ident`": "_odibi_in_backquoted_identifier",
+    "--": "_odibi_in_line_comment",
+    "/*": "_odibi_in_block_comment",
+}
+_DOLLAR_QUOTE = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)?\$")
+_IDENT_CHAR = re.compile(r"[A-Za-z0-9_$]")
 
-    Scans the template text for string literals ('...' everywhere, "..." too in Spark
-    SQL), skipping comments, quoted identifiers and other jinja tags.
+
+def _mark_positions(sql: str, dialect: str) -> str:
+    """Give every ``{{ x }}`` the filter of its position: ``{{ (x) | _odibi_in_... }}``.
+
+    Scans the template text for string literals ('...'; "..." in Spark SQL; E'...' with
+    backslash escapes in DuckDB), quoted identifiers ("..." in DuckDB, `...`), comments and
+    other jinja tags. Raises :class:`UnsafeTemplate` for an expression inside a
+    dollar-quoted string ($$...$$) or a Spark raw string (r'...'): nothing can be escaped there.
     """
-    string_quotes = "'\"" if dialect == "spark" else "'"
-    ident_quotes = "`" if dialect == "spark" else '"`'
+    spark = dialect == "spark"
     out: list[str] = []
     i, n = 0, len(sql)
-    quote: str | None = None  # the delimiter of the string literal we are in
+    context: str | None = None  # a key of _POSITION_FILTERS while inside that construct
+    closer = ""
     while i < n:
         if sql.startswith("{{", i):
             m = _EXPRESSION.match(sql, i)
             if m:
-                if quote is not None:
-                    expr, flt = m.group(2), _IN_STRING_FILTERS[quote]
-                    out.append(f"{{{{{m.group(1)} ({expr}) | {flt} {m.group(3)}}}}}")
+                if context is not None:
+                    out.append(f"{{{{{m.group(1)} ({m.group(2)}) | {_POSITION_FILTERS[context]} {m.group(3)}}}}}")
                 else:
                     out.append(m.group(0))
                 i = m.end()
@@ -130,34 +157,83 @@ def _mark_in_string(sql: str, dialect: str) -> str:
                 i = end + 2
                 continue
         c = sql[i]
-        if quote is not None:
-            if dialect == "spark" and c == "\\" and i + 1 < n:
+        if context is not None:
+            escapes = context == "E'" or (spark and context in ("'", '"'))
+            if escapes and c == "\\" and i + 1 < n:
                 out.append(sql[i:i + 2])
                 i += 2
                 continue
-            if c == quote:
-                quote = None
+            if sql.startswith(closer, i):
+                if context in ("'", "E'", 'ident"', "ident`") and sql.startswith(closer * 2, i) and not (
+                        spark and context in ("'", '"')):
+                    out.append(closer * 2)  # a doubled quote stays inside
+                    i += 2
+                    continue
+                context = None
+                out.append(closer)
+                i += len(closer)
+                continue
             out.append(c)
             i += 1
+            continue
+        prev_ident = i > 0 and _IDENT_CHAR.match(sql[i - 1]) is not None
+        if c == "$" and not spark and not prev_ident and (m := _DOLLAR_QUOTE.match(sql, i)):
+            end = sql.find(m.group(0), m.end())
+            end = n if end == -1 else end + len(m.group(0))
+            if "{{" in sql[m.end():end] or "{%" in sql[m.end():end]:
+                raise UnsafeTemplate(f"a template inside the dollar-quoted string {m.group(0)}...{m.group(0)} "
+                                     "cannot be escaped; put it in '...' instead")
+            out.append(sql[i:end])
+            i = end
+            continue
+        if spark and c in "rR" and not prev_ident and i + 1 < n and sql[i + 1] in "'\"":
+            end = sql.find(sql[i + 1], i + 2)
+            end = n if end == -1 else end + 1
+            if "{{" in sql[i:end] or "{%" in sql[i:end]:
+                raise UnsafeTemplate("a template inside a raw string (r'...') cannot be escaped; "
+                                     "put it in '...' instead")
+            out.append(sql[i:end])
+            i = end
+            continue
+        if not spark and c in "eE" and not prev_ident and i + 1 < n and sql[i + 1] == "'":
+            context, closer = "E'", "'"
+            out.append(sql[i:i + 2])
+            i += 2
             continue
         if sql.startswith("--", i):
-            end = sql.find("\n", i)
-        elif sql.startswith("/*", i):
-            end = sql.find("*/", i + 2)
-            end = end + 1 if end != -1 else -1
-        elif c in ident_quotes:
-            end = sql.find(c, i + 1)
-        else:
-            if c in string_quotes:
-                quote = c
-            out.append(c)
-            i += 1
+            context, closer = "--", "\n"
+            out.append("--")
+            i += 2
             continue
-        # A comment or quoted identifier: copied as it is (quotes inside do not count).
-        end = n if end == -1 else end + 1
-        out.append(sql[i:end])
-        i = end
+        if sql.startswith("/*", i):
+            context, closer = "/*", "*/"
+            out.append("/*")
+            i += 2
+            continue
+        if c == "'" or (spark and c == '"'):
+            context, closer = c, c
+        elif c == "`" or (not spark and c == '"'):
+            context, closer = f"ident{c}", c
+        out.append(c)
+        i += 1
     return "".join(out)
+
+
+def _render_positioned(v: _Positioned, dialect: str) -> str:
+    """The text of a value in its position: escaped so it can never end the construct it is in."""
+    pos = v.position
+    if pos in ("'", '"'):
+        return _escape_in_string(v.value, pos, dialect)
+    text = "" if v.value is None else (v.value.isoformat() if isinstance(v.value, dt.datetime | dt.date)
+                                       else str(v.value))
+    if pos == "E'":  # backslash escapes are on: double them, and the quote
+        return text.replace("\\", "\\\\").replace("'", "''")
+    if pos.startswith("ident"):
+        quote = pos[-1]
+        return text.replace(quote, quote + quote)
+    if pos == "--":  # a line break would end the comment
+        return re.sub(r"[\r\n\v\f\x85\u2028\u2029]", " ", text)
+    return text.replace("*/", "* /").replace("/*", "/ *")  # block comment
 
 
 def _env(finalize: Any = None) -> jinja2.Environment:
@@ -189,23 +265,33 @@ def render_text(text: str, variables: Mapping[str, Any]) -> str:
 
 
 def render_sql(sql: str, variables: Mapping[str, Any], dialect: str = "duckdb") -> str:
-    """Render a SQL template; every expression becomes a quoted literal, or escaped text
-    when the SQL already puts it inside a string literal."""
+    """Render a SQL template so no value can change the statement's structure.
+
+    A bare ``{{ x }}`` becomes a quoted literal; inside a string literal, a quoted identifier
+    or a comment it becomes text escaped for that position. Raises :class:`UnsafeTemplate`
+    for positions where nothing can be escaped (dollar-quoted and Spark raw strings).
+    """
     if not has_template(sql):
         return sql
 
     def finalize(v: Any) -> str:
-        if isinstance(v, _InString):
-            return _escape_in_string(v.value, v.quote, dialect)
+        if isinstance(v, _Positioned):
+            return _render_positioned(v, dialect)
         return sql_literal(v, dialect)
 
     env = _env(finalize=finalize)
-    env.filters["_odibi_in_single_quotes"] = lambda v: _InString(v, "'")
-    env.filters["_odibi_in_double_quotes"] = lambda v: _InString(v, '"')
+    for position, name in _POSITION_FILTERS.items():
+        env.filters[name] = lambda v, position=position: _Positioned(v, position)
+    marked = _mark_positions(sql, dialect)
     try:
-        template = env.from_string(_mark_in_string(sql, dialect))
-    except jinja2.TemplateSyntaxError:  # an expression our scan split wrongly: render it as written
-        template = env.from_string(sql)
+        template = env.from_string(marked)
+    except jinja2.TemplateSyntaxError:
+        if marked == sql:
+            raise
+        # The scan split an expression wrongly (a '}}' inside it, say). Rendering the original
+        # would put bare literals inside strings, so refuse instead.
+        raise UnsafeTemplate("a template expression could not be placed in the SQL (does it contain '}}' "
+                             "or a quote?); simplify the expression") from None
     return template.render(**variables)
 
 

@@ -40,6 +40,7 @@ from odibi_dagster.config.sql import dialect_for, parse_sql, referenced_tables
 from odibi_dagster.config.templating import (
     KNOWN_VARIABLES,
     PARTITION_VARIABLES,
+    UnsafeTemplate,
     has_template,
     render_sql,
     sample_variables,
@@ -393,6 +394,9 @@ def _check_sql(sql: str, step: Step, where: str, engine: str, allowed: set[str] 
     dialect = dialect_for(engine)
     try:
         rendered = render_sql(sql, sample_variables(partitioned), dialect)
+    except UnsafeTemplate as exc:
+        col.add(step, where, f"SQL template is not safe: {exc}")
+        return
     except Exception as exc:  # e.g. {{ env.A.B }}: the template is fine, its rendering is not
         col.add(step, where, f"SQL cannot be rendered: {type(exc).__name__}: {exc}")
         return

@@ -34,11 +34,12 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from datetime import date, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import duckdb
 
+from odibi_dagster.config.templating import sql_literal
 from odibi_dagster.engines import paths
 from odibi_dagster.engines.base import WriteInfo
 
@@ -125,21 +126,10 @@ _COMMON_PARAMS = frozenset({"format", "source_type"})
 # --------------------------------------------------------------------------- helpers
 
 
-def sql_literal(value: Any) -> str:
-    """Render a Python value as a DuckDB SQL literal (strings quoted, lists, structs)."""
-    if value is None:
-        return "NULL"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, datetime | date):
-        return "'" + value.isoformat() + "'"
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(sql_literal(v) for v in value) + "]"
-    if isinstance(value, Mapping):
-        return "{" + ", ".join(f"{sql_literal(str(k))}: {sql_literal(v)}" for k, v in value.items()) + "}"
-    return "'" + str(value).replace("'", "''") + "'"
+def _call_args(path: Any, named: Mapping[str, Any]) -> str:
+    """``'path', key = value, ...``: the arguments of a DuckDB table function (lists as lists)."""
+    return ", ".join([sql_literal(path, lists="array")] + [f"{k} = {sql_literal(v, lists='array')}"
+                                                           for k, v in named.items()])
 
 
 def quote_ident(name: str) -> str:
@@ -414,7 +404,7 @@ def read_csv(
     path = _source_path(source, "csv")
     _check_exists(path)
     ensure_filesystem(conn, path)
-    args = ", ".join([sql_literal(path)] + [f"{k} = {sql_literal(v)}" for k, v in named.items()])
+    args = _call_args(path, named)
     return _finish(conn, f"read_csv({args})", columns, limit, parse_dates)
 
 
@@ -471,7 +461,7 @@ def read_json(
     path = _source_path(source, fmt)
     _check_exists(path)
     ensure_filesystem(conn, path)
-    args = ", ".join([sql_literal(path)] + [f"{k} = {sql_literal(v)}" for k, v in named.items()])
+    args = _call_args(path, named)
     return _finish(conn, f"read_json({args})", columns, limit)
 
 
@@ -511,7 +501,7 @@ def read_parquet(
     target: Any = path_list[0] if len(path_list) == 1 else path_list
     if len(path_list) > 1:
         named.setdefault("union_by_name", True)
-    args = ", ".join([sql_literal(target)] + [f"{k} = {sql_literal(v)}" for k, v in named.items()])
+    args = _call_args(target, named)
     return _finish(conn, f"read_parquet({args})", columns, limit)
 
 
@@ -693,7 +683,7 @@ def copy_to(
     # Registering the relation lets COPY run its plan in this connection, in parallel.
     conn.register(view, rel)
     try:
-        opts = ", ".join(f"{k.upper()} {sql_literal(v)}" for k, v in options.items())
+        opts = ", ".join(f"{k.upper()} {sql_literal(v, lists='array')}" for k, v in options.items())
         # fetchall() completes the result: DuckDB refuses new work on a pending one.
         out = conn.execute(
             f"COPY (SELECT * FROM {quote_ident(view)}) TO {sql_literal(path)} ({opts})"

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import dagster as dg
 import duckdb
 
+from odibi_dagster.config.templating import sql_literal
 from odibi_dagster.engines import formats, paths, source_ref
 from odibi_dagster.engines.base import DatasetFormat, DatasetRef, Snapshot, WriteInfo
 
@@ -295,7 +296,7 @@ class PandasDuckDBContext:
 
     def _delta_relation(self, path: str) -> duckdb.DuckDBPyRelation:
         if not paths.is_remote(path) and self._delta_scan_available():
-            return self.conn.sql(f"SELECT * FROM delta_scan({formats.sql_literal(paths.local_path(path))})")
+            return self.conn.sql(f"SELECT * FROM delta_scan({sql_literal(paths.local_path(path))})")
         return self.conn.from_arrow(formats.open_delta_dataset(path))
 
     def persist(self, df: Any, path: str, format: DatasetFormat = "parquet") -> WriteInfo:

@@ -183,35 +183,73 @@ def _scan_remote(root: str, pattern: str, recursive: bool) -> list[WatchedFile]:
     return out
 
 
-def scan_files(root: str, pattern: str = "*", recursive: bool = False) -> list[WatchedFile]:
+def scan_files(root: str, pattern: str = "*", recursive: bool = False, *, follow_symlinks: bool = False,
+               skipped: list[str] | None = None) -> list[WatchedFile]:
     """Files under ``root`` (a local folder, or a blob-store prefix such as ``abfs://c/in``)
     matching ``pattern``.
 
     Hidden files and folders (``.name``: the usual in-progress names of rsync, editors and
     Spark) are skipped unless the pattern itself starts with a dot. Files that vanish while
     the folder is read are skipped.
+
+    Symbolic links are followed only while they stay inside ``root``, unless
+    ``follow_symlinks``; a folder reached twice (a link loop) is read once. An entry that
+    cannot be read (a dangling link, a loop the OS refuses, no permission) is skipped, never
+    fatal: each skipped entry adds a line to ``skipped``.
     """
     if paths.is_remote(root):
         return _scan_remote(root, pattern, recursive)
     out: list[WatchedFile] = []
     show_hidden = pattern.startswith(".")
+    real_root = os.path.realpath(root)
+
+    def skip(rel: str, why: str) -> None:
+        if skipped is not None:
+            skipped.append(f"{rel}: {why}")
+
+    def outside(path: str) -> bool:
+        real = os.path.realpath(path)
+        return real != real_root and not real.startswith(real_root.rstrip(os.sep) + os.sep)
+
+    try:
+        root_st = os.stat(root)
+        seen_dirs = {(root_st.st_dev, root_st.st_ino)}
+    except OSError:
+        return out
     stack: list[tuple[str, str]] = [(root, "")]
     while stack:
         folder, prefix = stack.pop()
         try:
             entries = list(os.scandir(folder))
-        except (FileNotFoundError, NotADirectoryError, PermissionError):
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError as exc:  # no permission, too many levels of links, ...
+            skip(prefix.rstrip("/") or ".", f"cannot be listed ({exc.strerror or exc})")
             continue
         for entry in entries:
             if entry.name.startswith(".") and not show_hidden:
                 continue
             rel = f"{prefix}{entry.name}"
             try:
+                link = entry.is_symlink()
+                if link and not follow_symlinks and outside(entry.path):
+                    skip(rel, f"a link to {os.path.realpath(entry.path)}, outside the watched folder "
+                              "(set follow_symlinks: true to follow it)")
+                    continue
                 st = entry.stat()
-            except (FileNotFoundError, PermissionError):
+            except FileNotFoundError:
+                if entry.is_symlink():
+                    skip(rel, "a link to nothing")
+                continue
+            except OSError as exc:
+                skip(rel, f"cannot be read ({exc.strerror or exc})")
                 continue
             if stat.S_ISDIR(st.st_mode):
                 if recursive:
+                    if (st.st_dev, st.st_ino) in seen_dirs:
+                        skip(rel, "a folder already watched through another path (a link loop?)")
+                        continue
+                    seen_dirs.add((st.st_dev, st.st_ino))
                     stack.append((entry.path, f"{rel}/"))
                 continue
             if not stat.S_ISREG(st.st_mode) or not _matches(rel, entry.name, pattern):
@@ -367,7 +405,10 @@ def build_file_watch_sensor(plan: PipelinePlan, job: Any, cfg: FileWatchSensorCo
         if not paths.is_remote(root) and not os.path.isdir(root):  # blob "folders" exist once a blob does
             return dg.SensorResult(skip_reason=f"{root} does not exist (yet)", cursor=context.cursor)
         cursor = FileWatchCursor.parse(context.cursor)
-        files = scan_files(root, cfg.pattern, cfg.recursive)
+        skipped: list[str] = []
+        files = scan_files(root, cfg.pattern, cfg.recursive, follow_symlinks=cfg.follow_symlinks, skipped=skipped)
+        for line in skipped:  # one bad entry never stops the sensor: it is skipped, and said so
+            context.log.warning(f"odibi: skipped {line}")
         limit = None
         busy: str | None = None
         if pdef is None:

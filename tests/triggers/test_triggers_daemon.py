@@ -371,3 +371,38 @@ def test_pipeline_hooks_are_called_by_the_daemon(deployment: Deployment) -> None
     starts = [e for e in events if e["event"] == "pipeline_start"]
     assert {e["run_id"] for e in starts} == runs and all(e["start_time"] for e in starts)
     assert all(e["pipeline_name"] == "landing" for e in events)
+
+
+SENSOR_TICK_LOGS = """
+query($selector: SensorSelector!) { sensorOrError(sensorSelector: $selector) {
+  __typename ... on Sensor { sensorState { ticks(limit: 50) { status error { message }
+    logEvents { events { message level } } } } } } }
+"""
+
+
+def test_a_link_loop_and_a_link_out_of_the_folder_never_stop_the_daemon_sensor(deployment: Deployment) -> None:
+    """One bad entry never stops a sensor: the daemon's ticks skip it, say so in the tick's log
+    (what the UI shows), and the folder's other files still get their runs."""
+    dep = deployment
+    dep.ensure_daemon()
+    outside = dep.root / "outside.csv"
+    write_csv(outside, ["file", "v"], [["outside.csv", 1]])
+    (dep.root / "incoming" / "loop.csv").symlink_to("loop.csv")
+    (dep.root / "incoming" / "outside.csv").symlink_to(outside)
+    _drop(dep, "after_links.csv", rows=2)
+    with dep.instance() as instance:
+        try:
+            wait_for(lambda: [r for r in _sensor_runs(instance)
+                              if r.tags.get("odibi/file") == "after_links.csv" and r.is_finished] or None,
+                     180, 1, "the run of after_links.csv")
+        except TimeoutError:
+            pytest.fail(dep.logs())
+        files = [r.tags.get("odibi/file") for r in _sensor_runs(instance)]
+    assert "outside.csv" not in files and "loop.csv" not in files
+    selector = {"repositoryLocationName": "odibi_test", "repositoryName": "__repository__",
+                "sensorName": FILE_SENSOR}
+    ticks = graphql(dep.port, SENSOR_TICK_LOGS, {"selector": selector})["sensorOrError"]["sensorState"]["ticks"]
+    assert all(t["status"] != "FAILURE" for t in ticks), [t["error"] for t in ticks if t["error"]]
+    messages = [e["message"] for t in ticks for e in t["logEvents"]["events"]]
+    assert any("skipped loop.csv: cannot be read" in m for m in messages), messages[:20]
+    assert any("skipped outside.csv: a link to" in m and "outside the watched folder" in m for m in messages)

@@ -401,3 +401,44 @@ def test_cursor_survives_a_fresh_instance_load(project: Path, dagster_home: Path
 def test_unknown_cursor_versions_are_refused(bad: str) -> None:
     with pytest.raises(ValueError, match="cursor version"):
         FileWatchCursor.parse(bad)
+
+
+def test_links_leaving_the_folder_are_skipped_and_loops_never_stop_the_scan(tmp_path: Path) -> None:
+    root = tmp_path / "incoming"
+    (root / "sub").mkdir(parents=True)
+    outside = tmp_path / "elsewhere"
+    (outside / "deep").mkdir(parents=True)
+    (outside / "secret.csv").write_text("x\n1\n")
+    (outside / "deep" / "more.csv").write_text("x\n1\n")
+    (root / "good.csv").write_text("x\n1\n")
+    (root / "sub" / "nested.csv").write_text("x\n1\n")
+    (root / "inside_link.csv").symlink_to(root / "good.csv")  # stays inside: followed
+    (root / "secret.csv").symlink_to(outside / "secret.csv")  # leaves the folder
+    (root / "sub" / "away").symlink_to(outside / "deep", target_is_directory=True)  # a folder outside
+    (root / "sub" / "loop").symlink_to("..", target_is_directory=True)  # incoming/sub/loop -> incoming
+    (root / "self.csv").symlink_to("self.csv")  # ELOOP: "Too many levels of symbolic links"
+    (root / "gone.csv").symlink_to(root / "missing.csv")  # dangling
+    skipped: list[str] = []
+    files = scan_files(str(root), "*.csv", recursive=True, skipped=skipped)
+    assert sorted(f.rel for f in files) == ["good.csv", "inside_link.csv", "sub/nested.csv"]
+    assert any(s.startswith("secret.csv: a link to") and "outside the watched folder" in s for s in skipped)
+    assert any(s.startswith("sub/away: a link to") for s in skipped)
+    assert any(s.startswith("sub/loop: a folder already watched") for s in skipped)
+    assert any(s.startswith("self.csv: cannot be read") for s in skipped)
+    assert any(s.startswith("gone.csv: a link to nothing") for s in skipped)
+    # Following links out of the folder is an explicit choice.
+    followed = scan_files(str(root), "*.csv", recursive=True, follow_symlinks=True)
+    assert sorted(f.rel for f in followed) == ["good.csv", "inside_link.csv", "secret.csv", "sub/away/more.csv",
+                                               "sub/nested.csv"]
+
+
+def test_a_bad_entry_is_skipped_with_a_warning_and_the_other_files_still_run(project: Path,
+                                                                             instance: dg.DagsterInstance) -> None:
+    defs = build(landing_pipeline(project))
+    drop(project, "a.csv")
+    (project / "incoming" / "loop.csv").symlink_to("loop.csv")
+    outside = project / "outside.csv"
+    write_csv(outside, ["marker", "v"], [["outside", 1]])
+    (project / "incoming" / "outside.csv").symlink_to(outside)
+    result = evaluate_sensor(defs, SENSOR, instance)
+    assert [r.tags["odibi/file"] for r in result.run_requests] == ["a.csv"]
