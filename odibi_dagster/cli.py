@@ -123,7 +123,11 @@ def _run_all(args: argparse.Namespace, job: Any, plan: Any, selection: Any, tag_
     """One Dagster run per tag set (one unless a range is split by the backfill policy)."""
     from odibi_dagster.translate import cli_run
 
-    session = {cli_run.SESSION_TAG: uuid.uuid4().hex}
+    if instance.is_persistent:
+        for run_id in cli_run.fail_orphaned_runs(instance):
+            print(f"odibi-dagster: run {run_id} was left STARTED by a killed odibi-dagster run; marked FAILURE",
+                  file=sys.stderr)
+    session = cli_run.cli_run_tags(uuid.uuid4().hex)
     try:
         return _run_each(args, job, plan, selection, tag_sets, instance, session)
     except KeyboardInterrupt:

@@ -202,7 +202,8 @@ def temp_name(path: str) -> str:
     return f".{basename(path)}.{_HOST_TAG}-{os.getpid()}-{uuid.uuid4().hex[:12]}.tmp"
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this host."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -220,7 +221,7 @@ def is_stale_temp(entry: str, target_name: str, mtime: float, now: float) -> boo
     if match is None or match["name"] != target_name:
         return False
     if match["host"] == _HOST_TAG and match["pid"] is not None:
-        return int(match["pid"]) != os.getpid() and not _pid_alive(int(match["pid"]))
+        return int(match["pid"]) != os.getpid() and not pid_alive(int(match["pid"]))
     return now - mtime > STALE_TEMP_SECONDS
 
 

@@ -17,6 +17,8 @@ from odibi_dagster.translate.plan import PipelinePlan
 PATHS_ENV = "ODIBI_CLI_PATHS"
 JOB_ENV = "ODIBI_CLI_JOB"
 SESSION_TAG = "odibi/cli_invocation"  # one value per `odibi-dagster run`: finds its runs after an interrupt
+PID_TAG = "odibi/cli_pid"
+HOST_TAG = "odibi/cli_host"
 EXECUTOR_ENV = "ODIBI_CLI_EXECUTOR"  # --executor, when given: replaces the pipelines' own setting
 # Loggers are only used when the run config names them: the CLI shows progress lines instead
 # of Dagster's debug console.
@@ -241,6 +243,34 @@ def cancel_unfinished_runs(instance: dg.DagsterInstance, session: dict[str, str]
         instance.report_run_canceled(run, message=f"odibi-dagster run was interrupted by {signal_name}")
         ids.append(run.run_id)
     return ids
+
+
+def cli_run_tags(session: str) -> dict[str, str]:
+    """Tags of every run ``odibi-dagster run`` starts: its invocation, host and pid, so a later
+    invocation can tell a run whose process was killed from one still running."""
+    import socket
+
+    return {SESSION_TAG: session, PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
+
+
+def fail_orphaned_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Mark FAILURE the runs an ``odibi-dagster run`` on this host left unfinished when it was
+    killed (SIGKILL, OOM): Dagster's run monitoring cannot check runs no launcher started."""
+    import socket
+
+    from odibi_dagster.engines.paths import pid_alive
+
+    unfinished = dg.RunsFilter(tags={HOST_TAG: socket.gethostname()}, statuses=[
+        dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED,
+        dg.DagsterRunStatus.CANCELING])
+    failed = []
+    for run in instance.get_runs(filters=unfinished):
+        pid = run.tags.get(PID_TAG, "")
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
+            instance.report_run_failed(run, message=f"the odibi-dagster run process (pid {pid}) that ran this "
+                                                    "run was killed; marked failed by a later odibi-dagster run")
+            failed.append(run.run_id)
+    return failed
 
 
 def story_for(plan: PipelinePlan, run_id: str) -> str | None:

@@ -17,11 +17,12 @@ import yaml
 CLI = str(Path(sys.executable).parent / "odibi-dagster")
 
 SLOW_STEP = '''
-import pathlib, time
+import os, pathlib, time
 
 def slow(df):
     pathlib.Path(__file__).with_name("started").write_text("yes")
-    time.sleep(120)
+    if os.environ.get("ODIBI_TEST_SLOW") != "0":
+        time.sleep(120)
     return df
 '''
 
@@ -87,3 +88,27 @@ def test_an_interrupt_before_any_run_prints_no_traceback(tmp_path: Path) -> None
     assert "Traceback" not in err and "interrupted by SIGINT" in err
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
         assert all(r.status != dg.DagsterRunStatus.STARTED for r in instance.get_runs())
+
+
+def test_a_run_left_started_by_a_sigkill_is_failed_by_the_next_invocation(tmp_path: Path) -> None:
+    config, env = _project(tmp_path)
+    args = [CLI, "run", str(config), "--partition", "2024-01-01"]
+    proc = subprocess.Popen(args, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "started").exists():
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=60)
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        [killed] = instance.get_runs()
+        assert killed.status == dg.DagsterRunStatus.STARTED  # nothing could mark it: the process is gone
+    again = subprocess.run(args, env={**env, "ODIBI_TEST_SLOW": "0"}, cwd=tmp_path, capture_output=True, text=True,
+                           timeout=300, check=False)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"run {killed.run_id} was left STARTED by a killed odibi-dagster run; marked FAILURE" in again.stderr
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        statuses = {r.run_id: r.status for r in instance.get_runs()}
+        assert statuses.pop(killed.run_id) == dg.DagsterRunStatus.FAILURE
+        assert list(statuses.values()) == [dg.DagsterRunStatus.SUCCESS]
