@@ -20,11 +20,14 @@ from odibi_dagster.config.errors import ConfigValidationError
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
+    from odibi_dagster.config.loaders import discover
     from odibi_dagster.config.validation import load_pipelines
 
     failed = False
     names: dict[str, str] = {}
-    for path in args.paths:
+    # File by file: the valid configs of a folder are listed even when others fail.
+    files = [f for path in args.paths for f in (discover(path) if Path(path).is_dir() and discover(path) else [path])]
+    for path in files:
         try:
             pipelines = load_pipelines(path, project=args.project, enabled_only=not args.all_rows)
         except ConfigValidationError as exc:
@@ -41,8 +44,19 @@ def _cmd_validate(args: argparse.Namespace) -> int:
                 print(f"{source}: pipeline: pipeline: pipeline name '{p.name}' is also used by {names[p.name]}")
                 continue
             names[p.name] = source
-            print(f"{source}: ok: pipeline '{p.name}', {len(p.steps)} steps")
+            print(f"{source}: ok: pipeline '{p.name}', {len(p.steps)} steps{_root_note(p)}")
     return 1 if failed else 0
+
+
+def _root_note(pipeline: Any) -> str:
+    """Where relative paths resolve, when that is not the config's own folder or is ambiguous."""
+    root, alternatives = pipeline.data_root.resolve(), pipeline.data_root_alternatives
+    if root == pipeline.config_dir.resolve() and not alternatives:
+        return ""
+    note = f"; relative paths resolve against {root} (ODIBI project root)"
+    if alternatives:
+        note += f"; {', '.join(str(a) for a in alternatives)} holds the same sources (use --base-dir to choose)"
+    return note
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:
@@ -84,14 +98,34 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 1
     jobs = cli_run.pipeline_jobs()
     if args.pipeline:
-        jobs = [j for j in jobs if j == args.pipeline]
+        jobs = [j for j in jobs if j == args.pipeline or cli_run.plan_for(j).name == args.pipeline]
         if not jobs:
             print(f"error: no pipeline named '{args.pipeline}'", file=sys.stderr)
             return 2
-    if len(jobs) != 1:
-        print(f"error: {len(jobs)} pipelines found ({', '.join(jobs)}); choose one with --pipeline", file=sys.stderr)
+    if len(jobs) > 1 and args.select:
+        print(f"error: --select names steps of one pipeline; {len(jobs)} pipelines found ({', '.join(jobs)}): "
+              "choose one with --pipeline", file=sys.stderr)
         return 2
-    job_name = jobs[0]
+    # Every pipeline the paths hold, one after the other (each its own job and runs), as ODIBI
+    # runs every enabled row of a config table.
+    outcomes: dict[str, int] = {}
+    for job_name in jobs:
+        code = _run_pipeline(argparse.Namespace(**vars(args)), defs, job_name)
+        outcomes[cli_run.plan_for(job_name).name] = code
+        if code >= 128:  # interrupted: run nothing more
+            break
+    if len(jobs) > 1:
+        parts = [f"'{name}' " + ("succeeded" if code == 0 else "FAILED" if code == 1 else "not run" if code == 2
+                                 else "interrupted") for name, code in outcomes.items()]
+        print(f"odibi-dagster: {len(outcomes)} of {len(jobs)} pipelines: {', '.join(parts)}",
+              file=sys.stdout if all(c == 0 for c in outcomes.values()) else sys.stderr)
+    return max(outcomes.values(), default=0)
+
+
+def _run_pipeline(args: argparse.Namespace, defs: Any, job_name: str) -> int:
+    """Run one pipeline of the CLI's paths: 0 success, 1 failed, 2 usage error, 128+N interrupted."""
+    from odibi_dagster.translate import cli_run
+
     os.environ[cli_run.JOB_ENV] = job_name
     job = defs.resolve_job_def(job_name)
     try:
@@ -108,7 +142,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 # Fail before a run exists: a run without a key cannot render {{ partition_key }}.
                 print(f"error: {cli_run.describe_partitions(plan, job, instance)}", file=sys.stderr)
                 return 2
-            tag_sets = cli_run.run_tag_sets(job, plan, args.partition, instance)
+            partition = args.partition if job.partitions_def is not None else None
+            tag_sets = cli_run.run_tag_sets(job, plan, partition, instance)
             return _run_all(args, job, plan, selection, tag_sets, instance)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

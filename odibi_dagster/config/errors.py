@@ -17,10 +17,15 @@ class Problem:
 
     def __str__(self) -> str:
         where = self.file if self.line is None else f"{self.file}:{self.line}"
-        step = f"step '{self.step}'" if self.step is not None else "pipeline"
-        field = self.field or "-"
+        parts = [where]
+        if self.step is not None:
+            parts.append(f"step '{self.step}'")
+        elif self.field is not None:
+            parts.append("pipeline")
+        if self.field is not None:
+            parts.append(self.field)
         # One problem, one line: newlines from the config (a step name, a value) are shown escaped.
-        text = f"{where}: {step}: {field}: {self.message}"
+        text = ": ".join([*parts, self.message])
         return text.replace("\r", "\\r").replace("\n", "\\n")
 
 

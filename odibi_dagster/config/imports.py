@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -69,3 +70,72 @@ def resolve_callable(path: str, search_dirs: Iterable[Path] = ()) -> Callable[..
     if not callable(fn):
         raise FunctionImportError(f"'{path}' is not callable")
     return fn
+
+
+def bind_inputs(fn: Callable[..., Any], inputs: Mapping[str, Any], params: Mapping[str, Any]
+                ) -> tuple[list[Any], dict[str, Any]]:
+    """How a ``function`` step calls ``fn``: ``(args, kwargs)``.
+
+    Inputs go by their logical names when the function has parameters of those names (or
+    ``**kwargs``). A function written as in ODIBI's docs, ``def calculate_metrics(df)`` for
+    ``inputs: {data: raw_sales}``, gets its single input positionally. Raises ``TypeError``
+    naming the parameter when the step's inputs cannot be passed (see :func:`binding_problem`).
+    """
+    problem = binding_problem(fn, list(inputs), list(params))
+    if problem is not None:
+        raise TypeError(problem)
+    if _by_name(fn, list(inputs)):
+        return [], {**inputs, **params}
+    return [next(iter(inputs.values()))], dict(params)
+
+
+def _parameters(fn: Callable[..., Any]) -> list[inspect.Parameter] | None:
+    try:
+        return list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):  # builtins without a signature: trust the config
+        return None
+
+
+def _by_name(fn: Callable[..., Any], inputs: list[str]) -> bool:
+    parameters = _parameters(fn)
+    if parameters is None or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return True
+    names = {p.name for p in parameters if p.kind is not inspect.Parameter.POSITIONAL_ONLY}
+    return set(inputs) <= names
+
+
+def binding_problem(fn: Callable[..., Any], inputs: list[str], params: list[str]) -> str | None:
+    """Why ``fn`` cannot take a step's inputs and params, naming the parameter; None if it can."""
+    parameters = _parameters(fn)
+    if parameters is None:
+        return None
+    name = getattr(fn, "__qualname__", getattr(fn, "__name__", "function"))
+    shown = f"{name}({', '.join(str(p) for p in parameters)})"
+    keywords = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+    accepted = {p.name for p in parameters if p.kind not in (inspect.Parameter.POSITIONAL_ONLY,
+                                                             inspect.Parameter.VAR_POSITIONAL,
+                                                             inspect.Parameter.VAR_KEYWORD)}
+    if not keywords:
+        unknown = [p for p in params if p not in accepted]
+        if unknown:
+            return f"{shown} has no parameter '{unknown[0]}' for params.{unknown[0]}"
+    if _by_name(fn, inputs):
+        passed = set(inputs) | set(params)
+    elif len(inputs) == 1:
+        positional = [p for p in parameters if p.kind in (inspect.Parameter.POSITIONAL_ONLY,
+                                                          inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                                          inspect.Parameter.VAR_POSITIONAL)]
+        if not positional or positional[0].name in params:
+            return (f"{shown} cannot take input '{inputs[0]}': it has no parameter of that name and no free "
+                    "first parameter to pass it to")
+        passed = {positional[0].name} | set(params)
+    else:
+        missing = [i for i in inputs if i not in accepted]
+        return (f"{shown} has no parameter '{missing[0]}' for input '{missing[0]}' (several inputs are passed "
+                "by name: name the parameters after the step's logical inputs)")
+    required = [p.name for p in parameters if p.default is inspect.Parameter.empty
+                and p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                               inspect.Parameter.KEYWORD_ONLY) and p.name not in passed]
+    if required:
+        return f"{shown}: parameter '{required[0]}' gets no value (not an input of the step, not in its params)"
+    return None

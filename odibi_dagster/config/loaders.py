@@ -59,10 +59,14 @@ class RawPipeline:
     problems: list[Problem] = field(default_factory=list)
     default_name: str | None = None
     key_lines: dict[str, int] = field(default_factory=dict)  # top-level key of a document -> line number
+    # ODIBI's own forms (a bare list of steps, a SQLite or CSV table) resolve relative paths
+    # against ODIBI's project root; pipeline documents against their own folder.
+    odibi_format: bool = False
 
 
 def discover(path: str | Path) -> list[Path]:
-    """The config files at ``path``: the file itself, or every config in a directory.
+    """The config files at ``path``: the file itself, or every config in a directory and its
+    sub-folders.
 
     In a directory, CSV files without ODIBI's columns, SQLite databases without a
     ``transformation_config`` table and JSON/YAML files that are clearly data (no step or
@@ -72,8 +76,10 @@ def discover(path: str | Path) -> list[Path]:
     p = Path(path)
     if p.is_dir():
         found = []
-        for child in sorted(p.iterdir()):
-            if child.is_file() and child.suffix.lower() in CONFIG_SUFFIXES and not child.name.startswith("."):
+        # Sub-folders too (hidden ones, such as .odibi/ working files, are skipped).
+        children = sorted(c for c in p.rglob("*") if not any(part.startswith(".") for part in c.relative_to(p).parts))
+        for child in children:
+            if child.is_file() and child.suffix.lower() in CONFIG_SUFFIXES:
                 suffix = child.suffix.lower()
                 if suffix in CSV_SUFFIXES and not _looks_like_step_csv(child):
                     continue  # a data file next to the configs
@@ -197,7 +203,8 @@ def _read_json(p: Path) -> RawPipeline:
     if doc is None:
         return _failed(p, "JSON config must be an array of steps or an object")
     raw = RawPipeline(str(p), doc, lines=_json_step_lines(text, doc), default_name=p.stem,
-                      key_lines=_json_key_lines(text) if isinstance(data, dict) else {})
+                      key_lines=_json_key_lines(text) if isinstance(data, dict) else {},
+                      odibi_format=isinstance(data, list))
     for name, key in duplicates:
         raw.problems.append(Problem(str(p), name, key, f"duplicate key '{key}' (JSON keeps only the last)"))
     return raw
@@ -292,7 +299,7 @@ def _read_yaml(p: Path) -> RawPipeline:
     if doc is None:
         return _failed(p, "YAML config must be a list of steps or a mapping")
     raw = RawPipeline(str(p), doc, lines=_yaml_step_lines(node), default_name=p.stem,
-                      key_lines=_yaml_key_lines(node))
+                      key_lines=_yaml_key_lines(node), odibi_format=isinstance(data, list))
     raw.problems.extend(_yaml_duplicate_keys(node, str(p)))
     return raw
 
@@ -429,6 +436,8 @@ def _row_to_step(row: dict[str, Any], file: str, rownum: int, problems: list[Pro
         if key in LOWERCASE_COLUMNS and isinstance(value, str):
             value = value.strip().lower()  # ODIBI stores 'Ingest', 'SQL', 'Pandas'
         step[key] = value
+    if "type" not in step and step.get("layer", "transform") == "transform":
+        step["type"] = "sql"  # ODIBI's SQLite loader: a NULL StepType of a transform is SQL
     return step
 
 
@@ -464,13 +473,14 @@ def _rows_to_raw(
         items = next(iter(by_project.values()), [])
         name = project or default_name
         return [RawPipeline(file, {"steps": [s for _, s in items]}, {i: r for i, (r, _) in enumerate(items)},
-                            problems, name)]
+                            problems, name, odibi_format=True)]
     # Several projects in one table: one pipeline per project (rows without a project: the file's name).
     raws = []
     for n, (proj, items) in enumerate(sorted(by_project.items(), key=lambda kv: str(kv[0] or ""))):
         name = proj or default_name
         raws.append(RawPipeline(file, {"pipeline": name, "steps": [s for _, s in items]},
-                                {i: r for i, (r, _) in enumerate(items)}, problems if n == 0 else [], name))
+                                {i: r for i, (r, _) in enumerate(items)}, problems if n == 0 else [], name,
+                                odibi_format=True))
     return raws
 
 

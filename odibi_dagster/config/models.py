@@ -358,6 +358,10 @@ class PipelineConfig(_Strict):
         return {k: (str(x).lower() if isinstance(x, bool) else _scalar_text(x)) for k, x in v.items()}
 
     _source: Path | None = PrivateAttr(default=None)
+    # Set by validation for ODIBI's own forms (see config.roots): the ODIBI project root, and
+    # other folders that hold the same sources (an ambiguity `validate` reports).
+    _data_root: Path | None = PrivateAttr(default=None)
+    _data_root_alternatives: tuple[Path, ...] = PrivateAttr(default=())
 
     @property
     def source(self) -> Path | None:
@@ -376,6 +380,28 @@ class PipelineConfig(_Strict):
     @property
     def config_dir(self) -> Path:
         return self._source.parent if self._source is not None else Path.cwd()
+
+    @property
+    def data_root(self) -> Path:
+        """The folder relative paths resolve against: the config's own, or for ODIBI's own
+        config forms the ODIBI project root (see ``odibi_dagster.config.roots``)."""
+        return self._data_root if self._data_root is not None else self.config_dir
+
+    @property
+    def data_root_alternatives(self) -> tuple[Path, ...]:
+        """Other folders that hold this ODIBI-form config's sources as well as :attr:`data_root`."""
+        return self._data_root_alternatives
+
+    @property
+    def module_dirs(self) -> list[Path]:
+        """Folders ``function`` steps and hooks import their modules from: the config's, and
+        the data root (ODIBI imports from its working directory, the project root)."""
+        return list(dict.fromkeys([self.config_dir, self.data_root]))
+
+    def with_data_root(self, root: Path, alternatives: tuple[Path, ...] = ()) -> PipelineConfig:
+        self._data_root = root
+        self._data_root_alternatives = alternatives
+        return self
 
     def with_source(self, source: Path | None) -> PipelineConfig:
         self._source = source

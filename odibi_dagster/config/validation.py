@@ -7,6 +7,7 @@ names found", "Circular dependency: a → b → a", "has invalid layer").
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 import re
 import zoneinfo
@@ -20,7 +21,7 @@ import sqlglot
 from pydantic import ValidationError
 
 from odibi_dagster.config.errors import ConfigValidationError, Problem
-from odibi_dagster.config.imports import FunctionImportError, resolve_callable
+from odibi_dagster.config.imports import FunctionImportError, binding_problem, resolve_callable
 from odibi_dagster.config.loaders import RawPipeline, discover, read_raw
 from odibi_dagster.config.models import (
     DATA_LAYERS,
@@ -36,6 +37,8 @@ from odibi_dagster.config.models import (
     Step,
 )
 from odibi_dagster.config.names import dagster_name
+from odibi_dagster.config.roots import odibi_project_root
+from odibi_dagster.config.sources import check_columns, check_sources
 from odibi_dagster.config.sql import dialect_for, parse_sql, referenced_tables
 from odibi_dagster.config.templating import (
     KNOWN_VARIABLES,
@@ -47,6 +50,8 @@ from odibi_dagster.config.templating import (
     template_variables,
 )
 
+# Whether validation also checks remote sources (abfs://, s3://...): `validate --check-sources`.
+CHECK_REMOTE_SOURCES: contextvars.ContextVar[bool] = contextvars.ContextVar("odibi_check_remote", default=False)
 # Longest chain of dependent steps a pipeline may have: Dagster walks its graph recursively,
 # and build_definitions raises the recursion limit to match (see translate.definitions).
 MAX_CHAIN_DEPTH = 10_000
@@ -433,7 +438,7 @@ def _parses(sql: str, dialect: str) -> bool:
 def _check_step_details(pipeline: PipelineConfig, steps: list[Step], col: _Collector) -> None:
     partitioned = pipeline.partitions is not None
     connect_steps = {s.name for s in steps if s.layer == "connect"}
-    search = [pipeline.config_dir]
+    search = pipeline.module_dirs
     for s in steps:
         engine = s.engine or pipeline.engine
         texts_ok = _check_templates(s.value, "value", s, partitioned, col)
@@ -452,9 +457,15 @@ def _check_step_details(pipeline: PipelineConfig, steps: list[Step], col: _Colle
                 col.add(s, "value", "function step has an empty value (expected 'package.module.function')")
             else:
                 try:
-                    resolve_callable(s.value, search)
+                    fn = resolve_callable(s.value, search)
                 except FunctionImportError as exc:
                     col.add(s, "value", str(exc))
+                else:
+                    # A connection's params are known only at run time: such steps are checked then.
+                    problem = None if "connection" in s.params else binding_problem(fn, list(s.inputs),
+                                                                                     list(s.params))
+                    if problem is not None:
+                        col.add(s, "inputs" if s.inputs and "input" in problem else "value", problem)
         conn = s.params.get("connection")
         if conn is not None and (not isinstance(conn, str) or conn not in connect_steps):
             known = ", ".join(sorted(connect_steps)) or "none"
@@ -613,7 +624,7 @@ def _check_pipeline(pipeline: PipelineConfig, steps: list[Step], col: _Collector
             col.add(None, f"hooks[{i}].event",
                     f"unknown event '{hook.event}' (valid: {', '.join(VALID_EVENTS)}){hint}")
         try:
-            resolve_callable(hook.function, [pipeline.config_dir])
+            resolve_callable(hook.function, pipeline.module_dirs)
         except FunctionImportError as exc:
             col.add(None, f"hooks[{i}].function", str(exc))
         for name in hook.steps or []:
@@ -649,10 +660,20 @@ def validate_raw(raw: RawPipeline) -> tuple[PipelineConfig | None, list[Problem]
     _check_inputs_and_cycles(steps, col)
     if pipeline is not None:
         pipeline = pipeline.model_copy(update={"steps": steps}).with_source(source)
+        if raw.odibi_format:
+            root, others = odibi_project_root(pipeline)
+            pipeline.with_data_root(root, tuple(others))
         _check_step_details(pipeline, steps, col)
         _check_pipeline(pipeline, steps, col)
     if raw.document.get("steps") and not steps and not col.problems:
         col.add(None, "steps", "Config is empty - no enabled steps found")
+    if pipeline is not None and not col.problems:
+        # Before any run: sources exist, and SQL binds against the columns flowing into it.
+        def report(step: Step, field: str, message: str) -> None:
+            col.add(step, field, message)
+
+        schemas = check_sources(pipeline, steps, report, check_remote=CHECK_REMOTE_SOURCES.get())
+        check_columns(pipeline, steps, schemas, report)
     if col.problems:
         return None, col.problems
     return pipeline, []

@@ -372,8 +372,22 @@ _CSV_ALIASES = {
     "column_names": "names",
 }
 _CSV_READ_PARAMS = (
-    _CSV_PASSTHROUGH | set(_CSV_ALIASES) | {"header", "dtype", "columns", "usecols", "nrows", "parse_dates"}
+    _CSV_PASSTHROUGH | set(_CSV_ALIASES)
+    | {"header", "dtype", "columns", "usecols", "nrows", "parse_dates", "keep_default_na"}
 )
+# pandas' default ``na_values`` (``pandas._libs.parsers.STR_NA_VALUES``), which ODIBI's pandas
+# engine reads as nulls: the same file gives the same COUNT(col) on both. ``na_values`` adds to
+# them; ``keep_default_na: false`` keeps only the ones given (empty fields stay null).
+PANDAS_NA_VALUES = ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+                    "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null")
+
+
+def _null_tokens(params: Mapping[str, Any]) -> list[str]:
+    given = params.get("na_values", params.get("nullstr"))
+    extra = [] if given is None else [str(v) for v in _as_list(given)]
+    keep_default = params.get("keep_default_na", True) not in (False, "false", "False", 0)
+    tokens = [*(PANDAS_NA_VALUES if keep_default else ("",)), *extra]
+    return list(dict.fromkeys(tokens))
 
 
 def read_csv(
@@ -384,8 +398,9 @@ def read_csv(
     _check_params("csv", "reader", params, _CSV_READ_PARAMS)
     named: dict[str, Any] = {"delim": "\t"} if tsv else {}
     columns = limit = parse_dates = None
+    named["nullstr"] = _null_tokens(params)
     for key, value in params.items():
-        if key in _COMMON_PARAMS:
+        if key in _COMMON_PARAMS or key in ("na_values", "nullstr", "keep_default_na"):
             continue
         if key == "header":
             named["header"] = _header_flag(value)
@@ -858,7 +873,40 @@ _JSON_WRITE_PARAMS = {
     "timestampformat",
     "timestamp_format",
     "index",
+    # pandas' to_json keywords (ODIBI's pandas engine): honoured by writing the document in Python.
+    "indent",
+    "force_ascii",
+    "date_unit",
 }
+_PANDAS_DATE_FORMATS = ("iso", "epoch")
+
+
+def _json_document(conn: duckdb.DuckDBPyConnection, rel: duckdb.DuckDBPyRelation, path: str, *, indent: Any,
+                   force_ascii: bool, epoch_unit: str | None) -> int:
+    """``rel`` as one JSON array of records, the way pandas' ``to_json(orient="records")``
+    lays it out with ``indent``/``force_ascii``; dates ISO, or epoch numbers in ``epoch_unit``."""
+    import json
+
+    scale = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+    columns = []
+    for name, dtype in zip(rel.columns, rel.types, strict=True):
+        kind = str(dtype).upper()
+        if epoch_unit is not None and (kind.startswith("TIMESTAMP") or kind == "DATE"):
+            columns.append(f"CAST(round(epoch({quote_ident(name)}) * {scale[epoch_unit]}) AS BIGINT) "
+                           f"AS {quote_ident(name)}")
+        else:
+            columns.append(quote_ident(name))
+    out = rel.select(", ".join(columns)) if columns else rel
+    records = [dict(zip(out.columns, row, strict=True)) for row in out.fetchall()]
+
+    def default(value: Any) -> Any:
+        return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+    text = json.dumps(records, indent=int(indent) if indent is not None else None, ensure_ascii=force_ascii,
+                      default=default)
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    return len(records)
 
 
 def write_json(
@@ -878,6 +926,21 @@ def write_json(
     orient = params.pop("orient", "records")
     if orient != "records":
         raise ValueError(f"{fmt} writer: orient={orient!r} is not supported; only 'records'")
+    # pandas spellings: date_format iso | epoch (with date_unit), indent, force_ascii.
+    pandas_dates = params.get("date_format") in _PANDAS_DATE_FORMATS
+    epoch_unit = str(params.pop("date_unit", "ms")) if params.get("date_format") == "epoch" else None
+    if pandas_dates:
+        params.pop("date_format")
+    params.pop("date_unit", None)
+    indent, force_ascii = params.pop("indent", None), params.pop("force_ascii", None)
+    if indent is not None or force_ascii or epoch_unit is not None:
+        if lines or mode == "append" or params.get("compression") not in (None, "none", "auto"):
+            raise ValueError(f"{fmt} writer: indent/force_ascii/date_format='epoch' write one JSON document; "
+                             "they cannot be combined with lines, mode='append' or compression")
+        with paths.atomic_output(target) as tmp:
+            rows = _json_document(conn, rel, tmp, indent=indent, force_ascii=bool(force_ascii),
+                                  epoch_unit=epoch_unit)
+        return WriteInfo(uri=str(target), format=fmt, rows=rows, extra={"mode": mode})
     aliases = {"date_format": "dateformat", "timestamp_format": "timestampformat"}
     opts: dict[str, Any] = {"format": "json"}
     if not lines:

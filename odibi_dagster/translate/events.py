@@ -33,7 +33,7 @@ def deliver(pipeline: PipelineConfig, event: str, data: dict[str, Any], *,
     errors: list[str] = []
     for hook in hooks_for(pipeline, event, step):
         try:
-            fn = resolve_callable(hook.function, [pipeline.config_dir])
+            fn = resolve_callable(hook.function, pipeline.module_dirs)
             fn(dict(payload))
         except Exception as exc:  # a broken hook must not fail the pipeline
             msg = f"odibi hook {hook.function} for {event} raised {type(exc).__name__}: {exc}"

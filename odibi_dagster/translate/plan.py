@@ -154,8 +154,10 @@ def make_plan(pipeline: PipelineConfig, key_for, base_dir: str | os.PathLike[str
         data_root = base_str if "://" in base_str else str(Path(base_str).resolve())
         work_dir = data_root if "://" in data_root else os.path.join(data_root, ".odibi")
     else:
-        data_root = str(config_dir)
-        work_dir = os.path.join(data_root, ".odibi")
+        # The config's folder, or ODIBI's project root for ODIBI's own config forms; working
+        # files stay beside the config either way (where `odibi-dagster story` looks).
+        data_root = str(pipeline.data_root.resolve())
+        work_dir = os.path.join(str(config_dir), ".odibi")
     asset_keys = {ds: key_for(s, ds) for s in pipeline.steps if s.layer in DATA_LAYERS for ds in s.outputs.values()}
     sink_keys = {s.name: key_for(s, None) for s in pipeline.steps if s.layer in ("store", "publish")}
     producers = {ds: s.name for s in pipeline.steps for ds in s.outputs.values()}

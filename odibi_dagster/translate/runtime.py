@@ -19,7 +19,7 @@ from typing import Any
 
 import dagster as dg
 
-from odibi_dagster.config.imports import resolve_callable
+from odibi_dagster.config.imports import bind_inputs, resolve_callable
 from odibi_dagster.config.models import Step
 from odibi_dagster.config.sql import dialect_for
 from odibi_dagster.config.templating import EnvNamespace, render_params, render_sql, render_text
@@ -428,7 +428,7 @@ def run_data_step(
             params = execution.params()
             if step.layer == "ingest" and step.type == "function":
                 # A custom reader: the function takes the step's params and returns a frame.
-                frames = {None: resolve_callable(step.value, [plan.pipeline.config_dir])(**params)}
+                frames = {None: resolve_callable(step.value, plan.pipeline.module_dirs)(**params)}
             elif step.layer == "ingest" and step.type == "api":
                 frames = {None: read_api(execution.render_value(), params)}
             elif step.layer == "ingest":
@@ -443,12 +443,16 @@ def run_data_step(
                     ctx.register_temp(name, ref)
                 frames = {None: ctx.execute_sql(sql_text)}
             else:  # function
-                fn = resolve_callable(step.value, [plan.pipeline.config_dir])
+                fn = resolve_callable(step.value, plan.pipeline.module_dirs)
                 # Functions get the engine's own frames: pandas on pandas, Spark DataFrames on Spark.
                 native = execution.engine == "spark"
                 frames_in = {name: ctx.load(ref) if native else ctx.to_pandas(ctx.load(ref))
                              for name, ref in inputs.items()}
-                result = fn(**frames_in, **params)
+                try:
+                    args, kwargs = bind_inputs(fn, frames_in, params)
+                except TypeError as exc:
+                    raise dg.Failure(description=f"step '{step.name}': {exc}") from None
+                result = fn(*args, **kwargs)
                 if isinstance(result, dict):
                     missing = set(step.outputs) - set(result)
                     if missing:

@@ -102,8 +102,8 @@ def test_validate_missing_path_and_empty_directory(files, capsys, tmp_path) -> N
     code, out, err = run_main(capsys, "validate", str(tmp_path / "nope.yaml"), str(tmp_path / "empty"))
     assert code == 1
     assert out == [
-        f"{tmp_path / 'nope.yaml'}: pipeline: -: Config source not found",
-        f"{tmp_path / 'empty'}: pipeline: -: no config files found",
+        f"{tmp_path / 'nope.yaml'}: Config source not found",
+        f"{tmp_path / 'empty'}: no config files found",
     ]
     assert "Traceback" not in err
 

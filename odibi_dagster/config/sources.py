@@ -1,0 +1,255 @@
+"""Validation before the run: every file source exists, and every SQL step's columns exist.
+
+Sources are the ingest steps' local paths, rendered with the pipeline's first partition key;
+globs must match a file; remote paths are checked only when asked (``validate
+--check-sources``). Schemas come from the sources themselves (DuckDB reads a sample: a
+``LIMIT 0`` scan) and flow through the SQL steps: each SQL step is bound by DuckDB against
+empty tables of its inputs' schemas (Spark SQL through sqlglot's schema-aware qualifier), and
+its result schema becomes its outputs'. A function step, a database source or an unknown
+format ends the propagation for what depends on it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import glob as globlib
+import os
+import re
+from collections.abc import Callable
+from typing import Any
+
+from odibi_dagster.config.models import PipelineConfig, Step
+from odibi_dagster.config.sql import dialect_for
+from odibi_dagster.config.templating import has_template, render_params, render_sql, render_text, sample_variables
+
+# (step, field, message) -> recorded by the caller's collector
+Report = Callable[[Step, str, str], None]
+Schema = list[tuple[str, str]]  # (column, DuckDB type)
+
+_BINDER_COLUMN = re.compile(r'Referenced column "(?P<col>[^"]+)" not found')
+_BINDER_TABLE = re.compile(r'Table with name (?P<table>\S+) does not exist')
+
+
+def _partition_variables(pipeline: PipelineConfig) -> dict[str, Any] | None:
+    """Template variables for the pipeline's first partition (None: dynamic, no key to try)."""
+    variables = sample_variables(partitioned=pipeline.partitions is not None)
+    if pipeline.partitions is None:
+        return variables
+    if pipeline.partitions.type == "dynamic":
+        return None
+    from odibi_dagster.triggers.partitions import build_partitions_def
+
+    pdef = build_partitions_def(pipeline.partitions, pipeline.name)
+    keys = pdef.get_partition_keys() if pdef is not None else []
+    if not keys:
+        return None
+    variables.update(partition_key=keys[0], partition_keys=[keys[0]])
+    return variables
+
+
+def _fed_by_sensor(pipeline: PipelineConfig, step: Step) -> bool:
+    return any(getattr(sensor, "step", None) == step.name for sensor in pipeline.sensors)
+
+
+def _local_source(pipeline: PipelineConfig, step: Step, variables: dict[str, Any]) -> str | None:
+    """The rendered source path of a file ingest (None: not a file read this check can do)."""
+    if step.layer != "ingest" or step.type in ("function", "api", "sql") or not step.value.strip():
+        return None
+    if "connection" in step.params or _has_secret(step.params) or "env." in step.value:
+        return None
+    value = render_text(step.value, variables) if has_template(step.value) else step.value
+    if "://" in value and not value.startswith("file://"):
+        return value  # remote: checked only with check_remote
+    value = value.removeprefix("file://")
+    return value if os.path.isabs(value) else os.path.normpath(os.path.join(pipeline.data_root.resolve(), value))
+
+
+def _has_secret(value: Any) -> bool:
+    if isinstance(value, dict):
+        return "secret" in value or any(_has_secret(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_secret(v) for v in value)
+    return False
+
+
+def _written_by_pipeline(pipeline: PipelineConfig, path: str, variables: dict[str, Any]) -> bool:
+    for s in pipeline.steps:
+        if s.layer in ("store", "publish") and s.value and "://" not in s.value:
+            target = render_text(s.value, variables) if has_template(s.value) else s.value
+            full = target if os.path.isabs(target) else os.path.join(pipeline.data_root.resolve(), target)
+            if os.path.normpath(full) == os.path.normpath(path):
+                return True
+    return False
+
+
+def check_sources(pipeline: PipelineConfig, steps: list[Step], report: Report, *, check_remote: bool = False
+                  ) -> dict[str, Schema]:
+    """Report missing sources; return the schema of every dataset whose columns are known."""
+    variables = _partition_variables(pipeline)
+    if variables is None:
+        return {}
+    known: dict[str, Schema] = {}
+    readable: dict[str, tuple[str, dict[str, Any]]] = {}
+    for step in steps:
+        if _fed_by_sensor(pipeline, step):
+            continue  # the sensor hands it the file it found: the step's own value is a default
+        try:
+            path = _local_source(pipeline, step, variables)
+        except Exception:
+            continue
+        if path is None or _written_by_pipeline(pipeline, path, variables):
+            continue
+        where = " (rendered with the first partition key)" if has_template(step.value) else ""
+        if "://" in path:
+            if check_remote and not _remote_exists(path):
+                report(step, "value", f"source not found: {path}{where}")
+            continue
+        if any(c in path for c in "*?["):
+            if not globlib.glob(path, recursive=True):
+                report(step, "value", f"source not found: no file matches {path}{where}")
+                continue
+        elif not os.path.exists(path):
+            report(step, "value", f"source not found: {path}{where}")
+            continue
+        readable[step.name] = (path, render_params(dict(step.params), variables))
+    if not readable:
+        return known
+    import duckdb
+
+    from odibi_dagster.engines import formats
+
+    conn = duckdb.connect()
+    try:
+        for step in steps:
+            if step.name not in readable:
+                continue
+            path, params = readable[step.name]
+            try:
+                rel = formats.read_source(conn, path, **params)
+                schema = list(zip(rel.columns, [str(t) for t in rel.types], strict=True))
+            except Exception:
+                continue
+            for dataset in step.outputs.values():
+                known[dataset] = schema
+    finally:
+        conn.close()
+    return known
+
+
+def _remote_exists(path: str) -> bool:
+    from odibi_dagster.engines import paths
+
+    try:
+        fs = paths.fs_for(path)
+        return bool(fs.glob(path)) if any(c in path for c in "*?[") else bool(fs.exists(path))
+    except Exception:
+        return False
+
+
+def check_columns(pipeline: PipelineConfig, steps: list[Step], known: dict[str, Schema], report: Report) -> None:
+    """Bind every SQL transform whose inputs' schemas are known; report unknown columns."""
+    if not known:
+        return
+    variables = _partition_variables(pipeline) or sample_variables(pipeline.partitions is not None)
+    import duckdb
+
+    conn = duckdb.connect()
+    try:
+        # Steps come in config order, a producer may come after its consumer: loop to a fixpoint.
+        pending = [s for s in steps if s.layer == "transform" and s.type == "sql" and s.value.strip()]
+        progress = True
+        while pending and progress:
+            progress = False
+            for step in list(pending):
+                if not all(ds in known for ds in step.inputs.values()):
+                    continue
+                pending.remove(step)
+                progress = True
+                schema = _bind(conn, pipeline, step, known, variables, report)
+                if schema is not None:
+                    for dataset in step.outputs.values():
+                        known[dataset] = schema
+    finally:
+        conn.close()
+
+
+def _bind(conn: Any, pipeline: PipelineConfig, step: Step, known: dict[str, Schema], variables: dict[str, Any],
+          report: Report) -> Schema | None:
+    import duckdb
+
+    engine = step.engine or pipeline.engine
+    dialect = dialect_for(engine)
+    try:
+        sql = render_sql(step.value, variables, dialect)
+    except Exception:
+        return None
+    if dialect == "spark":
+        return _qualify_spark(step, sql, known, report)
+    schema = f"odibi_check_{abs(hash(step.name))}"
+    conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+    conn.execute(f'SET schema = "{schema}"')
+    try:
+        for logical, dataset in step.inputs.items():
+            cols = ", ".join(f'{_ident(c)} {t}' for c, t in known[dataset]) or "_ INTEGER"
+            conn.execute(f"CREATE OR REPLACE TABLE {_ident(logical)} ({cols})")
+        try:
+            rel = conn.sql(sql)
+            if rel is None:
+                return None
+            return list(zip(rel.columns, [str(t) for t in rel.types], strict=True))
+        except duckdb.BinderException as exc:
+            report(step, "value", _binder_message(str(exc), step, known))
+            return None
+        except duckdb.Error:
+            return None  # anything else (a function DuckDB lacks, a parser quirk) is the run's to report
+    finally:
+        conn.execute("SET schema = 'main'")
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _binder_message(text: str, step: Step, known: dict[str, Schema]) -> str:
+    """DuckDB's binder error as ``column 'idd' not found in input 'data'; did you mean 'id'?``."""
+    first = text.splitlines()[0].removeprefix("Binder Error: ")
+    m = _BINDER_COLUMN.search(text)
+    if m is None:
+        return f"SQL does not bind against its inputs' columns: {first}"
+    column = m.group("col").split(".")[-1]
+    by_input = {logical: [c for c, _ in known[ds]] for logical, ds in step.inputs.items()}
+    candidates = [c for cols in by_input.values() for c in cols]
+    owner = next((i for i in by_input if m.group("col").startswith(f"{i}.")), None)
+    if owner is None:
+        owner = next(iter(by_input)) if len(by_input) == 1 else None
+    where = f" in input '{owner}'" if owner else f" in inputs {', '.join(repr(i) for i in by_input)}"
+    close = difflib.get_close_matches(column, candidates, n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else f" (columns: {', '.join(candidates[:20])})"
+    return f"column '{column}' not found{where}{hint}"
+
+
+def _qualify_spark(step: Step, sql: str, known: dict[str, Schema], report: Report) -> Schema | None:
+    import sqlglot
+    from sqlglot.errors import OptimizeError, SqlglotError
+    from sqlglot.optimizer.qualify import qualify
+
+    schema = {logical: {c: "STRING" for c, _ in known[ds]} for logical, ds in step.inputs.items()}
+    try:
+        expression = sqlglot.parse_one(sql, read="spark")
+        qualified = qualify(expression, schema=schema, dialect="spark", validate_qualify_columns=True)
+    except OptimizeError as exc:
+        m = re.search(r"Column '(?P<col>[^']+)' could not be resolved", str(exc))
+        if m is not None:
+            column = m.group("col").split(".")[-1]
+            candidates = [c for cols in schema.values() for c in cols]
+            close = difflib.get_close_matches(column, candidates, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            report(step, "value", f"column '{column}' not found in the step's inputs{hint}")
+        return None
+    except SqlglotError:
+        return None
+    selects = getattr(qualified, "selects", None)
+    if not selects or any(s.alias_or_name == "*" for s in selects):
+        return None
+    return [(s.alias_or_name, "VARCHAR") for s in selects]
