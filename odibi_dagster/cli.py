@@ -21,7 +21,7 @@ from odibi_dagster.config.errors import ConfigValidationError
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     from odibi_dagster.config.loaders import discover
-    from odibi_dagster.config.validation import load_pipelines
+    from odibi_dagster.config.validation import checking_sources, load_pipelines
 
     failed = False
     names: dict[str, str] = {}
@@ -29,7 +29,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     files = [f for path in args.paths for f in (discover(path) if Path(path).is_dir() and discover(path) else [path])]
     for path in files:
         try:
-            pipelines = load_pipelines(path, project=args.project, enabled_only=not args.all_rows)
+            with checking_sources(remote=args.check_sources):
+                pipelines = load_pipelines(path, project=args.project, enabled_only=not args.all_rows)
         except ConfigValidationError as exc:
             failed = True
             for problem in exc.problems:
@@ -90,8 +91,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         os.environ[cli_run.EXECUTOR_ENV] = args.executor
     if args.base_dir:
         os.environ["ODIBI_BASE_DIR"] = str(Path(args.base_dir).resolve())
+    from odibi_dagster.config.validation import checking_sources
+
     try:
-        defs = cli_run.cli_definitions()
+        with checking_sources():  # a missing source or column stops the run before it starts
+            defs = cli_run.cli_definitions()
     except ConfigValidationError as exc:
         for problem in exc.problems:
             print(problem)
@@ -300,6 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("paths", nargs="+", help="config files or directories (JSON, YAML, SQLite, CSV)")
     v.add_argument("--project", help="SQLite/CSV: only rows of this project")
     v.add_argument("--all-rows", action="store_true", help="SQLite/CSV: include rows with enabled = 0")
+    v.add_argument("--check-sources", action="store_true",
+                   help="also check that remote sources (abfs://, s3://, ...) exist (local ones always are)")
     v.set_defaults(fn=_cmd_validate)
 
     r = sub.add_parser("run", help="run a pipeline through Dagster")

@@ -84,7 +84,7 @@ def bind_inputs(fn: Callable[..., Any], inputs: Mapping[str, Any], params: Mappi
     problem = binding_problem(fn, list(inputs), list(params))
     if problem is not None:
         raise TypeError(problem)
-    if _by_name(fn, list(inputs)):
+    if _by_name(fn, list(inputs), list(params)):
         return [], {**inputs, **params}
     return [next(iter(inputs.values()))], dict(params)
 
@@ -96,12 +96,20 @@ def _parameters(fn: Callable[..., Any]) -> list[inspect.Parameter] | None:
         return None
 
 
-def _by_name(fn: Callable[..., Any], inputs: list[str]) -> bool:
+def _by_name(fn: Callable[..., Any], inputs: list[str], params: list[str]) -> bool:
+    """Whether inputs go by their logical names: the function names them all, or takes
+    ``**kwargs`` and has no required positional parameter they would leave empty."""
     parameters = _parameters(fn)
-    if parameters is None or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+    if parameters is None:
         return True
     names = {p.name for p in parameters if p.kind is not inspect.Parameter.POSITIONAL_ONLY}
-    return set(inputs) <= names
+    if set(inputs) <= names:
+        return True
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return False
+    return not [p for p in parameters if p.kind in (inspect.Parameter.POSITIONAL_ONLY,
+                                                    inspect.Parameter.POSITIONAL_OR_KEYWORD)
+                and p.default is inspect.Parameter.empty and p.name not in params]
 
 
 def binding_problem(fn: Callable[..., Any], inputs: list[str], params: list[str]) -> str | None:
@@ -119,7 +127,7 @@ def binding_problem(fn: Callable[..., Any], inputs: list[str], params: list[str]
         unknown = [p for p in params if p not in accepted]
         if unknown:
             return f"{shown} has no parameter '{unknown[0]}' for params.{unknown[0]}"
-    if _by_name(fn, inputs):
+    if _by_name(fn, inputs, params):
         passed = set(inputs) | set(params)
     elif len(inputs) == 1:
         positional = [p for p in parameters if p.kind in (inspect.Parameter.POSITIONAL_ONLY,

@@ -7,12 +7,13 @@ names found", "Circular dependency: a → b → a", "has invalid layer").
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import datetime as dt
 import re
 import zoneinfo
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +51,21 @@ from odibi_dagster.config.templating import (
     template_variables,
 )
 
-# Whether validation also checks remote sources (abfs://, s3://...): `validate --check-sources`.
-CHECK_REMOTE_SOURCES: contextvars.ContextVar[bool] = contextvars.ContextVar("odibi_check_remote", default=False)
+# Whether validation also checks that sources exist and SQL columns bind (None: no; "local";
+# "all": remote paths too). `odibi-dagster validate` and `run` do; build_definitions does not,
+# so code servers and CI load definitions without the data (see checking_sources).
+_SOURCE_CHECKS: contextvars.ContextVar[str | None] = contextvars.ContextVar("odibi_source_checks", default=None)
+
+
+@contextlib.contextmanager
+def checking_sources(remote: bool = False) -> Iterator[None]:
+    """Within this block, validation also checks every file source exists (remote ones too if
+    ``remote``) and binds every SQL step against the columns of its inputs."""
+    token = _SOURCE_CHECKS.set("all" if remote else "local")
+    try:
+        yield
+    finally:
+        _SOURCE_CHECKS.reset(token)
 # Longest chain of dependent steps a pipeline may have: Dagster walks its graph recursively,
 # and build_definitions raises the recursion limit to match (see translate.definitions).
 MAX_CHAIN_DEPTH = 10_000
@@ -667,12 +681,12 @@ def validate_raw(raw: RawPipeline) -> tuple[PipelineConfig | None, list[Problem]
         _check_pipeline(pipeline, steps, col)
     if raw.document.get("steps") and not steps and not col.problems:
         col.add(None, "steps", "Config is empty - no enabled steps found")
-    if pipeline is not None and not col.problems:
+    if pipeline is not None and not col.problems and _SOURCE_CHECKS.get() is not None:
         # Before any run: sources exist, and SQL binds against the columns flowing into it.
         def report(step: Step, field: str, message: str) -> None:
             col.add(step, field, message)
 
-        schemas = check_sources(pipeline, steps, report, check_remote=CHECK_REMOTE_SOURCES.get())
+        schemas = check_sources(pipeline, steps, report, check_remote=_SOURCE_CHECKS.get() == "all")
         check_columns(pipeline, steps, schemas, report)
     if col.problems:
         return None, col.problems

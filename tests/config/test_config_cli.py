@@ -16,9 +16,11 @@ from odibi_config_helpers import ODIBI_COLUMNS, good_steps, ingest, sql_step, st
 
 from odibi_dagster.cli import main
 
-# FILE[:LINE]: step 'NAME': FIELD: message   (pipeline-wide problems say "pipeline")
+# FILE[:LINE]: step 'NAME': FIELD: message   (pipeline-wide problems say "pipeline"; problems of
+# the file itself, such as invalid JSON, are FILE[:LINE]: message)
 LINE = re.compile(
-    r"^(?P<file>.+?)(?::(?P<line>\d+))?: (?:step '(?P<step>.*)'|pipeline): (?P<field>[^:]+): (?P<msg>.+)$"
+    r"^(?P<file>[^:]+)(?::(?P<line>\d+))?: (?:(?:step '(?P<step>.*)'|pipeline): (?P<field>[^:]+): )?"
+    r"(?!ok: )(?P<msg>.+)$"
 )
 CONSOLE_SCRIPT = Path(sys.executable).with_name("odibi-dagster")
 
@@ -43,7 +45,14 @@ def bad_configs(files) -> dict[str, Path]:
     }
 
 
+def _sources(files) -> None:
+    """The files the configs of these tests read: `validate` checks that sources exist."""
+    for name in ("data.csv", "in.csv", "people.csv"):
+        (files.root / name).write_text("id,value\n1,150\n2,50\n")
+
+
 def test_validate_accepts_good_configs(files, capsys) -> None:
+    _sources(files)
     good = files.json(good_steps(), "good.json")
     table = files.sqlite(
         [
@@ -59,6 +68,7 @@ def test_validate_accepts_good_configs(files, capsys) -> None:
 
 
 def test_validate_rejects_with_one_line_per_problem(files, capsys) -> None:
+    _sources(files)
     bad = bad_configs(files)
     good = files.json(good_steps(), "good.json")
     code, out, err = run_main(
@@ -80,6 +90,7 @@ def test_validate_rejects_with_one_line_per_problem(files, capsys) -> None:
 
 
 def test_validate_directory_project_and_all_rows(files, capsys) -> None:
+    _sources(files)
     rows = [
         ("sales", "Ingest", "read", "Config_Op", "Pandas", "in.csv", None, None, '{"data": "raw"}', 1),
         ("sales", "Store", "write", "Config_Op", "Pandas", "", None, '{"data": "raw"}', None, 0),
@@ -124,6 +135,7 @@ def test_validate_usage_errors_exit_2(capsys) -> None:
 
 
 def test_console_script_exit_codes_and_no_traceback(files) -> None:
+    _sources(files)
     assert CONSOLE_SCRIPT.exists(), CONSOLE_SCRIPT
     bad = bad_configs(files)
     deep = files.text("[" * 50_000 + "]" * 50_000, "deep.json")

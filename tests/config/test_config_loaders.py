@@ -155,7 +155,7 @@ def test_malformed_json_gives_file_and_line(files) -> None:
     [problem] = problems_of(path)
     assert (problem.file, problem.line, problem.step) == (str(path), 3, None)
     assert problem.message.startswith("invalid JSON: Expecting ',' delimiter")
-    assert str(problem).startswith(f"{path}:3: pipeline: ")
+    assert str(problem) == f"{path}:3: {problem.message}"  # no "pipeline: -:" filler for file-level problems
 
 
 @pytest.mark.parametrize(
@@ -455,9 +455,10 @@ def test_directory_loads_every_config_and_skips_data_files(files) -> None:
     files.sqlite([(1, "north")], "warehouse.db", columns=["id", "region"], table="orders")  # a data database
     files.text("not sqlite\n", "cache.sqlite")
     files.json(good_steps(), ".hidden.json")
-    files.json(good_steps(), "sub/nested.json")  # subdirectories are not scanned
+    files.json(good_steps(), "sub/nested.json")  # sub-folders are scanned too
+    files.json(good_steps(), ".odibi/stories/x.json")  # hidden folders (working files) are not
     names = [p.name for p in load_pipelines(files.root)]
-    assert names == ["a_simple", "b_doc", "c_table", "d_table"]
+    assert names == ["a_simple", "b_doc", "c_table", "d_table", "nested"]
 
 
 def test_directory_reports_broken_configs(files) -> None:

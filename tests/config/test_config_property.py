@@ -104,7 +104,7 @@ def valid_configs(draw: st.DrawFn) -> dict[str, Any]:
             "outputs": {"data": dataset},
         }
         if kind == "function":
-            step.update(type="function", value="json.dumps")
+            step.update(type="function", value="builtins.dict")
         else:
             tables = list(inputs)
             sql = f"SELECT * FROM {tables[0]}"
