@@ -46,6 +46,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
                 continue
             names[p.name] = source
             print(f"{source}: ok: pipeline '{p.name}', {len(p.steps)} steps{_root_note(p)}")
+            for step, field, message in p.compatibility_warnings:
+                print(f"{source}: {f'step {step!r}' if step else 'pipeline'}: {field}: warning: {message}")
     return 1 if failed else 0
 
 

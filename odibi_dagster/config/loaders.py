@@ -62,6 +62,8 @@ class RawPipeline:
     # ODIBI's own forms (a bare list of steps, a SQLite or CSV table) resolve relative paths
     # against ODIBI's project root; pipeline documents against their own folder.
     odibi_format: bool = False
+    # Rows of a CSV config table skipped for enabled = 0 (ODIBI's CSV loader would run them).
+    disabled_csv_rows: int = 0
 
 
 def discover(path: str | Path) -> list[Path]:
@@ -542,6 +544,11 @@ def _read_csv(p: Path, *, project: str | None, enabled_only: bool) -> list[RawPi
             return [RawPipeline(file, None, problems=[Problem(file, None, None, f"invalid CSV: {exc}",
                                                               reader.line_num or None)])]
     raws = _rows_to_raw(file, rows, p.stem, project, enabled_only)
+    if enabled_only:
+        disabled = sum(1 for row in rows if "enabled" in row and not _truthy(row["enabled"])
+                       and (project is None or str(row.get("project")) == str(project)))
+        for raw in raws:
+            raw.disabled_csv_rows = disabled
     raws[0].problems.extend(extra)
     # CSV rows are lines 2.. (line 1 is the header).
     for raw in raws:

@@ -362,6 +362,8 @@ class PipelineConfig(_Strict):
     # other folders that hold the same sources (an ambiguity `validate` reports).
     _data_root: Path | None = PrivateAttr(default=None)
     _data_root_alternatives: tuple[Path, ...] = PrivateAttr(default=())
+    # Where this config depends on a documented difference from ODIBI CORE (`validate` prints them).
+    _warnings: tuple[tuple[str | None, str, str], ...] = PrivateAttr(default=())
 
     @property
     def source(self) -> Path | None:
@@ -397,6 +399,15 @@ class PipelineConfig(_Strict):
         """Folders ``function`` steps and hooks import their modules from: the config's, and
         the data root (ODIBI imports from its working directory, the project root)."""
         return list(dict.fromkeys([self.config_dir, self.data_root]))
+
+    @property
+    def compatibility_warnings(self) -> tuple[tuple[str | None, str, str], ...]:
+        """``(step, field, message)`` where the config relies on a documented difference from ODIBI."""
+        return self._warnings
+
+    def with_warnings(self, warnings: list[tuple[str | None, str, str]]) -> PipelineConfig:
+        self._warnings = tuple(warnings)
+        return self
 
     def with_data_root(self, root: Path, alternatives: tuple[Path, ...] = ()) -> PipelineConfig:
         self._data_root = root

@@ -449,6 +449,31 @@ def _parses(sql: str, dialect: str) -> bool:
     return True
 
 
+def _check_io_params(pipeline: PipelineConfig, step: Step, col: _Collector) -> None:
+    """Reader/writer params of a file ingest or store on the pandas engine must be ones its
+    format accepts (the format from ``format``/``source_type`` or the path's extension)."""
+    from odibi_dagster.engines import formats
+
+    kind = {"ingest": "reader", "store": "writer", "publish": "writer"}.get(step.layer)
+    engine = step.engine or pipeline.engine
+    if kind is None or engine != "pandas" or step.type in ("function", "api", "sql") or "connection" in step.params:
+        return
+    explicit = step.params.get("format") or step.params.get("source_type")
+    try:
+        fmt = formats.resolve_format(step.value, step.params) if explicit or formats._ext_format(step.value) \
+            else None
+    except ValueError as exc:
+        col.add(step, "params.format" if explicit else "value", str(exc))
+        return
+    accepted = formats.accepted_params(fmt, kind) if fmt else None
+    if accepted is None:
+        return
+    for key in step.params:
+        if key not in accepted:
+            col.add(step, f"params.{key}", f"unknown {fmt} {kind} param '{key}'; supported: "
+                                           f"{', '.join(sorted(accepted))}")
+
+
 def _check_step_details(pipeline: PipelineConfig, steps: list[Step], col: _Collector) -> None:
     partitioned = pipeline.partitions is not None
     connect_steps = {s.name for s in steps if s.layer == "connect"}
@@ -480,6 +505,7 @@ def _check_step_details(pipeline: PipelineConfig, steps: list[Step], col: _Colle
                                                                                      list(s.params))
                     if problem is not None:
                         col.add(s, "inputs" if s.inputs and "input" in problem else "value", problem)
+        _check_io_params(pipeline, s, col)
         conn = s.params.get("connection")
         if conn is not None and (not isinstance(conn, str) or conn not in connect_steps):
             known = ", ".join(sorted(connect_steps)) or "none"
@@ -662,6 +688,36 @@ def _check_pipeline(pipeline: PipelineConfig, steps: list[Step], col: _Collector
                                      "(schedules and sensors need distinct names)")
 
 
+def _compatibility_warnings(pipeline: PipelineConfig, raw: RawPipeline, schemas: dict[str, list[tuple[str, str]]]
+                            ) -> list[tuple[str | None, str, str]]:
+    """Where an ODIBI-form config relies on a documented difference from ODIBI CORE (README):
+    a store that writes timestamps to JSON or booleans to CSV (known from the schemas that
+    validation propagated), and CSV config rows skipped for enabled = 0."""
+    from odibi_dagster.engines import formats
+
+    out: list[tuple[str | None, str, str]] = []
+    if raw.disabled_csv_rows:
+        out.append((None, "enabled", f"{raw.disabled_csv_rows} row(s) with enabled = 0 are skipped; ODIBI CORE's "
+                                     "CSV loader runs them (validate/run --all-rows includes them)"))
+    for step in pipeline.steps:
+        if step.layer not in SINK_LAYERS or (step.engine or pipeline.engine) != "pandas" or "connection" in step.params:
+            continue
+        try:
+            fmt = formats.resolve_format(step.value, step.params) if formats._ext_format(step.value) or \
+                step.params.get("format") or step.params.get("source_type") else None
+        except ValueError:
+            continue
+        types = [t.upper() for ds in step.inputs.values() for _, t in schemas.get(ds, [])]
+        if fmt in ("json", "jsonl") and "date_format" not in step.params and any(
+                t.startswith(("TIMESTAMP", "DATE")) for t in types):
+            out.append((step.name, "value", "timestamps are written as ISO 8601 text; ODIBI CORE's pandas engine "
+                                            "writes epoch milliseconds (params.date_format: epoch writes those)"))
+        elif fmt == "csv" and "BOOLEAN" in types:
+            out.append((step.name, "value", "booleans are written true/false; ODIBI CORE's pandas engine writes "
+                                            "True/False"))
+    return out
+
+
 def validate_raw(raw: RawPipeline) -> tuple[PipelineConfig | None, list[Problem]]:
     """Validate one raw config; returns the model (when valid) and every problem found."""
     col = _Collector(raw)
@@ -688,6 +744,8 @@ def validate_raw(raw: RawPipeline) -> tuple[PipelineConfig | None, list[Problem]
 
         schemas = check_sources(pipeline, steps, report, check_remote=_SOURCE_CHECKS.get() == "all")
         check_columns(pipeline, steps, schemas, report)
+        if raw.odibi_format:
+            pipeline.with_warnings(_compatibility_warnings(pipeline, raw, schemas))
     if col.problems:
         return None, col.problems
     return pipeline, []

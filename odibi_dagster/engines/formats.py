@@ -1241,3 +1241,22 @@ def write_target(
     if fmt == "sqlite":
         return write_sqlite(conn, rel, target, **params)
     return write_sql(conn, rel, target, **params)
+
+
+def accepted_params(fmt: str, kind: str) -> frozenset[str] | None:
+    """The params the ``kind`` (``reader`` or ``writer``) of file format ``fmt`` accepts, for
+    validation; None for formats whose options are not checked here (databases)."""
+    table: dict[tuple[str, str], Iterable[str]] = {
+        ("csv", "reader"): _CSV_READ_PARAMS,
+        ("json", "reader"): {*_JSON_READ_PARAMS, "lines"},
+        ("jsonl", "reader"): {*_JSON_READ_PARAMS, "lines"},
+        ("parquet", "reader"): _PARQUET_READ_PARAMS,
+        ("delta", "reader"): _DELTA_READ_PARAMS,
+        ("csv", "writer"): _CSV_WRITE_PARAMS,
+        ("json", "writer"): {*_JSON_WRITE_PARAMS, "lines"},
+        ("jsonl", "writer"): {*_JSON_WRITE_PARAMS, "lines"},
+        ("parquet", "writer"): _PARQUET_WRITE_PARAMS,
+        ("delta", "writer"): _DELTA_WRITE_PARAMS,
+    }
+    found = table.get((fmt, kind))
+    return None if found is None else frozenset({*found, *_COMMON_PARAMS})

@@ -122,6 +122,8 @@ _JDBC_DRIVERS = {
 
 # ODIBI params that steer the engine and are never passed to Spark as reader/writer options.
 _CONTROL_PARAMS = {
+    "keep_default_na",  # pandas' CSV null tokens (see _with_pandas_nulls)
+    "na_values",
     "format",
     "source_type",
     "mode",
@@ -566,7 +568,13 @@ class SparkEngineContext:
                 options["versionAsOf"] = str(int(version))
             if timestamp is not None:
                 options["timestampAsOf"] = str(timestamp)
+        tokens = _csv_null_tokens(params) if fmt == "csv" else None
+        pandas_nulls = tokens is not None and params.get("schema") is None and \
+            str(options.get("inferSchema", "true")).lower() == "true" and "nullValue" not in options
         try:
+            if pandas_nulls:
+                options["inferSchema"] = "false"
+                return _with_pandas_nulls(reader.options(**options).load(path), tokens or [])
             return reader.options(**options).load(path)
         except Exception as exc:
             raise self._format_error(exc, fmt, f"read {path}") from None
@@ -1127,3 +1135,44 @@ class SparkEngine(dg.ConfigurableResource):
             self._apply_runtime_conf(child)
             session = child
         return SparkEngineContext(session, secrets=secrets)
+
+
+def _csv_null_tokens(params: Mapping[str, Any]) -> list[str] | None:
+    """pandas' null tokens for a CSV read (as on the pandas engine), or None when turned off."""
+    from odibi_dagster.engines.formats import PANDAS_NA_VALUES
+
+    if params.get("keep_default_na", True) in (False, "false", "False", 0):
+        return None
+    extra = params.get("na_values")
+    extra_list = [] if extra is None else [str(v) for v in (extra if isinstance(extra, list | tuple) else [extra])]
+    return [t for t in dict.fromkeys([*PANDAS_NA_VALUES, *extra_list]) if t]
+
+
+def _with_pandas_nulls(sdf: Any, tokens: list[str]) -> Any:
+    """A CSV read as text, with pandas' null tokens made null and each column given the type
+    pandas would infer (boolean, bigint, double, else string): one aggregate pass, as Spark's
+    own inferSchema makes one."""
+    from pyspark.sql import functions as F
+
+    cleaned = sdf.select([F.when(F.col(f"`{c}`").isin(tokens), None).otherwise(F.col(f"`{c}`")).alias(c)
+                          for c in sdf.columns])
+    tests = {
+        "boolean": lambda c: F.lower(c).isin("true", "false"),
+        "bigint": lambda c: c.rlike(r"^\s*[+-]?[0-9]{1,18}\s*$"),
+        "double": lambda c: c.try_cast("double").isNotNull(),
+    }
+    aggs = [F.sum(F.when(F.col(f"`{c}`").isNotNull() & ~test(F.col(f"`{c}`")), 1).otherwise(0)).alias(f"{c}\x00{t}")
+            for c in cleaned.columns for t, test in tests.items()]
+    if not aggs:
+        return cleaned
+    aggs += [F.count(F.col(f"`{c}`")).alias(f"{c}\x00count") for c in cleaned.columns]
+    misses = cleaned.agg(*aggs).collect()[0].asDict()
+    out = []
+    for c in cleaned.columns:
+        # An all-null column is float64 in pandas.
+        kind = "double" if not misses[f"{c}\x00count"] else next(
+            (t for t in tests if not misses[f"{c}\x00{t}"]), "string")
+        col = F.col(f"`{c}`")
+        out.append((F.lower(col) == "true" if kind == "boolean" else col.cast(kind)).alias(c) if kind != "string"
+                   else col.alias(c))
+    return cleaned.select(out)

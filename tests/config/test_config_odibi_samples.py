@@ -424,7 +424,7 @@ def test_templates_in_paths_sql_and_params(files, monkeypatch) -> None:
         "steps": [
             ingest(
                 value="landing/{{ partition_key }}/orders_*.csv",
-                params={"storage_options": {"account_key": "{{ env.ODIBI_TEST_UNSET_VAR }}"}},
+                params={"delimiter": "{{ env.ODIBI_TEST_UNSET_VAR }}"},
                 out="orders_raw",
             ),
             ingest("read_fx", value="fx/{{ partition_key[:7] }}.parquet", out="fx"),

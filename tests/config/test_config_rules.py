@@ -13,6 +13,8 @@ from odibi_config_helpers import assert_only, find, good_steps, ingest, problems
 
 from odibi_dagster.config import ConfigValidationError, load_pipeline, load_pipelines, validate_pipeline
 
+DB_URL = "postgresql://odibi@db.example.com/warehouse"
+
 
 def doc(steps: list[dict[str, Any]] | None = None, **settings: Any) -> dict[str, Any]:
     return {"pipeline": "p", **settings, "steps": good_steps() if steps is None else steps}
@@ -320,9 +322,10 @@ CASES = [
     ),
     Case(
         "template_unknown_in_params",
-        [ingest(params={"options": {"path": "{{ bucket }}/x"}}), sql_step(), store()],
+        # A database source: its reader options are not a file reader's, so any key is the database's.
+        [ingest(value=DB_URL, params={"options": {"path": "{{ bucket }}/x"}}), sql_step(), store()],
         [("read", "params.options.path", "unknown template variable 'bucket'")],
-        [ingest(params={"options": {"path": "{{ env.BUCKET }}/x"}}), sql_step(), store()],
+        [ingest(value=DB_URL, params={"options": {"path": "{{ env.BUCKET }}/x"}}), sql_step(), store()],
     ),
     Case(
         "template_partition_without_partitions",
@@ -666,9 +669,9 @@ CASES = [
     ),
     Case(
         "secret_reference",
-        [ingest(params={"password": {"secret": "PW", "default": "x"}}), sql_step(), store()],
+        [ingest(value=DB_URL, params={"password": {"secret": "PW", "default": "x"}}), sql_step(), store()],
         [("read", "params.password", 'a secret reference must be exactly {"secret": "ENV_VAR_NAME"}')],
-        [ingest(params={"password": {"secret": "PW"}}), sql_step(), store()],
+        [ingest(value=DB_URL, params={"password": {"secret": "PW"}, "table": "t"}), sql_step(), store()],
     ),
     Case(
         "step_names_same_dagster_name",

@@ -36,7 +36,7 @@ def test_csv_read_defaults_header_and_infer_schema(ctx: SparkEngineContext, tmp_
     src = tmp_path / "in.csv"
     src.write_text("sale_id,store,amount\n1,north,10.5\n2,south,-3\n")
     df = ctx.read(str(src))  # format from the extension
-    assert dict(df.dtypes) == {"sale_id": "int", "store": "string", "amount": "double"}
+    assert dict(df.dtypes) == {"sale_id": "bigint", "store": "string", "amount": "double"}  # pandas: int64
     assert _rows(df) == [(1, "north", 10.5), (2, "south", -3.0)]
     # ODIBI's source_type wins over the extension, and options pass through
     raw = ctx.read(str(src), source_type="csv", inferSchema=False)
@@ -151,3 +151,20 @@ def test_a_write_removes_what_killed_writes_to_its_target_left(ctx: SparkEngineC
     ctx.write(sales, str(target), format="parquet", mode="overwrite")
     assert ctx.read(str(target), format="parquet").count() == 3
     assert not leftover.exists() and other.exists()
+
+
+def test_csv_null_tokens_match_the_pandas_engine(ctx: SparkEngineContext, tmp_path: Path) -> None:
+    tokens = ["N/A", "NA", "null", "NULL", "NaN", "n/a", "nan", "-NaN", "#N/A", "<NA>", "None", ""]
+    lines = ["id,amount,label,flag,empty"] + [f"{i},{t},{t},true," for i, t in enumerate(tokens)] + ["99,7.5,x,false,"]
+    src = tmp_path / "dirty.csv"
+    src.write_text("\n".join(lines) + "\n")
+    expected = pd.read_csv(src)
+    df = ctx.read(str(src))
+    assert dict(df.dtypes) == {"id": "bigint", "amount": "double", "label": "string", "flag": "boolean",
+                               "empty": "double"}
+    got = df.toPandas()
+    assert got["amount"].count() == expected["amount"].count() == 1
+    assert got["label"].count() == expected["label"].count() == 1
+    assert got["flag"].tolist() == expected["flag"].tolist()
+    raw = ctx.read(str(src), keep_default_na=False)  # Spark's own reading: tokens stay text
+    assert raw.filter("label = 'N/A'").count() == 1
