@@ -425,6 +425,12 @@ def _check_sql(sql: str, step: Step, where: str, engine: str, allowed: set[str] 
         if any_dialect and any(_parses(rendered, d) for d in SOURCE_DIALECTS):
             return
         first = str(exc).splitlines()[0] if str(exc) else "syntax error"
+        errors = getattr(exc, "errors", None) or []
+        if errors and errors[0].get("highlight"):
+            # Name the offending token: "Unexpected token at 'FRM' (line 1, column 10)".
+            e = errors[0]
+            first = f"{e.get('description') or 'syntax error'} at '{e['highlight']}' " \
+                    f"(line {e.get('line')}, column {e.get('col')})"
         first = re.sub(r"<class 'sqlglot\.[\w.]*?(\w+)'>", r"\1", first)  # "missing for <class '...Where'>"
         col.add(step, where, f"SQL does not parse ({dialect} dialect): {first}")
         return

@@ -280,3 +280,73 @@ def test_validate_warns_where_a_config_relies_on_a_documented_difference(tmp_pat
     ]).to_csv(table, index=False)
     checked = _cli("validate", str(table), cwd=tmp_path)
     assert "pipeline: enabled: warning: 1 row(s) with enabled = 0 are skipped" in checked.stdout, checked.stdout
+
+
+def test_a_sql_syntax_error_names_the_offending_token(tmp_path: Path) -> None:
+    (tmp_path / "in.csv").write_text("id\n1\n")
+    config = tmp_path / "p.json"
+    config.write_text(json.dumps([
+        {"layer": "ingest", "name": "read", "value": "in.csv", "outputs": {"data": "raw"}},
+        {"layer": "transform", "name": "bad", "type": "sql", "value": "SELECT id, FROM data WHERE",
+         "inputs": {"data": "raw"}, "outputs": {"data": "x"}},
+    ]))
+    with pytest.raises(ConfigValidationError) as err:
+        load_pipelines(config)
+    assert "SQL does not parse (duckdb dialect):" in str(err.value) and "at 'WHERE' (line 1, column 26)" in str(
+        err.value)
+
+
+def test_spark_sql_columns_are_checked_against_the_propagated_schema(tmp_path: Path) -> None:
+    (tmp_path / "sales.csv").write_text("id,store,amount\n1,north,5\n")
+    config = tmp_path / "p.yaml"
+    config.write_text(yaml.safe_dump({"pipeline": "sparkcols", "engine": "spark", "steps": [
+        {"layer": "ingest", "name": "read", "value": "sales.csv", "outputs": {"data": "raw"}},
+        {"layer": "transform", "name": "pick", "type": "sql", "value": "SELECT store, amont FROM data",
+         "inputs": {"data": "raw"}, "outputs": {"data": "picked"}},
+    ]}))
+    load_pipelines(config)  # without the data checks: valid
+    with checking_sources(), pytest.raises(ConfigValidationError) as err:
+        load_pipelines(config)
+    [problem] = err.value.problems
+    assert (problem.step, problem.field) == ("pick", "value")
+    assert problem.message == "column 'amont' not found in the step's inputs; did you mean 'amount'?"
+
+
+def test_remote_sources_are_checked_only_when_asked(tmp_path: Path) -> None:
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    fs.pipe("/odibi-compat/here.csv", b"id\n1\n")
+    config = _two_step(tmp_path, "memory://odibi-compat/missing.csv", "SELECT id AS k, id AS total FROM data")
+    _fix_again(config)
+    with checking_sources():
+        load_pipelines(config)  # remote: not checked by default (listing a blob store costs)
+    with checking_sources(remote=True), pytest.raises(ConfigValidationError) as err:
+        load_pipelines(config)
+    assert "source not found: memory://odibi-compat/missing.csv" in str(err.value)
+    doc = yaml.safe_load(config.read_text())
+    doc["steps"][0]["value"] = "memory://odibi-compat/here.csv"
+    config.write_text(yaml.safe_dump(doc))
+    with checking_sources(remote=True):
+        load_pipelines(config)
+
+
+def test_run_on_a_folder_runs_every_pipeline_and_validate_lists_the_valid_ones(tmp_path: Path) -> None:
+    (tmp_path / "in.csv").write_text("id\n1\n2\n")
+    for name in ("first", "second"):
+        (tmp_path / "nested" / name).mkdir(parents=True)
+        (tmp_path / "nested" / name / f"{name}.yaml").write_text(yaml.safe_dump({"pipeline": name, "steps": [
+            {"layer": "ingest", "name": "read", "value": "../../in.csv", "outputs": {"data": "raw"}},
+            {"layer": "store", "name": "save", "value": f"../../{name}.csv", "inputs": {"data": "raw"}},
+        ]}))
+    ran = _cli("run", str(tmp_path / "nested"), cwd=tmp_path)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "2 of 2 pipelines: 'first' succeeded, 'second' succeeded" in ran.stdout
+    assert (tmp_path / "first.csv").exists() and (tmp_path / "second.csv").exists()
+    (tmp_path / "nested" / "broken.json").write_text('[{"layer": "ingest", "name": "x", "value": "nope.csv", '
+                                                     '"outputs": {"data": "r"}}]')
+    checked = _cli("validate", str(tmp_path / "nested"), cwd=tmp_path)
+    assert checked.returncode == 1
+    assert "broken.json:1: step 'x': value: source not found" in checked.stdout
+    assert sum(": ok: pipeline" in line for line in checked.stdout.splitlines()) == 2
+    assert not any(line.startswith("-:") or ": -:" in line for line in checked.stdout.splitlines())
