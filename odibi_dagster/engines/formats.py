@@ -382,7 +382,8 @@ PANDAS_NA_VALUES = ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN"
                     "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null")
 
 
-def _null_tokens(params: Mapping[str, Any]) -> list[str]:
+def csv_null_tokens(params: Mapping[str, Any]) -> list[str]:
+    """The strings a CSV read with ``params`` takes for null, on both engines (see above)."""
     given = params.get("na_values", params.get("nullstr"))
     extra = [] if given is None else [str(v) for v in _as_list(given)]
     keep_default = params.get("keep_default_na", True) not in (False, "false", "False", 0)
@@ -398,7 +399,7 @@ def read_csv(
     _check_params("csv", "reader", params, _CSV_READ_PARAMS)
     named: dict[str, Any] = {"delim": "\t"} if tsv else {}
     columns = limit = parse_dates = None
-    named["nullstr"] = _null_tokens(params)
+    named["nullstr"] = csv_null_tokens(params)
     for key, value in params.items():
         if key in _COMMON_PARAMS or key in ("na_values", "nullstr", "keep_default_na"):
             continue

@@ -1138,14 +1138,11 @@ class SparkEngine(dg.ConfigurableResource):
 
 
 def _csv_null_tokens(params: Mapping[str, Any]) -> list[str] | None:
-    """pandas' null tokens for a CSV read (as on the pandas engine), or None when turned off."""
-    from odibi_dagster.engines.formats import PANDAS_NA_VALUES
+    """pandas' null tokens for a CSV read, as on the pandas engine (Spark reads empty fields as
+    null already); None when only those would be null."""
+    from odibi_dagster.engines.formats import csv_null_tokens
 
-    if params.get("keep_default_na", True) in (False, "false", "False", 0):
-        return None
-    extra = params.get("na_values")
-    extra_list = [] if extra is None else [str(v) for v in (extra if isinstance(extra, list | tuple) else [extra])]
-    return [t for t in dict.fromkeys([*PANDAS_NA_VALUES, *extra_list]) if t]
+    return [t for t in csv_null_tokens(params) if t] or None
 
 
 def _with_pandas_nulls(sdf: Any, tokens: list[str]) -> Any:

@@ -233,11 +233,14 @@ def summarize_run(instance: dg.DagsterInstance, run_id: str, plan: PipelinePlan 
     return list(out.values())
 
 
+# A run in one of these has not ended (QUEUED runs are the daemon's, not a CLI process's).
+_UNFINISHED = (dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED,
+               dg.DagsterRunStatus.CANCELING)
+
+
 def cancel_unfinished_runs(instance: dg.DagsterInstance, session: dict[str, str], signal_name: str) -> list[str]:
     """Mark the runs of one ``odibi-dagster run`` invocation that have not ended CANCELED."""
-    unfinished = dg.RunsFilter(tags=session, statuses=[
-        dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED,
-        dg.DagsterRunStatus.CANCELING, dg.DagsterRunStatus.QUEUED])
+    unfinished = dg.RunsFilter(tags=session, statuses=[*_UNFINISHED, dg.DagsterRunStatus.QUEUED])
     ids = []
     for run in instance.get_runs(filters=unfinished):
         instance.report_run_canceled(run, message=f"odibi-dagster run was interrupted by {signal_name}")
@@ -260,9 +263,7 @@ def fail_orphaned_runs(instance: dg.DagsterInstance) -> list[str]:
 
     from odibi_dagster.engines.paths import pid_alive
 
-    unfinished = dg.RunsFilter(tags={HOST_TAG: socket.gethostname()}, statuses=[
-        dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED,
-        dg.DagsterRunStatus.CANCELING])
+    unfinished = dg.RunsFilter(tags={HOST_TAG: socket.gethostname()}, statuses=list(_UNFINISHED))
     failed = []
     for run in instance.get_runs(filters=unfinished):
         pid = run.tags.get(PID_TAG, "")
