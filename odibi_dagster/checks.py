@@ -39,8 +39,13 @@ def check_spec(step: Step, check: CheckConfig, asset_key: dg.AssetKey) -> dg.Ass
     )
 
 
-def run_check(check: CheckConfig, ref: DatasetRef, inputs: dict[str, DatasetRef], asset_key: dg.AssetKey,
-              variables: Mapping[str, Any] | None = None) -> dg.AssetCheckResult:
+def run_check(
+    check: CheckConfig,
+    ref: DatasetRef,
+    inputs: dict[str, DatasetRef],
+    asset_key: dg.AssetKey,
+    variables: Mapping[str, Any] | None = None,
+) -> dg.AssetCheckResult:
     """Evaluate ``check`` over a persisted dataset.
 
     ``variables`` render a ``sql`` check's template, as a step's SQL is rendered. A check
@@ -100,22 +105,36 @@ def _evaluate(ctx: Any, check: CheckConfig, variables: Mapping[str, Any]) -> tup
         assert av is not None
         values = ", ".join(sql_literal(v) for v in av.values)
         col = _ident(av.column)
-        failing, sample = _failing(ctx, f"{col} IS NOT NULL AND CAST({col} AS VARCHAR) NOT IN "
-                                        f"({', '.join(sql_literal(str(v)) for v in av.values)})")
+        failing, sample = _failing(
+            ctx,
+            f"{col} IS NOT NULL AND CAST({col} AS VARCHAR) NOT IN "
+            f"({', '.join(sql_literal(str(v)) for v in av.values)})",
+        )
         return failing == 0, failing, sample, {"accepted_values": dg.MetadataValue.text(values)}
     if kind == "row_count":
         bounds = check.row_count
         assert bounds is not None
         rows = int(ctx.execute_sql("SELECT COUNT(*) FROM data").fetchall()[0][0])
         ok = (bounds.min is None or rows >= bounds.min) and (bounds.max is None or rows <= bounds.max)
-        return ok, 0 if ok else rows, None, {"row_count": dg.MetadataValue.int(rows),
-                                             "min": bounds.min if bounds.min is not None else "-",
-                                             "max": bounds.max if bounds.max is not None else "-"}
+        return (
+            ok,
+            0 if ok else rows,
+            None,
+            {
+                "row_count": dg.MetadataValue.int(rows),
+                "min": bounds.min if bounds.min is not None else "-",
+                "max": bounds.max if bounds.max is not None else "-",
+            },
+        )
     if kind == "expected_columns":
         actual = [c[0] for c in ctx.execute_sql("SELECT * FROM data LIMIT 0").description]
         missing = [c for c in check.expected_columns or [] if c not in actual]
-        return not missing, len(missing), None, {"missing_columns": dg.MetadataValue.json(missing),
-                                                  "actual_columns": dg.MetadataValue.json(actual)}
+        return (
+            not missing,
+            len(missing),
+            None,
+            {"missing_columns": dg.MetadataValue.json(missing), "actual_columns": dg.MetadataValue.json(actual)},
+        )
     if kind == "sql":
         assert check.sql is not None
         query = render_sql(check.sql, variables)  # checks run in DuckDB whatever the step's engine

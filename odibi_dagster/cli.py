@@ -109,8 +109,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
             print(f"error: no pipeline named '{args.pipeline}'", file=sys.stderr)
             return 2
     if len(jobs) > 1 and args.select:
-        print(f"error: --select names steps of one pipeline; {len(jobs)} pipelines found ({', '.join(jobs)}): "
-              "choose one with --pipeline", file=sys.stderr)
+        print(
+            f"error: --select names steps of one pipeline; {len(jobs)} pipelines found ({', '.join(jobs)}): "
+            "choose one with --pipeline",
+            file=sys.stderr,
+        )
         return 2
     # Every pipeline the paths hold, one after the other (each its own job and runs), as ODIBI
     # runs every enabled row of a config table.
@@ -121,10 +124,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if code >= 128:  # interrupted: run nothing more
             break
     if len(jobs) > 1:
-        parts = [f"'{name}' " + ("succeeded" if code == 0 else "FAILED" if code == 1 else "not run" if code == 2
-                                 else "interrupted") for name, code in outcomes.items()]
-        print(f"odibi-dagster: {len(outcomes)} of {len(jobs)} pipelines: {', '.join(parts)}",
-              file=sys.stdout if all(c == 0 for c in outcomes.values()) else sys.stderr)
+        parts = [
+            f"'{name}' "
+            + ("succeeded" if code == 0 else "FAILED" if code == 1 else "not run" if code == 2 else "interrupted")
+            for name, code in outcomes.items()
+        ]
+        print(
+            f"odibi-dagster: {len(outcomes)} of {len(jobs)} pipelines: {', '.join(parts)}",
+            file=sys.stdout if all(c == 0 for c in outcomes.values()) else sys.stderr,
+        )
     return max(outcomes.values(), default=0)
 
 
@@ -159,15 +167,18 @@ def _run_pipeline(args: argparse.Namespace, defs: Any, job_name: str) -> int:
             shutil.rmtree(temp_home, ignore_errors=True)
 
 
-def _run_all(args: argparse.Namespace, job: Any, plan: Any, selection: Any, tag_sets: list[dict[str, str]],
-             instance: Any) -> int:
+def _run_all(
+    args: argparse.Namespace, job: Any, plan: Any, selection: Any, tag_sets: list[dict[str, str]], instance: Any
+) -> int:
     """One Dagster run per tag set (one unless a range is split by the backfill policy)."""
     from odibi_dagster.translate import cli_run
 
     if instance.is_persistent:
         for run_id in cli_run.fail_orphaned_runs(instance):
-            print(f"odibi-dagster: run {run_id} was left STARTED by a killed odibi-dagster run; marked FAILURE",
-                  file=sys.stderr)
+            print(
+                f"odibi-dagster: run {run_id} was left STARTED by a killed odibi-dagster run; marked FAILURE",
+                file=sys.stderr,
+            )
     session = cli_run.cli_run_tags(uuid.uuid4().hex)
     try:
         return _run_each(args, job, plan, selection, tag_sets, instance, session)
@@ -179,8 +190,15 @@ def _run_all(args: argparse.Namespace, job: Any, plan: Any, selection: Any, tag_
         raise
 
 
-def _run_each(args: argparse.Namespace, job: Any, plan: Any, selection: Any, tag_sets: list[dict[str, str]],
-              instance: Any, session: dict[str, str]) -> int:
+def _run_each(
+    args: argparse.Namespace,
+    job: Any,
+    plan: Any,
+    selection: Any,
+    tag_sets: list[dict[str, str]],
+    instance: Any,
+    session: dict[str, str],
+) -> int:
     import dagster as dg
 
     from odibi_dagster.translate import cli_run
@@ -190,27 +208,48 @@ def _run_each(args: argparse.Namespace, job: Any, plan: Any, selection: Any, tag
         tags = {**tags, **session}
         label = tags.get("dagster/partition") or (
             f"{tags['dagster/asset_partition_range_start']}...{tags['dagster/asset_partition_range_end']}"
-            if "dagster/asset_partition_range_start" in tags else "")
-        print(f"odibi-dagster: running pipeline '{plan.name}' ({args.executor})"
-              + (f", partition {label}" if label else ""), flush=True)
+            if "dagster/asset_partition_range_start" in tags
+            else ""
+        )
+        print(
+            f"odibi-dagster: running pipeline '{plan.name}' ({args.executor})"
+            + (f", partition {label}" if label else ""),
+            flush=True,
+        )
         cli_run.pipeline_event(plan, "pipeline_start", {"start_time": time.strftime("%Y-%m-%dT%H:%M:%S")})
         started = time.perf_counter()
         if args.executor == "in_process":
-            result = job.execute_in_process(instance=instance, asset_selection=selection, tags=tags,
-                                            run_config=cli_run.RUN_CONFIG, raise_on_error=False)
+            result = job.execute_in_process(
+                instance=instance,
+                asset_selection=selection,
+                tags=tags,
+                run_config=cli_run.RUN_CONFIG,
+                raise_on_error=False,
+            )
         else:
-            result = dg.execute_job(dg.reconstructable(cli_run.reconstruct_job), instance=instance,
-                                    asset_selection=selection, tags=tags, run_config=cli_run.RUN_CONFIG,
-                                    raise_on_error=False)
+            result = dg.execute_job(
+                dg.reconstructable(cli_run.reconstruct_job),
+                instance=instance,
+                asset_selection=selection,
+                tags=tags,
+                run_config=cli_run.RUN_CONFIG,
+                raise_on_error=False,
+            )
         run_id, success = result.run_id, result.success
         summary = cli_run.summarize_run(instance, run_id, plan)
         elapsed = (time.perf_counter() - started) * 1000
         failed = [s for s in summary if s["status"] == "failed"]
-        cli_run.pipeline_event(plan, "pipeline_complete" if success else "pipeline_error", {
-            "run_id": run_id, "success_count": sum(s["status"] == "success" for s in summary),
-            "failed_count": len(failed), "duration_ms": round(elapsed, 3),
-            **({"error_message": failed[0]["error"]} if failed else {}),
-        })
+        cli_run.pipeline_event(
+            plan,
+            "pipeline_complete" if success else "pipeline_error",
+            {
+                "run_id": run_id,
+                "success_count": sum(s["status"] == "success" for s in summary),
+                "failed_count": len(failed),
+                "duration_ms": round(elapsed, 3),
+                **({"error_message": failed[0]["error"]} if failed else {}),
+            },
+        )
         if not success:
             ran = {s["step"] for s in summary}
             for step in cli_run.planned_steps(plan, args.select):
@@ -226,9 +265,11 @@ def _run_each(args: argparse.Namespace, job: Any, plan: Any, selection: Any, tag
         if any(s["interrupted"] for s in failed) or _received():
             # Dagster turned SIGINT/SIGTERM into a failed run; stop here rather than start the next.
             left = len(tag_sets) - index - 1
-            print(f"odibi-dagster: pipeline '{plan.name}' interrupted by {_signal_name()}: run {run_id} marked "
-                  f"FAILURE" + (f"; {left} later run(s) of the range not started" if left else ""),
-                  file=sys.stderr)
+            print(
+                f"odibi-dagster: pipeline '{plan.name}' interrupted by {_signal_name()}: run {run_id} marked "
+                f"FAILURE" + (f"; {left} later run(s) of the range not started" if left else ""),
+                file=sys.stderr,
+            )
             return _interrupt_exit_code()
         names = ", ".join(f"'{s['step']}'" for s in failed) or "(unknown)"
         print(f"odibi-dagster: pipeline '{plan.name}' FAILED at step {names} (run {run_id})", file=sys.stderr)
@@ -306,14 +347,20 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("paths", nargs="+", help="config files or directories (JSON, YAML, SQLite, CSV)")
     v.add_argument("--project", help="SQLite/CSV: only rows of this project")
     v.add_argument("--all-rows", action="store_true", help="SQLite/CSV: include rows with enabled = 0")
-    v.add_argument("--check-sources", action="store_true",
-                   help="also check that remote sources (abfs://, s3://, ...) exist (local ones always are)")
+    v.add_argument(
+        "--check-sources",
+        action="store_true",
+        help="also check that remote sources (abfs://, s3://, ...) exist (local ones always are)",
+    )
     v.set_defaults(fn=_cmd_validate)
 
     r = sub.add_parser("run", help="run a pipeline through Dagster")
     r.add_argument("paths", nargs="+", help="config file(s) or directory")
-    r.add_argument("--executor", choices=["in_process", "multiprocess"],
-                   help="how steps execute (default: the pipeline's `executor:` setting, in_process)")
+    r.add_argument(
+        "--executor",
+        choices=["in_process", "multiprocess"],
+        help="how steps execute (default: the pipeline's `executor:` setting, in_process)",
+    )
     r.add_argument("--select", help="comma-separated step names to run (their datasets must exist upstream)")
     r.add_argument("--partition", help="a partition key, or a range START...END")
     r.add_argument("--pipeline", help="which pipeline, when the paths hold several")

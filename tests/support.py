@@ -44,8 +44,13 @@ def npm_install(folder: Path, package: str, installed: Path, timeout: float = 60
     manifest = folder / "package.json"
     if not manifest.exists():
         manifest.write_text(f'{{"name": "odibi-{folder.name}", "private": true}}\n')
-    proc = subprocess.run(["npm", "install", "--no-audit", "--no-fund", package], cwd=folder,
-                          capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        ["npm", "install", "--no-audit", "--no-fund", package],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if proc.returncode != 0 or not installed.exists():
         pytest.fail(f"npm install {package} failed: {proc.stderr[-2000:]}")
     return installed
@@ -62,14 +67,18 @@ def example_copy(dest: Path) -> Path:
     shutil.copytree(REPO / "definitions", dest / "definitions", ignore=ignore)
     (dest / "workspace.yaml").write_text(
         "load_from:\n  - python_file:\n      relative_path: definitions/definitions.py\n"
-        "      working_directory: definitions\n      location_name: odibi_examples\n")
+        "      working_directory: definitions\n      location_name: odibi_examples\n"
+    )
     return dest
 
 
 def graphql(base: str, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
     """One GraphQL request to a Dagster webserver; fails the test on GraphQL errors."""
-    req = urllib.request.Request(f"{base}/graphql", headers={"Content-Type": "application/json"},
-                                 data=json.dumps({"query": query, "variables": variables or {}}).encode())
+    req = urllib.request.Request(
+        f"{base}/graphql",
+        headers={"Content-Type": "application/json"},
+        data=json.dumps({"query": query, "variables": variables or {}}).encode(),
+    )
     with urllib.request.urlopen(req, timeout=60) as res:
         body = json.loads(res.read())
     assert "errors" not in body, body
@@ -106,8 +115,14 @@ def dagster_dev(workdir: Path, home: Path, *, timeout: float = 180) -> Iterator[
     env = {k: v for k, v in os.environ.items() if k not in ("ODIBI_BASE_DIR",)} | {"DAGSTER_HOME": str(home)}
     log_path = home / "dagster_dev.log"
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([DAGSTER, "dev", "-w", "workspace.yaml", "-p", str(port), "-h", "127.0.0.1"],
-                                cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [DAGSTER, "dev", "-w", "workspace.yaml", "-p", str(port), "-h", "127.0.0.1"],
+            cwd=workdir,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout
@@ -115,11 +130,16 @@ def dagster_dev(workdir: Path, home: Path, *, timeout: float = 180) -> Iterator[
             if proc.poll() is not None:
                 pytest.fail(f"dagster dev exited: {log_path.read_text()[-3000:]}")
             with contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError, AssertionError):
-                data = graphql(base, "{ workspaceOrError { ... on Workspace { locationEntries { name "
-                                     "locationOrLoadError { __typename } } } } }")
+                data = graphql(
+                    base,
+                    "{ workspaceOrError { ... on Workspace { locationEntries { name "
+                    "locationOrLoadError { __typename } } } } }",
+                )
                 entries = data["workspaceOrError"]["locationEntries"]
-                if entries and all(e["locationOrLoadError"] and e["locationOrLoadError"]["__typename"]
-                                   == "RepositoryLocation" for e in entries):
+                if entries and all(
+                    e["locationOrLoadError"] and e["locationOrLoadError"]["__typename"] == "RepositoryLocation"
+                    for e in entries
+                ):
                     break
             if time.monotonic() > deadline:
                 pytest.fail(f"dagster dev did not load its workspace: {log_path.read_text()[-3000:]}")
@@ -159,22 +179,61 @@ def postgres_server(root: Path, password: str, *, user: str = "odibi") -> Iterat
         for path in (root, sockets, pwfile):
             os.chown(path, owner.pw_uid, owner.pw_gid)
         prefix = ["runuser", "-u", "postgres", "--"]
-    subprocess.run([*prefix, str(bindir / "initdb"), "-D", str(data), "-U", user, "--auth=scram-sha-256",
-                    f"--pwfile={pwfile}", "--no-sync"], check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            *prefix,
+            str(bindir / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            user,
+            "--auth=scram-sha-256",
+            f"--pwfile={pwfile}",
+            "--no-sync",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     port = free_port()
     log = open(root / "postgres.log", "wb")  # noqa: SIM115 - closed when the server stops
-    proc = subprocess.Popen([*prefix, str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-h", "127.0.0.1",
-                             "-k", str(sockets), "-c", "fsync=off"], stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            *prefix,
+            str(bindir / "postgres"),
+            "-D",
+            str(data),
+            "-p",
+            str(port),
+            "-h",
+            "127.0.0.1",
+            "-k",
+            str(sockets),
+            "-c",
+            "fsync=off",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 60
-        while subprocess.run([str(bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)],
-                             capture_output=True, check=False).returncode != 0:
+        while (
+            subprocess.run(
+                [str(bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)], capture_output=True, check=False
+            ).returncode
+            != 0
+        ):
             if proc.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"PostgreSQL did not start: {(root / 'postgres.log').read_text()[-2000:]}")
             time.sleep(0.2)
-        yield {"host": "127.0.0.1", "port": port, "user": user, "password": password,
-               "url": f"postgresql://{user}:{password}@127.0.0.1:{port}/postgres"}
+        yield {
+            "host": "127.0.0.1",
+            "port": port,
+            "user": user,
+            "password": password,
+            "url": f"postgresql://{user}:{password}@127.0.0.1:{port}/postgres",
+        }
     finally:
         stop_group(proc)  # type: ignore[arg-type]
         log.close()

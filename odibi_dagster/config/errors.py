@@ -33,8 +33,7 @@ class ConfigValidationError(Exception):
     """Raised when a config is invalid. ``problems`` lists every problem found, not just the first."""
 
     def __init__(self, problems: list[Problem]):
-        self.problems = sorted(set(problems),
-                               key=lambda p: (p.file, p.line or 0, p.step or "", p.field or ""))
+        self.problems = sorted(set(problems), key=lambda p: (p.file, p.line or 0, p.step or "", p.field or ""))
         super().__init__(self._render())
 
     def _render(self) -> str:

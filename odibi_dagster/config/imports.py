@@ -20,8 +20,7 @@ def _split(path: str) -> tuple[str, str]:
     else:
         module, _, attr = path.rpartition(".")
     if not module or not attr:
-        raise FunctionImportError(
-            f"'{path}' is not a dotted path to a function (expected 'package.module.function')")
+        raise FunctionImportError(f"'{path}' is not a dotted path to a function (expected 'package.module.function')")
     return module, attr
 
 
@@ -32,8 +31,7 @@ def _import(module_name: str) -> Any:
     except ModuleNotFoundError:
         raise
     except (Exception, SystemExit) as exc:  # the module itself is broken (or calls sys.exit)
-        raise FunctionImportError(
-            f"importing module '{module_name}' failed: {type(exc).__name__}: {exc}") from None
+        raise FunctionImportError(f"importing module '{module_name}' failed: {type(exc).__name__}: {exc}") from None
 
 
 def resolve_callable(path: str, search_dirs: Iterable[Path] = ()) -> Callable[..., Any]:
@@ -72,8 +70,9 @@ def resolve_callable(path: str, search_dirs: Iterable[Path] = ()) -> Callable[..
     return fn
 
 
-def bind_inputs(fn: Callable[..., Any], inputs: Mapping[str, Any], params: Mapping[str, Any]
-                ) -> tuple[list[Any], dict[str, Any]]:
+def bind_inputs(
+    fn: Callable[..., Any], inputs: Mapping[str, Any], params: Mapping[str, Any]
+) -> tuple[list[Any], dict[str, Any]]:
     """How a ``function`` step calls ``fn``: ``(args, kwargs)``.
 
     Inputs go by their logical names when the function has parameters of those names (or
@@ -107,9 +106,13 @@ def _by_name(fn: Callable[..., Any], inputs: list[str], params: list[str]) -> bo
         return True
     if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
         return False
-    return not [p for p in parameters if p.kind in (inspect.Parameter.POSITIONAL_ONLY,
-                                                    inspect.Parameter.POSITIONAL_OR_KEYWORD)
-                and p.default is inspect.Parameter.empty and p.name not in params]
+    return not [
+        p
+        for p in parameters
+        if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        and p.default is inspect.Parameter.empty
+        and p.name not in params
+    ]
 
 
 def binding_problem(fn: Callable[..., Any], inputs: list[str], params: list[str]) -> str | None:
@@ -120,9 +123,12 @@ def binding_problem(fn: Callable[..., Any], inputs: list[str], params: list[str]
     name = getattr(fn, "__qualname__", getattr(fn, "__name__", "function"))
     shown = f"{name}({', '.join(str(p) for p in parameters)})"
     keywords = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
-    accepted = {p.name for p in parameters if p.kind not in (inspect.Parameter.POSITIONAL_ONLY,
-                                                             inspect.Parameter.VAR_POSITIONAL,
-                                                             inspect.Parameter.VAR_KEYWORD)}
+    accepted = {
+        p.name
+        for p in parameters
+        if p.kind
+        not in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    }
     if not keywords:
         unknown = [p for p in params if p not in accepted]
         if unknown:
@@ -130,20 +136,36 @@ def binding_problem(fn: Callable[..., Any], inputs: list[str], params: list[str]
     if _by_name(fn, inputs, params):
         passed = set(inputs) | set(params)
     elif len(inputs) == 1:
-        positional = [p for p in parameters if p.kind in (inspect.Parameter.POSITIONAL_ONLY,
-                                                          inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                                                          inspect.Parameter.VAR_POSITIONAL)]
+        positional = [
+            p
+            for p in parameters
+            if p.kind
+            in (
+                inspect.Parameter.POSITIONAL_ONLY,
+                inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                inspect.Parameter.VAR_POSITIONAL,
+            )
+        ]
         if not positional or positional[0].name in params:
-            return (f"{shown} cannot take input '{inputs[0]}': it has no parameter of that name and no free "
-                    "first parameter to pass it to")
+            return (
+                f"{shown} cannot take input '{inputs[0]}': it has no parameter of that name and no free "
+                "first parameter to pass it to"
+            )
         passed = {positional[0].name} | set(params)
     else:
         missing = [i for i in inputs if i not in accepted]
-        return (f"{shown} has no parameter '{missing[0]}' for input '{missing[0]}' (several inputs are passed "
-                "by name: name the parameters after the step's logical inputs)")
-    required = [p.name for p in parameters if p.default is inspect.Parameter.empty
-                and p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                               inspect.Parameter.KEYWORD_ONLY) and p.name not in passed]
+        return (
+            f"{shown} has no parameter '{missing[0]}' for input '{missing[0]}' (several inputs are passed "
+            "by name: name the parameters after the step's logical inputs)"
+        )
+    required = [
+        p.name
+        for p in parameters
+        if p.default is inspect.Parameter.empty
+        and p.kind
+        in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        and p.name not in passed
+    ]
     if required:
         return f"{shown}: parameter '{required[0]}' gets no value (not an input of the step, not in its params)"
     return None

@@ -42,8 +42,18 @@ TABLE_COLUMNS = {
 COLUMN_ALIASES = {"name": "stepname", "type": "steptype"}
 # Keys that make a JSON/YAML file in a scanned directory a pipeline config (not a data file).
 PIPELINE_KEYS = {
-    "pipeline", "steps", "engine", "owners", "partitions", "schedule", "sensors", "hooks", "retry",
-    "backfill", "story", "explanations",
+    "pipeline",
+    "steps",
+    "engine",
+    "owners",
+    "partitions",
+    "schedule",
+    "sensors",
+    "hooks",
+    "retry",
+    "backfill",
+    "story",
+    "explanations",
 }
 JSON_COLUMNS = {"params", "inputs", "outputs", "metadata"}
 LOWERCASE_COLUMNS = {"layer", "type", "engine"}
@@ -98,8 +108,9 @@ def _has_config_table(p: Path) -> bool:
     try:
         conn = sqlite3.connect(f"file:{p}?mode=ro", uri=True)
         try:
-            row = conn.execute("SELECT 1 FROM sqlite_master WHERE type IN ('table', 'view') "
-                               "AND lower(name) = 'transformation_config'").fetchone()
+            row = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type IN ('table', 'view') AND lower(name) = 'transformation_config'"
+            ).fetchone()
         finally:
             conn.close()
     except sqlite3.Error:
@@ -133,8 +144,17 @@ def read_raw(path: str | Path, *, project: str | None = None, enabled_only: bool
         return [RawPipeline(file, None, problems=[Problem(file, None, None, "Config source not found")])]
     if not p.is_file():
         # A FIFO, socket or device would block the read (or never end): refuse before opening it.
-        return [RawPipeline(file, None, problems=[Problem(
-            file, None, None, "not a regular file (a config must be a file, or a directory of config files)")])]
+        return [
+            RawPipeline(
+                file,
+                None,
+                problems=[
+                    Problem(
+                        file, None, None, "not a regular file (a config must be a file, or a directory of config files)"
+                    )
+                ],
+            )
+        ]
     suffix = p.suffix.lower()
     try:
         if suffix in JSON_SUFFIXES:
@@ -154,8 +174,7 @@ def read_raw(path: str | Path, *, project: str | None = None, enabled_only: bool
             file,
             None,
             problems=[
-                Problem(file, None, None,
-                        f"unsupported config format '{suffix}' (use .json, .yaml, .db or .csv)")
+                Problem(file, None, None, f"unsupported config format '{suffix}' (use .json, .yaml, .db or .csv)")
             ],
         )
     ]
@@ -204,9 +223,14 @@ def _read_json(p: Path) -> RawPipeline:
     doc = _wrap(data)
     if doc is None:
         return _failed(p, "JSON config must be an array of steps or an object")
-    raw = RawPipeline(str(p), doc, lines=_json_step_lines(text, doc), default_name=p.stem,
-                      key_lines=_json_key_lines(text) if isinstance(data, dict) else {},
-                      odibi_format=isinstance(data, list))
+    raw = RawPipeline(
+        str(p),
+        doc,
+        lines=_json_step_lines(text, doc),
+        default_name=p.stem,
+        key_lines=_json_key_lines(text) if isinstance(data, dict) else {},
+        odibi_format=isinstance(data, list),
+    )
     for name, key in duplicates:
         raw.problems.append(Problem(str(p), name, key, f"duplicate key '{key}' (JSON keeps only the last)"))
     return raw
@@ -235,7 +259,7 @@ def _json_item_offsets(text: str) -> list[int]:
                 j += 2 if text[j] == "\\" else 1
             pending_steps = False
             if stack == ["{"]:
-                last_key = text[i + 1:j]
+                last_key = text[i + 1 : j]
             i = j + 1
             continue
         if c == ":":
@@ -300,8 +324,14 @@ def _read_yaml(p: Path) -> RawPipeline:
     doc = _wrap(data)
     if doc is None:
         return _failed(p, "YAML config must be a list of steps or a mapping")
-    raw = RawPipeline(str(p), doc, lines=_yaml_step_lines(node), default_name=p.stem,
-                      key_lines=_yaml_key_lines(node), odibi_format=isinstance(data, list))
+    raw = RawPipeline(
+        str(p),
+        doc,
+        lines=_yaml_step_lines(node),
+        default_name=p.stem,
+        key_lines=_yaml_key_lines(node),
+        odibi_format=isinstance(data, list),
+    )
     raw.problems.extend(_yaml_duplicate_keys(node, str(p)))
     return raw
 
@@ -340,8 +370,10 @@ def _alias_problem(root: yaml.Node | None) -> tuple[str, int | None] | None:
         stack.append((node, True))
         for child in children:
             if state.get(id(child)) == 1:
-                return ("an alias refers to a node that contains it (recursive aliases are not supported)",
-                        child.start_mark.line + 1)
+                return (
+                    "an alias refers to a node that contains it (recursive aliases are not supported)",
+                    child.start_mark.line + 1,
+                )
             if state.get(id(child)) != 2:
                 stack.append((child, False))
     return None
@@ -357,15 +389,24 @@ def _yaml_duplicate_keys(node: yaml.Node | None, file: str) -> list[Problem]:
             todo.extend(current.value)
         elif isinstance(current, yaml.MappingNode):
             seen: set[str] = set()
-            names = [v.value for k, v in current.value if isinstance(k, yaml.ScalarNode)
-                     and k.value == "name" and isinstance(v, yaml.ScalarNode)]
+            names = [
+                v.value
+                for k, v in current.value
+                if isinstance(k, yaml.ScalarNode) and k.value == "name" and isinstance(v, yaml.ScalarNode)
+            ]
             name = names[-1] if names else None
             for key, value in current.value:
                 if isinstance(key, yaml.ScalarNode):
                     if key.value in seen and key.value != "<<":
-                        problems.append(Problem(file, name, key.value,
-                                                f"duplicate key '{key.value}' (YAML keeps only the last)",
-                                                key.start_mark.line + 1))
+                        problems.append(
+                            Problem(
+                                file,
+                                name,
+                                key.value,
+                                f"duplicate key '{key.value}' (YAML keeps only the last)",
+                                key.start_mark.line + 1,
+                            )
+                        )
                     seen.add(key.value)
                 todo.append(value)
     return problems
@@ -392,7 +433,7 @@ def _json_key_lines(text: str) -> dict[str, int]:
             while j < n and text[j] != '"':
                 j += 2 if text[j] == "\\" else 1
             if depth == 1 and _COLON.match(text, j + 1):
-                key = json.loads(text[i:j + 1]) if j < n else ""
+                key = json.loads(text[i : j + 1]) if j < n else ""
                 lines.setdefault(key, text.count("\n", 0, i) + 1)
             i = j + 1
             continue
@@ -410,8 +451,7 @@ def _yaml_step_lines(node: yaml.Node | None) -> dict[int, int]:
         seq = node
     elif isinstance(node, yaml.MappingNode):
         for key, value in node.value:
-            if (isinstance(key, yaml.ScalarNode) and key.value == "steps"
-                    and isinstance(value, yaml.SequenceNode)):
+            if isinstance(key, yaml.ScalarNode) and key.value == "steps" and isinstance(value, yaml.SequenceNode):
                 seq = value
     if seq is None:
         return {}
@@ -432,8 +472,7 @@ def _row_to_step(row: dict[str, Any], file: str, rownum: int, problems: list[Pro
             try:
                 value = json.loads(value)
             except json.JSONDecodeError as exc:
-                problems.append(Problem(file, name or f"#{rownum}", key,
-                                        f"invalid JSON in column: {exc.msg}", rownum))
+                problems.append(Problem(file, name or f"#{rownum}", key, f"invalid JSON in column: {exc.msg}", rownum))
                 continue
         if key in LOWERCASE_COLUMNS and isinstance(value, str):
             value = value.strip().lower()  # ODIBI stores 'Ingest', 'SQL', 'Pandas'
@@ -455,9 +494,15 @@ def _rows_to_raw(
     problems: list[Problem] = []
     by_project: dict[str | None, list[tuple[int, dict[str, Any]]]] = {}
     if project is not None and rows and "project" not in rows[0]:
-        return [RawPipeline(file, None, problems=[
-            Problem(file, None, "project",
-                    f"project '{project}' given, but the table has no 'project' column")])]
+        return [
+            RawPipeline(
+                file,
+                None,
+                problems=[
+                    Problem(file, None, "project", f"project '{project}' given, but the table has no 'project' column")
+                ],
+            )
+        ]
     for rownum, row in enumerate(rows, start=1):
         if project is not None and str(row.get("project")) != str(project):
             continue
@@ -468,21 +513,48 @@ def _rows_to_raw(
         by_project.setdefault(proj, []).append((rownum, _row_to_step(row, file, rownum, problems)))
     if project is not None and not by_project:
         known = sorted({str(r["project"]) for r in rows if r.get("project") is not None})
-        return [RawPipeline(file, None, problems=[
-            Problem(file, None, "project", f"no enabled rows for project '{project}' "
-                                           f"(projects in the table: {', '.join(known) or 'none'})")])]
+        return [
+            RawPipeline(
+                file,
+                None,
+                problems=[
+                    Problem(
+                        file,
+                        None,
+                        "project",
+                        f"no enabled rows for project '{project}' "
+                        f"(projects in the table: {', '.join(known) or 'none'})",
+                    )
+                ],
+            )
+        ]
     if len(by_project) <= 1:
         items = next(iter(by_project.values()), [])
         name = project or default_name
-        return [RawPipeline(file, {"steps": [s for _, s in items]}, {i: r for i, (r, _) in enumerate(items)},
-                            problems, name, odibi_format=True)]
+        return [
+            RawPipeline(
+                file,
+                {"steps": [s for _, s in items]},
+                {i: r for i, (r, _) in enumerate(items)},
+                problems,
+                name,
+                odibi_format=True,
+            )
+        ]
     # Several projects in one table: one pipeline per project (rows without a project: the file's name).
     raws = []
     for n, (proj, items) in enumerate(sorted(by_project.items(), key=lambda kv: str(kv[0] or ""))):
         name = proj or default_name
-        raws.append(RawPipeline(file, {"pipeline": name, "steps": [s for _, s in items]},
-                                {i: r for i, (r, _) in enumerate(items)}, problems if n == 0 else [], name,
-                                odibi_format=True))
+        raws.append(
+            RawPipeline(
+                file,
+                {"pipeline": name, "steps": [s for _, s in items]},
+                {i: r for i, (r, _) in enumerate(items)},
+                problems if n == 0 else [],
+                name,
+                odibi_format=True,
+            )
+        )
     return raws
 
 
@@ -497,16 +569,27 @@ def _read_sqlite(p: Path, *, project: str | None, enabled_only: bool) -> list[Ra
         try:
             cur = conn.execute("SELECT * FROM transformation_config")
         except sqlite3.DatabaseError as exc:
-            return [RawPipeline(file, None, problems=[
-                Problem(file, None, "transformation_config",
-                        f"cannot read table transformation_config: {exc}")])]
+            return [
+                RawPipeline(
+                    file,
+                    None,
+                    problems=[
+                        Problem(file, None, "transformation_config", f"cannot read table transformation_config: {exc}")
+                    ],
+                )
+            ]
         rows = [{_column_key(k): r[k] for k in r.keys()} for r in cur.fetchall()]  # noqa: SIM118 - sqlite3.Row
     finally:
         conn.close()
     missing = [c for c in ("layer", "stepname") if rows and c not in rows[0]]
     if missing:
-        return [RawPipeline(file, None, problems=[
-            Problem(file, None, "transformation_config", f"missing column(s): {', '.join(missing)}")])]
+        return [
+            RawPipeline(
+                file,
+                None,
+                problems=[Problem(file, None, "transformation_config", f"missing column(s): {', '.join(missing)}")],
+            )
+        ]
     return _rows_to_raw(file, rows, p.stem, project, enabled_only)
 
 
@@ -528,25 +611,42 @@ def _read_csv(p: Path, *, project: str | None, enabled_only: bool) -> list[RawPi
             header = [_column_key(h) for h in (reader.fieldnames or [])]
             missing = [c for c in ("layer", "stepname") if c not in header]
             if missing:
-                return [RawPipeline(file, None, problems=[
-                    Problem(file, None, None, f"missing column(s): {', '.join(missing)}")])]
+                return [
+                    RawPipeline(
+                        file, None, problems=[Problem(file, None, None, f"missing column(s): {', '.join(missing)}")]
+                    )
+                ]
             rows = []
             extra: list[Problem] = []
             for row in reader:
                 norm = {_column_key(k): v for k, v in row.items() if k is not None}
                 if row.get(None):  # type: ignore[call-overload]  # DictReader's restkey: too many fields
-                    extra.append(Problem(
-                        file, norm.get("stepname") or None, None,
-                        "row has more fields than the header (quote values that hold commas, such as JSON "
-                        "in Params/Inputs/Outputs)", reader.line_num))
+                    extra.append(
+                        Problem(
+                            file,
+                            norm.get("stepname") or None,
+                            None,
+                            "row has more fields than the header (quote values that hold commas, such as JSON "
+                            "in Params/Inputs/Outputs)",
+                            reader.line_num,
+                        )
+                    )
                 rows.append(norm)
         except csv.Error as exc:
-            return [RawPipeline(file, None, problems=[Problem(file, None, None, f"invalid CSV: {exc}",
-                                                              reader.line_num or None)])]
+            return [
+                RawPipeline(
+                    file, None, problems=[Problem(file, None, None, f"invalid CSV: {exc}", reader.line_num or None)]
+                )
+            ]
     raws = _rows_to_raw(file, rows, p.stem, project, enabled_only)
     if enabled_only:
-        disabled = sum(1 for row in rows if "enabled" in row and not _truthy(row["enabled"])
-                       and (project is None or str(row.get("project")) == str(project)))
+        disabled = sum(
+            1
+            for row in rows
+            if "enabled" in row
+            and not _truthy(row["enabled"])
+            and (project is None or str(row.get("project")) == str(project))
+        )
         for raw in raws:
             raw.disabled_csv_rows = disabled
     raws[0].problems.extend(extra)

@@ -41,8 +41,6 @@ def _scalar_text(value: Any) -> Any:
     return value
 
 
-
-
 class RetryConfig(_Strict):
     """Retries of a failing step (ODIBI's retry logic, run by Dagster's RetryPolicy)."""
 
@@ -127,8 +125,11 @@ class Step(_Strict):
     ODIBI's bare JSON lists).
     """
 
-    layer: str = Field("transform", description="connect, ingest, transform, store or publish "
-                       "(ODIBI's JSON loader defaults a missing layer to 'transform').")
+    layer: str = Field(
+        "transform",
+        description="connect, ingest, transform, store or publish "
+        "(ODIBI's JSON loader defaults a missing layer to 'transform').",
+    )
     name: str
     type: str = "config_op"
     engine: str | None = None
@@ -141,8 +142,9 @@ class Step(_Strict):
     retry: RetryConfig | None = None
     partition_mapping: PartitionMappingConfig | None = None
     enabled: bool = True
-    line: SkipJsonSchema[int | None] = Field(None, exclude=True,
-                                             description="Line of the step in its file (set by the loader).")
+    line: SkipJsonSchema[int | None] = Field(
+        None, exclude=True, description="Line of the step in its file (set by the loader)."
+    )
 
     # ODIBI writes null for "nothing": the JSON Schema says so too (json_schema_input_type).
     @field_validator("params", "metadata", mode="before", json_schema_input_type=dict[str, Any] | None)
@@ -219,12 +221,17 @@ class FileWatchSensorConfig(_Strict):
     recursive: bool = False
     min_interval_seconds: int = Field(30, ge=1)
     settle_seconds: float = Field(
-        60, ge=0, description="A file untouched this long is complete; a younger one must keep its size "
-                              "and mtime over two evaluations before it starts a run.")
+        60,
+        ge=0,
+        description="A file untouched this long is complete; a younger one must keep its size "
+        "and mtime over two evaluations before it starts a run.",
+    )
     dynamic_partitions: bool = False
     follow_symlinks: bool = Field(
-        False, description="Follow symbolic links whose target is outside `path` (links inside it are "
-                           "always followed); off, such links are skipped and said so in the tick's log.")
+        False,
+        description="Follow symbolic links whose target is outside `path` (links inside it are "
+        "always followed); off, such links are skipped and said so in the tick's log.",
+    )
     name: str | None = None
     enabled: bool = True
 
@@ -253,7 +260,12 @@ class PollingSensorConfig(_Strict):
 SensorConfig = Annotated[FileWatchSensorConfig | PollingSensorConfig, Field(discriminator="type")]
 
 VALID_EVENTS = (
-    "pipeline_start", "pipeline_complete", "pipeline_error", "node_start", "node_complete", "node_error",
+    "pipeline_start",
+    "pipeline_complete",
+    "pipeline_error",
+    "node_start",
+    "node_complete",
+    "node_error",
 )
 
 
@@ -313,9 +325,10 @@ class StoryConfig(_Strict):
     max_cell_chars: int = Field(40, ge=4)
     enabled: bool = True
     refresh_seconds: float = Field(
-        2.0, ge=0,
+        2.0,
+        ge=0,
         description="While a run is going, re-publish the story at most this often; it is always published when "
-                    "a step fails and when the run's last step ends. 0: at every step start and end.",
+        "a step fails and when the run's last step ends. 0: at every step start and end.",
     )
 
 
@@ -344,8 +357,8 @@ class PipelineConfig(_Strict):
     ingest_mode: Literal["copy", "reference"] = Field(
         "copy",
         description="copy: every ingest is persisted as a Parquet/Delta dataset. reference: ingests of files "
-                    "(CSV, JSON, Parquet, Delta, Avro) record a fingerprinted manifest and downstream steps read "
-                    "the source itself; a source that changes afterwards fails loudly.",
+        "(CSV, JSON, Parquet, Delta, Avro) record a fingerprinted manifest and downstream steps read "
+        "the source itself; a source that changes afterwards fails loudly.",
     )
     steps: list[Step]
 

@@ -30,8 +30,7 @@ _GLOB_CHARS = frozenset("*?[")
 def _probe(value: str) -> str | None:
     """The leading, template- and glob-free part of a relative local path (None if none)."""
     value = value.strip()
-    if not value or "://" in value or os.path.isabs(value) or value.lstrip().upper().startswith(
-            ("SELECT", "WITH")):
+    if not value or "://" in value or os.path.isabs(value) or value.lstrip().upper().startswith(("SELECT", "WITH")):
         return None
     parts: list[str] = []
     for part in Path(value).parts:
@@ -43,8 +42,11 @@ def _probe(value: str) -> str | None:
 
 def source_probes(pipeline: PipelineConfig) -> list[str]:
     """Relative local paths the pipeline reads (ingest values, file-watch folders)."""
-    values: Iterable[str] = [s.value for s in pipeline.steps if s.layer == "ingest" and s.type not in (
-        "function", "api") and not s.params.get("connection")]
+    values: Iterable[str] = [
+        s.value
+        for s in pipeline.steps
+        if s.layer == "ingest" and s.type not in ("function", "api") and not s.params.get("connection")
+    ]
     values = [*values, *(getattr(sensor, "path", "") for sensor in pipeline.sensors)]
     return [p for p in (_probe(v) for v in values) if p]
 

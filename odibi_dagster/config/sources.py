@@ -27,7 +27,7 @@ Report = Callable[[Step, str, str], None]
 Schema = list[tuple[str, str]]  # (column, DuckDB type)
 
 _BINDER_COLUMN = re.compile(r'Referenced column "(?P<col>[^"]+)" not found')
-_BINDER_TABLE = re.compile(r'Table with name (?P<table>\S+) does not exist')
+_BINDER_TABLE = re.compile(r"Table with name (?P<table>\S+) does not exist")
 
 
 def _partition_variables(pipeline: PipelineConfig) -> dict[str, Any] | None:
@@ -82,8 +82,9 @@ def _written_by_pipeline(pipeline: PipelineConfig, path: str, variables: dict[st
     return False
 
 
-def check_sources(pipeline: PipelineConfig, steps: list[Step], report: Report, *, check_remote: bool = False
-                  ) -> dict[str, Schema]:
+def check_sources(
+    pipeline: PipelineConfig, steps: list[Step], report: Report, *, check_remote: bool = False
+) -> dict[str, Schema]:
     """Report missing sources; return the schema of every dataset whose columns are known."""
     variables = _partition_variables(pipeline)
     if variables is None:
@@ -173,8 +174,9 @@ def check_columns(pipeline: PipelineConfig, steps: list[Step], known: dict[str, 
         conn.close()
 
 
-def _bind(conn: Any, pipeline: PipelineConfig, step: Step, known: dict[str, Schema], variables: dict[str, Any],
-          report: Report) -> Schema | None:
+def _bind(
+    conn: Any, pipeline: PipelineConfig, step: Step, known: dict[str, Schema], variables: dict[str, Any], report: Report
+) -> Schema | None:
     import duckdb
 
     engine = step.engine or pipeline.engine
@@ -190,7 +192,7 @@ def _bind(conn: Any, pipeline: PipelineConfig, step: Step, known: dict[str, Sche
     conn.execute(f'SET schema = "{schema}"')
     try:
         for logical, dataset in step.inputs.items():
-            cols = ", ".join(f'{_ident(c)} {t}' for c, t in known[dataset]) or "_ INTEGER"
+            cols = ", ".join(f"{_ident(c)} {t}" for c, t in known[dataset]) or "_ INTEGER"
             conn.execute(f"CREATE OR REPLACE TABLE {_ident(logical)} ({cols})")
         try:
             rel = conn.sql(sql)

@@ -21,9 +21,18 @@ from jinja2 import meta
 
 #: Variables a template may use. ``env`` is a namespace: ``{{ env.NAME }}``.
 KNOWN_VARIABLES = frozenset(
-    {"partition_key", "partition_start", "partition_end", "partition_keys", "run_id", "pipeline", "env",
-     # The range a polling sensor's run reads: (watermark_start, watermark_end]; None outside such runs.
-     "watermark_start", "watermark_end"}
+    {
+        "partition_key",
+        "partition_start",
+        "partition_end",
+        "partition_keys",
+        "run_id",
+        "pipeline",
+        "env",
+        # The range a polling sensor's run reads: (watermark_start, watermark_end]; None outside such runs.
+        "watermark_start",
+        "watermark_end",
+    }
 )
 PARTITION_VARIABLES = frozenset({"partition_key", "partition_start", "partition_end", "partition_keys"})
 
@@ -79,8 +88,13 @@ def sql_literal(value: Any, dialect: str = "duckdb", *, lists: Literal["tuple", 
         items = ", ".join(sql_literal(v, dialect, lists=lists) for v in value)
         return f"[{items}]" if lists == "array" else f"({items})"
     if isinstance(value, Mapping):
-        return "{" + ", ".join(f"{sql_literal(str(k), dialect)}: {sql_literal(v, dialect, lists=lists)}"
-                               for k, v in value.items()) + "}"
+        return (
+            "{"
+            + ", ".join(
+                f"{sql_literal(str(k), dialect)}: {sql_literal(v, dialect, lists=lists)}" for k, v in value.items()
+            )
+            + "}"
+        )
     return "'" + _escape_in_string(value, "'", dialect) + "'"
 
 
@@ -108,6 +122,8 @@ class _Positioned:
 
 
 _EXPRESSION = re.compile(r"\{\{([-+]?)(.*?)([-+]?)\}\}", re.DOTALL)
+
+
 class UnsafeTemplate(ValueError):
     """A template expression in a position of the SQL where no value can be rendered safely."""
 
@@ -153,19 +169,22 @@ def _mark_positions(sql: str, dialect: str) -> str:
         if sql.startswith(("{%", "{#"), i):
             end = sql.find(sql[i + 1] + "}", i + 2)
             if end != -1:
-                out.append(sql[i:end + 2])
+                out.append(sql[i : end + 2])
                 i = end + 2
                 continue
         c = sql[i]
         if context is not None:
             escapes = context == "E'" or (spark and context in ("'", '"'))
             if escapes and c == "\\" and i + 1 < n:
-                out.append(sql[i:i + 2])
+                out.append(sql[i : i + 2])
                 i += 2
                 continue
             if sql.startswith(closer, i):
-                if context in ("'", "E'", 'ident"', "ident`") and sql.startswith(closer * 2, i) and not (
-                        spark and context in ("'", '"')):
+                if (
+                    context in ("'", "E'", 'ident"', "ident`")
+                    and sql.startswith(closer * 2, i)
+                    and not (spark and context in ("'", '"'))
+                ):
                     out.append(closer * 2)  # a doubled quote stays inside
                     i += 2
                     continue
@@ -180,9 +199,11 @@ def _mark_positions(sql: str, dialect: str) -> str:
         if c == "$" and not spark and not prev_ident and (m := _DOLLAR_QUOTE.match(sql, i)):
             end = sql.find(m.group(0), m.end())
             end = n if end == -1 else end + len(m.group(0))
-            if "{{" in sql[m.end():end] or "{%" in sql[m.end():end]:
-                raise UnsafeTemplate(f"a template inside the dollar-quoted string {m.group(0)}...{m.group(0)} "
-                                     "cannot be escaped; put it in '...' instead")
+            if "{{" in sql[m.end() : end] or "{%" in sql[m.end() : end]:
+                raise UnsafeTemplate(
+                    f"a template inside the dollar-quoted string {m.group(0)}...{m.group(0)} "
+                    "cannot be escaped; put it in '...' instead"
+                )
             out.append(sql[i:end])
             i = end
             continue
@@ -190,14 +211,15 @@ def _mark_positions(sql: str, dialect: str) -> str:
             end = sql.find(sql[i + 1], i + 2)
             end = n if end == -1 else end + 1
             if "{{" in sql[i:end] or "{%" in sql[i:end]:
-                raise UnsafeTemplate("a template inside a raw string (r'...') cannot be escaped; "
-                                     "put it in '...' instead")
+                raise UnsafeTemplate(
+                    "a template inside a raw string (r'...') cannot be escaped; put it in '...' instead"
+                )
             out.append(sql[i:end])
             i = end
             continue
         if not spark and c in "eE" and not prev_ident and i + 1 < n and sql[i + 1] == "'":
             context, closer = "E'", "'"
-            out.append(sql[i:i + 2])
+            out.append(sql[i : i + 2])
             i += 2
             continue
         if sql.startswith("--", i):
@@ -224,8 +246,9 @@ def _render_positioned(v: _Positioned, dialect: str) -> str:
     pos = v.position
     if pos in ("'", '"'):
         return _escape_in_string(v.value, pos, dialect)
-    text = "" if v.value is None else (v.value.isoformat() if isinstance(v.value, dt.datetime | dt.date)
-                                       else str(v.value))
+    text = (
+        "" if v.value is None else (v.value.isoformat() if isinstance(v.value, dt.datetime | dt.date) else str(v.value))
+    )
     if pos == "E'":  # backslash escapes are on: double them, and the quote
         return text.replace("\\", "\\\\").replace("'", "''")
     if pos.startswith("ident"):
@@ -290,8 +313,10 @@ def render_sql(sql: str, variables: Mapping[str, Any], dialect: str = "duckdb") 
             raise
         # The scan split an expression wrongly (a '}}' inside it, say). Rendering the original
         # would put bare literals inside strings, so refuse instead.
-        raise UnsafeTemplate("a template expression could not be placed in the SQL (does it contain '}}' "
-                             "or a quote?); simplify the expression") from None
+        raise UnsafeTemplate(
+            "a template expression could not be placed in the SQL (does it contain '}}' "
+            "or a quote?); simplify the expression"
+        ) from None
     return template.render(**variables)
 
 
@@ -316,8 +341,13 @@ def sample_variables(partitioned: bool = True) -> dict[str, Any]:
         def __getitem__(self, name: str) -> str:
             return "env_value"
 
-    values: dict[str, Any] = {"run_id": "validation-run", "pipeline": "pipeline", "env": _AnyEnv(),
-                              "watermark_start": 0, "watermark_end": 1}
+    values: dict[str, Any] = {
+        "run_id": "validation-run",
+        "pipeline": "pipeline",
+        "env": _AnyEnv(),
+        "watermark_start": 0,
+        "watermark_end": 1,
+    }
     if partitioned:
         values.update(
             partition_key="2024-01-01",

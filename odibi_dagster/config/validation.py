@@ -66,6 +66,8 @@ def checking_sources(remote: bool = False) -> Iterator[None]:
         yield
     finally:
         _SOURCE_CHECKS.reset(token)
+
+
 # Longest chain of dependent steps a pipeline may have: Dagster walks its graph recursively,
 # and build_definitions raises the recursion limit to match (see translate.definitions).
 MAX_CHAIN_DEPTH = 10_000
@@ -76,6 +78,7 @@ _DAGSTER_NAME = re.compile(r"^[A-Za-z0-9_]+$")
 
 # Filesystems a file-watch sensor can list (through fsspec): local folders and blob stores.
 WATCHABLE_PROTOCOLS = frozenset({"file", "abfs", "abfss", "az", "s3", "gs", "gcs", "memory"})
+
 
 def _loc_to_field(loc: tuple[Any, ...]) -> str:
     """A pydantic error location as a field path: ``sensors[0].path``, ``inputs.data``."""
@@ -131,8 +134,9 @@ class _Collector:
         self.maybe_produced: set[str] = set()  # datasets named by malformed or dropped steps
         self.disabled_outputs: dict[str, str] = {}  # dataset -> disabled step producing it
 
-    def add(self, step: Step | str | None, field: str | None, message: str, line: int | None = None,
-            *, shape: bool = False) -> None:
+    def add(
+        self, step: Step | str | None, field: str | None, message: str, line: int | None = None, *, shape: bool = False
+    ) -> None:
         if isinstance(step, Step):
             line = line if line is not None else step.line
             step = step.name
@@ -242,15 +246,22 @@ def _check_names_and_outputs(steps: list[Step], col: _Collector) -> None:
             continue
         other = by_safe.setdefault(dagster_name(s.name), s.name)
         if other != s.name:
-            col.add(s, "name", f"step name '{s.name}' and step '{other}' both become the Dagster name "
-                               f"'{dagster_name(s.name)}' (only letters, digits and '_' are kept); "
-                               "rename one")
+            col.add(
+                s,
+                "name",
+                f"step name '{s.name}' and step '{other}' both become the Dagster name "
+                f"'{dagster_name(s.name)}' (only letters, digits and '_' are kept); "
+                "rename one",
+            )
     producers: dict[str, tuple[int, str]] = {}
     for index, s in enumerate(steps):
         for logical, dataset in s.outputs.items():
             if dataset in producers and producers[dataset][0] != index:
-                col.add(s, f"outputs.{logical}",
-                        f"Duplicate output '{dataset}': also produced by step '{producers[dataset][1]}'")
+                col.add(
+                    s,
+                    f"outputs.{logical}",
+                    f"Duplicate output '{dataset}': also produced by step '{producers[dataset][1]}'",
+                )
             elif dataset in producers:
                 col.add(s, f"outputs.{logical}", f"Duplicate output '{dataset}' within the step")
             producers.setdefault(dataset, (index, s.name))
@@ -258,14 +269,22 @@ def _check_names_and_outputs(steps: list[Step], col: _Collector) -> None:
         for logical, dataset in s.outputs.items():
             other = safe_outputs.setdefault(dagster_name(dataset), dataset)
             if other != dataset:
-                col.add(s, f"outputs.{logical}", f"outputs '{other}' and '{dataset}' both become the Dagster "
-                                                 f"name '{dagster_name(dataset)}'; rename one")
+                col.add(
+                    s,
+                    f"outputs.{logical}",
+                    f"outputs '{other}' and '{dataset}' both become the Dagster "
+                    f"name '{dagster_name(dataset)}'; rename one",
+                )
     # Store/publish assets are keyed [pipeline, step], datasets [pipeline, dataset]: they must differ.
     for s in steps:
         if s.layer in SINK_LAYERS and s.name in producers:
-            col.add(s, "name", f"{s.layer} step '{s.name}' has the name of dataset '{s.name}' (produced by "
-                               f"step '{producers[s.name][1]}'): both would be asset [pipeline, '{s.name}']; "
-                               "rename one")
+            col.add(
+                s,
+                "name",
+                f"{s.layer} step '{s.name}' has the name of dataset '{s.name}' (produced by "
+                f"step '{producers[s.name][1]}'): both would be asset [pipeline, '{s.name}']; "
+                "rename one",
+            )
 
 
 def _case_hint(value: str, valid: Iterable[str], what: str) -> str:
@@ -276,8 +295,7 @@ def _case_hint(value: str, valid: Iterable[str], what: str) -> str:
 
 def _invalid(step: str, what: str, value: str, valid: tuple[str, ...]) -> str:
     # ODIBI's wording ("Step 'x' has invalid layer: 'y'"), the valid values and a hint for 'Ingest'.
-    return (f"Step '{step}' has invalid {what}: '{value}' (valid: {', '.join(valid)})"
-            + _case_hint(value, valid, what))
+    return f"Step '{step}' has invalid {what}: '{value}' (valid: {', '.join(valid)})" + _case_hint(value, valid, what)
 
 
 def _check_step_kinds(steps: list[Step], col: _Collector) -> None:
@@ -291,14 +309,16 @@ def _check_step_kinds(steps: list[Step], col: _Collector) -> None:
             col.add(s, "type", _invalid(s.name, "type", s.type, VALID_TYPES))
         if col.has_bad(s, "layer"):
             continue  # a layer of the wrong type: the rules of a guessed layer would only add noise
-        defaulted = (" (the step has no 'layer', so ODIBI's default 'transform' applies)"
-                     if s.name in col.layer_defaulted else "")
+        defaulted = (
+            " (the step has no 'layer', so ODIBI's default 'transform' applies)"
+            if s.name in col.layer_defaulted
+            else ""
+        )
         if s.layer == "transform":
             if not s.inputs:
                 col.add(s, "inputs", "transform step has no inputs" + defaulted)
             if s.type not in ("sql", "function") and s.type in VALID_TYPES:
-                col.add(s, "type",
-                        f"transform step must be of type 'sql' or 'function', not '{s.type}'" + defaulted)
+                col.add(s, "type", f"transform step must be of type 'sql' or 'function', not '{s.type}'" + defaulted)
         if s.layer in DATA_LAYERS and not s.outputs:
             col.add(s, "outputs", f"{s.layer} step has no outputs")
         if s.layer == "ingest" and not s.value.strip():
@@ -324,8 +344,12 @@ def _check_inputs_and_cycles(steps: list[Step], col: _Collector) -> None:
             if dataset in producers or dataset in col.maybe_produced:
                 continue
             if dataset in col.disabled_outputs:
-                col.add(s, f"inputs.{logical}", f"Input '{dataset}' is not produced by any step "
-                                                f"(its step '{col.disabled_outputs[dataset]}' is disabled)")
+                col.add(
+                    s,
+                    f"inputs.{logical}",
+                    f"Input '{dataset}' is not produced by any step "
+                    f"(its step '{col.disabled_outputs[dataset]}' is disabled)",
+                )
             else:
                 col.add(s, f"inputs.{logical}", f"Input '{dataset}' is not produced by any step")
     graph: dict[str, list[str]] = {s.name: [] for s in steps}
@@ -352,7 +376,7 @@ def _check_inputs_and_cycles(steps: list[Step], col: _Collector) -> None:
                 stack.append((node, idx + 1))
                 nxt = deps[idx]
                 if state.get(nxt) == 1:
-                    cycle = [*path[path.index(nxt):], nxt]
+                    cycle = [*path[path.index(nxt) :], nxt]
                     key = frozenset(cycle)
                     if key not in reported:
                         reported.add(key)
@@ -366,8 +390,12 @@ def _check_inputs_and_cycles(steps: list[Step], col: _Collector) -> None:
                 path.pop()
     deepest = max(depth, key=depth.__getitem__, default=None)
     if not reported and deepest is not None and depth[deepest] > MAX_CHAIN_DEPTH:
-        col.add(deepest, "inputs", f"step '{deepest}' ends a chain of {depth[deepest]:,} dependent steps; "
-                                   f"at most {MAX_CHAIN_DEPTH:,} are supported (split the pipeline)")
+        col.add(
+            deepest,
+            "inputs",
+            f"step '{deepest}' ends a chain of {depth[deepest]:,} dependent steps; "
+            f"at most {MAX_CHAIN_DEPTH:,} are supported (split the pipeline)",
+        )
 
 
 def _check_templates(text: str, where: str, step: Step, partitioned: bool, col: _Collector) -> bool:
@@ -381,13 +409,11 @@ def _check_templates(text: str, where: str, step: Step, partitioned: bool, col: 
         return False
     ok = True
     for var in sorted(used - KNOWN_VARIABLES):
-        col.add(step, where,
-                f"unknown template variable '{var}' (known: {', '.join(sorted(KNOWN_VARIABLES))})")
+        col.add(step, where, f"unknown template variable '{var}' (known: {', '.join(sorted(KNOWN_VARIABLES))})")
         ok = False
     if not partitioned:
         for var in sorted(used & PARTITION_VARIABLES):
-            col.add(step, where,
-                    f"template variable '{var}' is only defined when the pipeline has partitions")
+            col.add(step, where, f"template variable '{var}' is only defined when the pipeline has partitions")
             ok = False
     return ok
 
@@ -407,8 +433,17 @@ def _walk_strings(obj: Any, prefix: str) -> Iterable[tuple[str, str]]:
 SOURCE_DIALECTS = ("sqlite", "postgres", "mysql", "tsql", "oracle", "snowflake", "bigquery")
 
 
-def _check_sql(sql: str, step: Step, where: str, engine: str, allowed: set[str] | None, partitioned: bool,
-               col: _Collector, *, any_dialect: bool = False) -> None:
+def _check_sql(
+    sql: str,
+    step: Step,
+    where: str,
+    engine: str,
+    allowed: set[str] | None,
+    partitioned: bool,
+    col: _Collector,
+    *,
+    any_dialect: bool = False,
+) -> None:
     """SQL must parse in the engine's dialect and read only ``allowed`` tables (None: skip that part)."""
     dialect = dialect_for(engine)
     try:
@@ -429,8 +464,10 @@ def _check_sql(sql: str, step: Step, where: str, engine: str, allowed: set[str] 
         if errors and errors[0].get("highlight"):
             # Name the offending token: "Unexpected token at 'FRM' (line 1, column 10)".
             e = errors[0]
-            first = f"{e.get('description') or 'syntax error'} at '{e['highlight']}' " \
-                    f"(line {e.get('line')}, column {e.get('col')})"
+            first = (
+                f"{e.get('description') or 'syntax error'} at '{e['highlight']}' "
+                f"(line {e.get('line')}, column {e.get('col')})"
+            )
         first = re.sub(r"<class 'sqlglot\.[\w.]*?(\w+)'>", r"\1", first)  # "missing for <class '...Where'>"
         col.add(step, where, f"SQL does not parse ({dialect} dialect): {first}")
         return
@@ -466,8 +503,7 @@ def _check_io_params(pipeline: PipelineConfig, step: Step, col: _Collector) -> N
         return
     explicit = step.params.get("format") or step.params.get("source_type")
     try:
-        fmt = formats.resolve_format(step.value, step.params) if explicit or formats._ext_format(step.value) \
-            else None
+        fmt = formats.resolve_format(step.value, step.params) if explicit or formats._ext_format(step.value) else None
     except ValueError as exc:
         col.add(step, "params.format" if explicit else "value", str(exc))
         return
@@ -476,8 +512,9 @@ def _check_io_params(pipeline: PipelineConfig, step: Step, col: _Collector) -> N
         return
     for key in step.params:
         if key not in accepted:
-            col.add(step, f"params.{key}", f"unknown {fmt} {kind} param '{key}'; supported: "
-                                           f"{', '.join(sorted(accepted))}")
+            col.add(
+                step, f"params.{key}", f"unknown {fmt} {kind} param '{key}'; supported: {', '.join(sorted(accepted))}"
+            )
 
 
 def _check_step_details(pipeline: PipelineConfig, steps: list[Step], col: _Collector) -> None:
@@ -493,8 +530,7 @@ def _check_step_details(pipeline: PipelineConfig, steps: list[Step], col: _Colle
             allowed = set(s.inputs) if not col.has_bad(s, "inputs") else None
             if s.layer == "ingest":
                 allowed = None  # an ingest query reads its source database's tables, not step inputs
-            _check_sql(s.value, s, "value", engine, allowed, partitioned, col,
-                       any_dialect=s.layer == "ingest")
+            _check_sql(s.value, s, "value", engine, allowed, partitioned, col, any_dialect=s.layer == "ingest")
         if s.type == "sql" and s.layer == "transform" and not s.value.strip():
             col.add(s, "value", "sql step has an empty value (expected a SQL query)")
         if s.type == "function":
@@ -507,39 +543,45 @@ def _check_step_details(pipeline: PipelineConfig, steps: list[Step], col: _Colle
                     col.add(s, "value", str(exc))
                 else:
                     # A connection's params are known only at run time: such steps are checked then.
-                    problem = None if "connection" in s.params else binding_problem(fn, list(s.inputs),
-                                                                                     list(s.params))
+                    problem = None if "connection" in s.params else binding_problem(fn, list(s.inputs), list(s.params))
                     if problem is not None:
                         col.add(s, "inputs" if s.inputs and "input" in problem else "value", problem)
         _check_io_params(pipeline, s, col)
         conn = s.params.get("connection")
         if conn is not None and (not isinstance(conn, str) or conn not in connect_steps):
             known = ", ".join(sorted(connect_steps)) or "none"
-            col.add(s, "params.connection",
-                    f"connection '{conn}' is not a connect step (connect steps: {known})")
+            col.add(s, "params.connection", f"connection '{conn}' is not a connect step (connect steps: {known})")
         for key, value in s.params.items():
-            if (isinstance(value, dict) and "secret" in value
-                    and (set(value) != {"secret"} or not isinstance(value["secret"], str))):
-                col.add(s, f"params.{key}",
-                        "a secret reference must be exactly {\"secret\": \"ENV_VAR_NAME\"}")
+            if (
+                isinstance(value, dict)
+                and "secret" in value
+                and (set(value) != {"secret"} or not isinstance(value["secret"], str))
+            ):
+                col.add(s, f"params.{key}", 'a secret reference must be exactly {"secret": "ENV_VAR_NAME"}')
         check_names: dict[tuple[str | None, str], int] = {}
         for i, check in enumerate(s.checks):
             if check.name is not None and not _DAGSTER_NAME.match(check.name):
-                col.add(s, f"checks[{i}].name",
-                        f"check name '{check.name}' may hold only letters, digits and '_' (a Dagster name)")
+                col.add(
+                    s,
+                    f"checks[{i}].name",
+                    f"check name '{check.name}' may hold only letters, digits and '_' (a Dagster name)",
+                )
             target = check.dataset or next(iter(s.outputs.values()), None)
             first = check_names.setdefault((target, check.check_name), i)
             if first != i:
-                col.add(s, f"checks[{i}]", f"check '{check.check_name}' is declared twice on the same "
-                                           f"dataset (also checks[{first}]); give one a different 'name'")
+                col.add(
+                    s,
+                    f"checks[{i}]",
+                    f"check '{check.check_name}' is declared twice on the same "
+                    f"dataset (also checks[{first}]); give one a different 'name'",
+                )
             if check.sql is not None:
                 allowed = {"data", *s.inputs, *s.outputs}
                 _check_sql(check.sql, s, f"checks[{i}].sql", engine, allowed, partitioned, col)
             if check.dataset is not None and check.dataset not in s.outputs.values():
                 col.add(s, f"checks[{i}].dataset", f"'{check.dataset}' is not an output of this step")
             if s.layer not in DATA_LAYERS and s.layer in VALID_LAYERS:
-                col.add(s, f"checks[{i}]",
-                        "checks apply to ingest and transform steps (their output datasets)")
+                col.add(s, f"checks[{i}]", "checks apply to ingest and transform steps (their output datasets)")
         if s.partition_mapping is not None and not partitioned:
             col.add(s, "partition_mapping", "a partition mapping needs pipeline 'partitions'")
         _check_retry(s.retry, s, "retry", col)
@@ -567,8 +609,11 @@ def _check_owners(value: Any, step: Step | None, where: str, col: _Collector) ->
     for i, owner in enumerate(owners):
         if not _valid_owner(owner):
             field = where if isinstance(value, str) else f"{where}[{i}]"
-            col.add(step, field, f"owner {_short(owner)} must be an email address or 'team:NAME' "
-                                 "(Dagster rejects other owners)")
+            col.add(
+                step,
+                field,
+                f"owner {_short(owner)} must be an email address or 'team:NAME' (Dagster rejects other owners)",
+            )
 
 
 def _check_tags(value: Any, step: Step | None, where: str, col: _Collector) -> None:
@@ -605,8 +650,12 @@ def _check_pipeline(pipeline: PipelineConfig, steps: list[Step], col: _Collector
     from odibi_dagster.triggers.schedules import interval_seconds, is_valid_cron
 
     if pipeline.engine not in VALID_ENGINES:
-        col.add(None, "engine", f"invalid engine: '{pipeline.engine}' (valid: {', '.join(VALID_ENGINES)})"
-                + _case_hint(pipeline.engine, VALID_ENGINES, "engine"))
+        col.add(
+            None,
+            "engine",
+            f"invalid engine: '{pipeline.engine}' (valid: {', '.join(VALID_ENGINES)})"
+            + _case_hint(pipeline.engine, VALID_ENGINES, "engine"),
+        )
     if pipeline.partitions is not None:
         if not _valid_timezone(pipeline.partitions.timezone):
             col.add(None, "partitions.timezone", f"unknown timezone '{pipeline.partitions.timezone}'")
@@ -619,8 +668,7 @@ def _check_pipeline(pipeline: PipelineConfig, steps: list[Step], col: _Collector
                         dt.datetime.fromisoformat(value)
                     except ValueError:
                         dates_ok = False
-                        col.add(None, f"partitions.{key}",
-                                f"'{value}' is not a date (YYYY-MM-DD or ISO datetime)")
+                        col.add(None, f"partitions.{key}", f"'{value}' is not a date (YYYY-MM-DD or ISO datetime)")
             if dates_ok:
                 try:
                     build_partitions_def(pipeline.partitions, pipeline.name)
@@ -645,30 +693,47 @@ def _check_pipeline(pipeline: PipelineConfig, steps: list[Step], col: _Collector
             col.add(None, where, f"sensor names unknown step '{sensor.step}'")
         elif target.layer != "ingest":
             col.add(None, where, f"sensor step '{sensor.step}' must be an ingest step, not {target.layer}")
-        if (isinstance(sensor, FileWatchSensorConfig) and sensor.dynamic_partitions
-                and (pipeline.partitions is None or pipeline.partitions.type != "dynamic")):
-            col.add(None, f"sensors[{i}].dynamic_partitions",
-                    "dynamic_partitions needs pipeline 'partitions: {type: dynamic}'")
-        if (isinstance(sensor, PollingSensorConfig) and "://" not in sensor.source
-                and sensor.source not in by_name):
+        if (
+            isinstance(sensor, FileWatchSensorConfig)
+            and sensor.dynamic_partitions
+            and (pipeline.partitions is None or pipeline.partitions.type != "dynamic")
+        ):
+            col.add(
+                None,
+                f"sensors[{i}].dynamic_partitions",
+                "dynamic_partitions needs pipeline 'partitions: {type: dynamic}'",
+            )
+        if isinstance(sensor, PollingSensorConfig) and "://" not in sensor.source and sensor.source not in by_name:
             col.add(None, f"sensors[{i}].source", f"'{sensor.source}' is neither a URL nor a connect step")
-        if isinstance(sensor, FileWatchSensorConfig) and "://" in sensor.path \
-                and sensor.path.split("://", 1)[0].lower() not in WATCHABLE_PROTOCOLS:
-            col.add(None, f"sensors[{i}].path",
-                    f"'{sensor.path}': file-watch sensors watch a local folder or a blob-store prefix "
-                    f"({', '.join(p + '://' for p in sorted(WATCHABLE_PROTOCOLS))})")
-        if isinstance(sensor, PollingSensorConfig) and pipeline.partitions is not None \
-                and pipeline.partitions.type in ("static", "dynamic"):
-            col.add(None, f"sensors[{i}].type", f"a {sensor.type} sensor needs an unpartitioned or "
-                    f"time-partitioned pipeline (partitions are {pipeline.partitions.type})")
+        if (
+            isinstance(sensor, FileWatchSensorConfig)
+            and "://" in sensor.path
+            and sensor.path.split("://", 1)[0].lower() not in WATCHABLE_PROTOCOLS
+        ):
+            col.add(
+                None,
+                f"sensors[{i}].path",
+                f"'{sensor.path}': file-watch sensors watch a local folder or a blob-store prefix "
+                f"({', '.join(p + '://' for p in sorted(WATCHABLE_PROTOCOLS))})",
+            )
+        if (
+            isinstance(sensor, PollingSensorConfig)
+            and pipeline.partitions is not None
+            and pipeline.partitions.type in ("static", "dynamic")
+        ):
+            col.add(
+                None,
+                f"sensors[{i}].type",
+                f"a {sensor.type} sensor needs an unpartitioned or "
+                f"time-partitioned pipeline (partitions are {pipeline.partitions.type})",
+            )
     _check_retry(pipeline.retry, None, "retry", col)
     for i, hook in enumerate(pipeline.hooks):
         if hook.event not in VALID_EVENTS:
             hint = ""
             if hook.event.lower().replace("step_", "node_") in VALID_EVENTS:
                 hint = f"; did you mean '{hook.event.lower().replace('step_', 'node_')}'?"
-            col.add(None, f"hooks[{i}].event",
-                    f"unknown event '{hook.event}' (valid: {', '.join(VALID_EVENTS)}){hint}")
+            col.add(None, f"hooks[{i}].event", f"unknown event '{hook.event}' (valid: {', '.join(VALID_EVENTS)}){hint}")
         try:
             resolve_callable(hook.function, pipeline.module_dirs)
         except FunctionImportError as exc:
@@ -690,12 +755,16 @@ def _check_pipeline(pipeline: PipelineConfig, steps: list[Step], col: _Collector
             first = named.setdefault(dagster_name(trigger.name), where)
             if first != where:
                 other = first.removesuffix(".name")
-                col.add(None, where, f"name '{trigger.name}' is also the name of {other} "
-                                     "(schedules and sensors need distinct names)")
+                col.add(
+                    None,
+                    where,
+                    f"name '{trigger.name}' is also the name of {other} (schedules and sensors need distinct names)",
+                )
 
 
-def _compatibility_warnings(pipeline: PipelineConfig, raw: RawPipeline, schemas: dict[str, list[tuple[str, str]]]
-                            ) -> list[tuple[str | None, str, str]]:
+def _compatibility_warnings(
+    pipeline: PipelineConfig, raw: RawPipeline, schemas: dict[str, list[tuple[str, str]]]
+) -> list[tuple[str | None, str, str]]:
     """Where an ODIBI-form config relies on a documented difference from ODIBI CORE (README):
     a store that writes timestamps to JSON or booleans to CSV (known from the schemas that
     validation propagated), and CSV config rows skipped for enabled = 0."""
@@ -703,24 +772,43 @@ def _compatibility_warnings(pipeline: PipelineConfig, raw: RawPipeline, schemas:
 
     out: list[tuple[str | None, str, str]] = []
     if raw.disabled_csv_rows:
-        out.append((None, "enabled", f"{raw.disabled_csv_rows} row(s) with enabled = 0 are skipped; ODIBI CORE's "
-                                     "CSV loader runs them (validate/run --all-rows includes them)"))
+        out.append(
+            (
+                None,
+                "enabled",
+                f"{raw.disabled_csv_rows} row(s) with enabled = 0 are skipped; ODIBI CORE's "
+                "CSV loader runs them (validate/run --all-rows includes them)",
+            )
+        )
     for step in pipeline.steps:
         if step.layer not in SINK_LAYERS or (step.engine or pipeline.engine) != "pandas" or "connection" in step.params:
             continue
         try:
-            fmt = formats.resolve_format(step.value, step.params) if formats._ext_format(step.value) or \
-                step.params.get("format") or step.params.get("source_type") else None
+            fmt = (
+                formats.resolve_format(step.value, step.params)
+                if formats._ext_format(step.value) or step.params.get("format") or step.params.get("source_type")
+                else None
+            )
         except ValueError:
             continue
         types = [t.upper() for ds in step.inputs.values() for _, t in schemas.get(ds, [])]
-        if fmt in ("json", "jsonl") and "date_format" not in step.params and any(
-                t.startswith(("TIMESTAMP", "DATE")) for t in types):
-            out.append((step.name, "value", "timestamps are written as ISO 8601 text; ODIBI CORE's pandas engine "
-                                            "writes epoch milliseconds (params.date_format: epoch writes those)"))
+        if (
+            fmt in ("json", "jsonl")
+            and "date_format" not in step.params
+            and any(t.startswith(("TIMESTAMP", "DATE")) for t in types)
+        ):
+            out.append(
+                (
+                    step.name,
+                    "value",
+                    "timestamps are written as ISO 8601 text; ODIBI CORE's pandas engine "
+                    "writes epoch milliseconds (params.date_format: epoch writes those)",
+                )
+            )
         elif fmt == "csv" and "BOOLEAN" in types:
-            out.append((step.name, "value", "booleans are written true/false; ODIBI CORE's pandas engine writes "
-                                            "True/False"))
+            out.append(
+                (step.name, "value", "booleans are written true/false; ODIBI CORE's pandas engine writes True/False")
+            )
     return out
 
 
@@ -757,8 +845,7 @@ def validate_raw(raw: RawPipeline) -> tuple[PipelineConfig | None, list[Problem]
     return pipeline, []
 
 
-def load_pipelines(*paths: str | Path, project: str | None = None,
-                   enabled_only: bool = True) -> list[PipelineConfig]:
+def load_pipelines(*paths: str | Path, project: str | None = None, enabled_only: bool = True) -> list[PipelineConfig]:
     """Load and validate every config at ``paths`` (files or directories).
 
     Raises :class:`ConfigValidationError` listing every problem of every file.
@@ -793,13 +880,20 @@ def load_pipelines(*paths: str | Path, project: str | None = None,
     seen_safe: dict[str, str] = {}
     for p in pipelines:
         if p.name in seen:
-            problems.append(Problem(str(p.source), None, "pipeline",
-                                    f"pipeline name '{p.name}' is also used by {seen[p.name]}"))
+            problems.append(
+                Problem(str(p.source), None, "pipeline", f"pipeline name '{p.name}' is also used by {seen[p.name]}")
+            )
         elif seen_safe.get(dagster_name(p.name), p.name) != p.name:
             other = seen_safe[dagster_name(p.name)]
-            problems.append(Problem(str(p.source), None, "pipeline",
-                                    f"pipeline names '{p.name}' and '{other}' ({seen[other]}) both become "
-                                    f"the Dagster job '{dagster_name(p.name)}'; rename one"))
+            problems.append(
+                Problem(
+                    str(p.source),
+                    None,
+                    "pipeline",
+                    f"pipeline names '{p.name}' and '{other}' ({seen[other]}) both become "
+                    f"the Dagster job '{dagster_name(p.name)}'; rename one",
+                )
+            )
         seen.setdefault(p.name, str(p.source))
         seen_safe.setdefault(dagster_name(p.name), p.name)
     if problems:
@@ -807,20 +901,20 @@ def load_pipelines(*paths: str | Path, project: str | None = None,
     return pipelines
 
 
-def load_pipeline(path: str | Path, *, project: str | None = None,
-                  enabled_only: bool = True) -> PipelineConfig:
+def load_pipeline(path: str | Path, *, project: str | None = None, enabled_only: bool = True) -> PipelineConfig:
     """Load and validate one pipeline config file (JSON, YAML, SQLite or CSV)."""
     pipelines = load_pipelines(path, project=project, enabled_only=enabled_only)
     if len(pipelines) != 1:
         names = ", ".join(p.name for p in pipelines)
-        raise ConfigValidationError([Problem(str(path), None, "project",
-                                             f"holds {len(pipelines)} pipelines ({names}); "
-                                             "pass project=...")])
+        raise ConfigValidationError(
+            [Problem(str(path), None, "project", f"holds {len(pipelines)} pipelines ({names}); pass project=...")]
+        )
     return pipelines[0]
 
 
-def validate_pipeline(config: PipelineConfig | list[dict[str, Any]] | dict[str, Any] | list[Step],
-                      file: str = "<config>") -> PipelineConfig:
+def validate_pipeline(
+    config: PipelineConfig | list[dict[str, Any]] | dict[str, Any] | list[Step], file: str = "<config>"
+) -> PipelineConfig:
     """Validate an in-memory config: a PipelineConfig, a document dict, or a list of steps."""
     lines: dict[int, int] = {}
     if isinstance(config, PipelineConfig):
@@ -833,12 +927,18 @@ def validate_pipeline(config: PipelineConfig | list[dict[str, Any]] | dict[str, 
         default = config.name
     else:
         if isinstance(config, list | tuple):
-            config = {"steps": [s.model_dump(exclude_none=True) if isinstance(s, Step) else s
-                                for s in config]}
+            config = {"steps": [s.model_dump(exclude_none=True) if isinstance(s, Step) else s for s in config]}
         if not isinstance(config, dict):
-            raise ConfigValidationError([Problem(
-                file, None, None,
-                f"a config must be a list of steps or a pipeline mapping, got {type(config).__name__}")])
+            raise ConfigValidationError(
+                [
+                    Problem(
+                        file,
+                        None,
+                        None,
+                        f"a config must be a list of steps or a pipeline mapping, got {type(config).__name__}",
+                    )
+                ]
+            )
         doc = config
         source = None
         default = "pipeline"

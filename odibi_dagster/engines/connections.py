@@ -47,11 +47,14 @@ class OdibiConnection(dg.ConfigurableResource):
         try:
             return _INLINE[(self.inline_credentials_of, self.url)]
         except KeyError:
-            raise dg.Failure(description=(
-                f"connection '{self.inline_credentials_of}' ({self.url}) has an inline password, which is "
-                "never stored in Dagster: this process has not loaded the pipeline config that declares it. "
-                "Load the definitions with build_definitions, or give the password as {{ env.NAME }} in the "
-                "URL or {\"secret\": NAME} in the params")) from None
+            raise dg.Failure(
+                description=(
+                    f"connection '{self.inline_credentials_of}' ({self.url}) has an inline password, which is "
+                    "never stored in Dagster: this process has not loaded the pipeline config that declares it. "
+                    "Load the definitions with build_definitions, or give the password as {{ env.NAME }} in the "
+                    'URL or {"secret": NAME} in the params'
+                )
+            ) from None
 
     def resolved(self) -> tuple[str, dict[str, str]]:
         """The URL with environment placeholders filled in, and the secret values used."""

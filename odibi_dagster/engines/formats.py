@@ -128,8 +128,9 @@ _COMMON_PARAMS = frozenset({"format", "source_type"})
 
 def _call_args(path: Any, named: Mapping[str, Any]) -> str:
     """``'path', key = value, ...``: the arguments of a DuckDB table function (lists as lists)."""
-    return ", ".join([sql_literal(path, lists="array")] + [f"{k} = {sql_literal(v, lists='array')}"
-                                                           for k, v in named.items()])
+    return ", ".join(
+        [sql_literal(path, lists="array")] + [f"{k} = {sql_literal(v, lists='array')}" for k, v in named.items()]
+    )
 
 
 def quote_ident(name: str) -> str:
@@ -217,9 +218,7 @@ def resolve_format(source: str, params: Mapping[str, Any]) -> str:
     if explicit:
         key = str(explicit).lower().strip()
         if key not in _FORMAT_ALIASES:
-            raise ValueError(
-                f"unknown format {explicit!r}; supported: {', '.join(sorted(set(_FORMAT_ALIASES)))}"
-            )
+            raise ValueError(f"unknown format {explicit!r}; supported: {', '.join(sorted(set(_FORMAT_ALIASES)))}")
         return _FORMAT_ALIASES[key]
     if params.get("connection_string"):
         return "sql"
@@ -372,14 +371,34 @@ _CSV_ALIASES = {
     "column_names": "names",
 }
 _CSV_READ_PARAMS = (
-    _CSV_PASSTHROUGH | set(_CSV_ALIASES)
+    _CSV_PASSTHROUGH
+    | set(_CSV_ALIASES)
     | {"header", "dtype", "columns", "usecols", "nrows", "parse_dates", "keep_default_na"}
 )
 # pandas' default ``na_values`` (``pandas._libs.parsers.STR_NA_VALUES``), which ODIBI's pandas
 # engine reads as nulls: the same file gives the same COUNT(col) on both. ``na_values`` adds to
 # them; ``keep_default_na: false`` keeps only the ones given (empty fields stay null).
-PANDAS_NA_VALUES = ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
-                    "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null")
+PANDAS_NA_VALUES = (
+    "",
+    "#N/A",
+    "#N/A N/A",
+    "#NA",
+    "-1.#IND",
+    "-1.#QNAN",
+    "-NaN",
+    "-nan",
+    "1.#IND",
+    "1.#QNAN",
+    "<NA>",
+    "N/A",
+    "NA",
+    "NULL",
+    "NaN",
+    "None",
+    "n/a",
+    "nan",
+    "null",
+)
 
 
 def csv_null_tokens(params: Mapping[str, Any]) -> list[str]:
@@ -493,9 +512,7 @@ _PARQUET_READ_PARAMS = {
 }
 
 
-def read_parquet(
-    conn: duckdb.DuckDBPyConnection, source: str | list[str], **params: Any
-) -> duckdb.DuckDBPyRelation:
+def read_parquet(conn: duckdb.DuckDBPyConnection, source: str | list[str], **params: Any) -> duckdb.DuckDBPyRelation:
     """Parquet file(s), globs or a directory through DuckDB's ``read_parquet``."""
     _check_params("parquet", "reader", params, _PARQUET_READ_PARAMS)
     named: dict[str, Any] = {}
@@ -566,8 +583,7 @@ def read_delta(conn: duckdb.DuckDBPyConnection, source: str, **params: Any) -> d
 
 # Credentials for a SQLAlchemy URL that holds none (ODIBI's get_secret: {"secret": NAME} values).
 _SQL_CREDENTIAL_PARAMS = {"user", "username", "password"}
-_SQL_READ_PARAMS = {"table", "query", "schema", "columns", "nrows", "connection_string", "sql",
-                    *_SQL_CREDENTIAL_PARAMS}
+_SQL_READ_PARAMS = {"table", "query", "schema", "columns", "nrows", "connection_string", "sql", *_SQL_CREDENTIAL_PARAMS}
 
 
 def _sqlite_url(path: str) -> str:
@@ -701,9 +717,7 @@ def copy_to(
     try:
         opts = ", ".join(f"{k.upper()} {sql_literal(v, lists='array')}" for k, v in options.items())
         # fetchall() completes the result: DuckDB refuses new work on a pending one.
-        out = conn.execute(
-            f"COPY (SELECT * FROM {quote_ident(view)}) TO {sql_literal(path)} ({opts})"
-        ).fetchall()
+        out = conn.execute(f"COPY (SELECT * FROM {quote_ident(view)}) TO {sql_literal(path)} ({opts})").fetchall()
         return int(out[0][0]) if out else 0
     finally:
         conn.unregister(view)
@@ -776,9 +790,7 @@ def _align_to_csv_header(
         f"SELECT * FROM read_csv({sql_literal(old)}, delim = {sql_literal(delim)}, header = true) LIMIT 0"
     ).columns
     if sorted(existing) != sorted(rel.columns):
-        raise ValueError(
-            f"csv append: columns {rel.columns} do not match the existing file's header {existing}"
-        )
+        raise ValueError(f"csv append: columns {rel.columns} do not match the existing file's header {existing}")
     return rel.select(*[quote_ident(c) for c in existing])
 
 
@@ -831,9 +843,7 @@ def _check_index(fmt: str, params: dict[str, Any]) -> None:
         raise ValueError(f"{fmt} writer: index=True is not supported (frames have no index)")
 
 
-def write_csv(
-    conn: duckdb.DuckDBPyConnection, rel: duckdb.DuckDBPyRelation, target: str, **params: Any
-) -> WriteInfo:
+def write_csv(conn: duckdb.DuckDBPyConnection, rel: duckdb.DuckDBPyRelation, target: str, **params: Any) -> WriteInfo:
     """CSV through DuckDB's COPY (header by default); ``mode`` overwrite | append."""
     _check_params("csv", "writer", params, _CSV_WRITE_PARAMS)
     params = {k: v for k, v in params.items() if k not in _COMMON_PARAMS}
@@ -882,8 +892,15 @@ _JSON_WRITE_PARAMS = {
 _PANDAS_DATE_FORMATS = ("iso", "epoch")
 
 
-def _json_document(conn: duckdb.DuckDBPyConnection, rel: duckdb.DuckDBPyRelation, path: str, *, indent: Any,
-                   force_ascii: bool, epoch_unit: str | None) -> int:
+def _json_document(
+    conn: duckdb.DuckDBPyConnection,
+    rel: duckdb.DuckDBPyRelation,
+    path: str,
+    *,
+    indent: Any,
+    force_ascii: bool,
+    epoch_unit: str | None,
+) -> int:
     """``rel`` as one JSON array of records, the way pandas' ``to_json(orient="records")``
     lays it out with ``indent``/``force_ascii``; dates ISO, or epoch numbers in ``epoch_unit``."""
     import json
@@ -893,8 +910,9 @@ def _json_document(conn: duckdb.DuckDBPyConnection, rel: duckdb.DuckDBPyRelation
     for name, dtype in zip(rel.columns, rel.types, strict=True):
         kind = str(dtype).upper()
         if epoch_unit is not None and (kind.startswith("TIMESTAMP") or kind == "DATE"):
-            columns.append(f"CAST(round(epoch({quote_ident(name)}) * {scale[epoch_unit]}) AS BIGINT) "
-                           f"AS {quote_ident(name)}")
+            columns.append(
+                f"CAST(round(epoch({quote_ident(name)}) * {scale[epoch_unit]}) AS BIGINT) AS {quote_ident(name)}"
+            )
         else:
             columns.append(quote_ident(name))
     out = rel.select(", ".join(columns)) if columns else rel
@@ -903,8 +921,9 @@ def _json_document(conn: duckdb.DuckDBPyConnection, rel: duckdb.DuckDBPyRelation
     def default(value: Any) -> Any:
         return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
-    text = json.dumps(records, indent=int(indent) if indent is not None else None, ensure_ascii=force_ascii,
-                      default=default)
+    text = json.dumps(
+        records, indent=int(indent) if indent is not None else None, ensure_ascii=force_ascii, default=default
+    )
     with open(path, "w", encoding="utf-8") as fh:
         fh.write(text)
     return len(records)
@@ -936,11 +955,12 @@ def write_json(
     indent, force_ascii = params.pop("indent", None), params.pop("force_ascii", None)
     if indent is not None or force_ascii or epoch_unit is not None:
         if lines or mode == "append" or params.get("compression") not in (None, "none", "auto"):
-            raise ValueError(f"{fmt} writer: indent/force_ascii/date_format='epoch' write one JSON document; "
-                             "they cannot be combined with lines, mode='append' or compression")
+            raise ValueError(
+                f"{fmt} writer: indent/force_ascii/date_format='epoch' write one JSON document; "
+                "they cannot be combined with lines, mode='append' or compression"
+            )
         with paths.atomic_output(target) as tmp:
-            rows = _json_document(conn, rel, tmp, indent=indent, force_ascii=bool(force_ascii),
-                                  epoch_unit=epoch_unit)
+            rows = _json_document(conn, rel, tmp, indent=indent, force_ascii=bool(force_ascii), epoch_unit=epoch_unit)
         return WriteInfo(uri=str(target), format=fmt, rows=rows, extra={"mode": mode})
     aliases = {"date_format": "dateformat", "timestamp_format": "timestampformat"}
     opts: dict[str, Any] = {"format": "json"}
@@ -953,9 +973,7 @@ def write_json(
             raise ValueError("jsonl writer: mode='append' cannot be combined with compression")
         rows = _concat_append(conn, rel, target, opts, "jsonl")
     elif mode == "append":
-        rows = _union_rewrite(
-            conn, rel, target, lambda p: f"read_json({sql_literal(p)}, format = 'auto')", opts
-        )
+        rows = _union_rewrite(conn, rel, target, lambda p: f"read_json({sql_literal(p)}, format = 'auto')", opts)
     else:
         with paths.atomic_output(target) as tmp:
             rows = copy_to(conn, rel, tmp, opts)
@@ -1057,9 +1075,7 @@ class _CountingReader:
         return pa.RecordBatchReader.from_batches(self._reader.schema, batches())
 
 
-def write_delta(
-    conn: duckdb.DuckDBPyConnection, rel: duckdb.DuckDBPyRelation, target: str, **params: Any
-) -> WriteInfo:
+def write_delta(conn: duckdb.DuckDBPyConnection, rel: duckdb.DuckDBPyRelation, target: str, **params: Any) -> WriteInfo:
     """A Delta table via ``deltalake``: ``mode`` overwrite | append | merge (``merge_keys``).
     Streams Arrow batches out of DuckDB; ``WriteInfo.version`` is the committed version."""
     from deltalake import DeltaTable, write_deltalake
@@ -1105,8 +1121,16 @@ def write_delta(
     return WriteInfo(uri=str(target), format="delta", rows=counter.rows, version=version, extra=extra)
 
 
-_SQL_WRITE_PARAMS = {"mode", "if_exists", "table", "schema", "chunksize", "index", "connection_string",
-                     *_SQL_CREDENTIAL_PARAMS}
+_SQL_WRITE_PARAMS = {
+    "mode",
+    "if_exists",
+    "table",
+    "schema",
+    "chunksize",
+    "index",
+    "connection_string",
+    *_SQL_CREDENTIAL_PARAMS,
+}
 
 
 def _with_credentials(url: str, params: dict[str, Any]) -> Any:
@@ -1120,13 +1144,13 @@ def _with_credentials(url: str, params: dict[str, Any]) -> Any:
     if user is None and password is None:
         return url
     parsed = make_url(url)
-    return parsed.set(username=str(user) if user is not None else parsed.username,
-                      password=str(password) if password is not None else parsed.password)
+    return parsed.set(
+        username=str(user) if user is not None else parsed.username,
+        password=str(password) if password is not None else parsed.password,
+    )
 
 
-def _write_database(
-    rel: duckdb.DuckDBPyRelation, url: str, fmt: str, uri: str, params: dict[str, Any]
-) -> WriteInfo:
+def _write_database(rel: duckdb.DuckDBPyRelation, url: str, fmt: str, uri: str, params: dict[str, Any]) -> WriteInfo:
     import sqlalchemy as sa
 
     if_exists = params.pop("if_exists", None)
@@ -1205,9 +1229,7 @@ def write_sqlite(
     return _write_database(rel, url, "sqlite", uri, params)
 
 
-def write_sql(
-    conn: duckdb.DuckDBPyConnection, rel: duckdb.DuckDBPyRelation, target: str, **params: Any
-) -> WriteInfo:
+def write_sql(conn: duckdb.DuckDBPyConnection, rel: duckdb.DuckDBPyRelation, target: str, **params: Any) -> WriteInfo:
     """A table in any SQLAlchemy database (URL as ``target`` or ``connection_string``)."""
     _check_params("sql", "writer", params, _SQL_WRITE_PARAMS)
     params = {k: v for k, v in params.items() if k not in _COMMON_PARAMS}

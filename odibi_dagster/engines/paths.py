@@ -253,7 +253,8 @@ def remove_stale_temps(target: str) -> list[str]:
 
 # Checks every atomic_output of this context runs before it commits (see commit_guard).
 _COMMIT_GUARDS: contextvars.ContextVar[tuple[Callable[[], None], ...]] = contextvars.ContextVar(
-    "odibi_commit_guards", default=())
+    "odibi_commit_guards", default=()
+)
 
 
 @contextlib.contextmanager

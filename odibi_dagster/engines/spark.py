@@ -569,8 +569,12 @@ class SparkEngineContext:
             if timestamp is not None:
                 options["timestampAsOf"] = str(timestamp)
         tokens = _csv_null_tokens(params) if fmt == "csv" else None
-        pandas_nulls = tokens is not None and params.get("schema") is None and \
-            str(options.get("inferSchema", "true")).lower() == "true" and "nullValue" not in options
+        pandas_nulls = (
+            tokens is not None
+            and params.get("schema") is None
+            and str(options.get("inferSchema", "true")).lower() == "true"
+            and "nullValue" not in options
+        )
         try:
             if pandas_nulls:
                 options["inferSchema"] = "false"
@@ -1151,15 +1155,19 @@ def _with_pandas_nulls(sdf: Any, tokens: list[str]) -> Any:
     own inferSchema makes one."""
     from pyspark.sql import functions as F
 
-    cleaned = sdf.select([F.when(F.col(f"`{c}`").isin(tokens), None).otherwise(F.col(f"`{c}`")).alias(c)
-                          for c in sdf.columns])
+    cleaned = sdf.select(
+        [F.when(F.col(f"`{c}`").isin(tokens), None).otherwise(F.col(f"`{c}`")).alias(c) for c in sdf.columns]
+    )
     tests = {
         "boolean": lambda c: F.lower(c).isin("true", "false"),
         "bigint": lambda c: c.rlike(r"^\s*[+-]?[0-9]{1,18}\s*$"),
         "double": lambda c: c.try_cast("double").isNotNull(),
     }
-    aggs = [F.sum(F.when(F.col(f"`{c}`").isNotNull() & ~test(F.col(f"`{c}`")), 1).otherwise(0)).alias(f"{c}\x00{t}")
-            for c in cleaned.columns for t, test in tests.items()]
+    aggs = [
+        F.sum(F.when(F.col(f"`{c}`").isNotNull() & ~test(F.col(f"`{c}`")), 1).otherwise(0)).alias(f"{c}\x00{t}")
+        for c in cleaned.columns
+        for t, test in tests.items()
+    ]
     if not aggs:
         return cleaned
     aggs += [F.count(F.col(f"`{c}`")).alias(f"{c}\x00count") for c in cleaned.columns]
@@ -1167,9 +1175,13 @@ def _with_pandas_nulls(sdf: Any, tokens: list[str]) -> Any:
     out = []
     for c in cleaned.columns:
         # An all-null column is float64 in pandas.
-        kind = "double" if not misses[f"{c}\x00count"] else next(
-            (t for t in tests if not misses[f"{c}\x00{t}"]), "string")
+        kind = (
+            "double" if not misses[f"{c}\x00count"] else next((t for t in tests if not misses[f"{c}\x00{t}"]), "string")
+        )
         col = F.col(f"`{c}`")
-        out.append((F.lower(col) == "true" if kind == "boolean" else col.cast(kind)).alias(c) if kind != "string"
-                   else col.alias(c))
+        out.append(
+            (F.lower(col) == "true" if kind == "boolean" else col.cast(kind)).alias(c)
+            if kind != "string"
+            else col.alias(c)
+        )
     return cleaned.select(out)

@@ -87,8 +87,11 @@ class OdibiIOManager(dg.ConfigurableIOManager):
             if paths.exists(candidate):
                 if suffix == MANIFEST_SUFFIX:
                     return candidate, "source"
-                fmt: DatasetFormat = "delta" if paths.isdir(candidate) and paths.exists(
-                    paths.join(candidate, "_delta_log")) else "parquet"
+                fmt: DatasetFormat = (
+                    "delta"
+                    if paths.isdir(candidate) and paths.exists(paths.join(candidate, "_delta_log"))
+                    else "parquet"
+                )
                 return candidate, fmt
         return None
 
@@ -101,15 +104,17 @@ class OdibiIOManager(dg.ConfigurableIOManager):
         ref = DatasetRef((path,), fmt, tuple(asset_key.path), (partition_key,) if partition_key is not None else ())
         return ref, info
 
-    def persist_reference(self, manifest: SourceManifest, asset_key: dg.AssetKey,
-                          partition_key: str | None) -> DatasetRef:
+    def persist_reference(
+        self, manifest: SourceManifest, asset_key: dg.AssetKey, partition_key: str | None
+    ) -> DatasetRef:
         """Record ``asset_key`` (one partition) as a source ingested by reference."""
         stem = self.path_stem(asset_key, partition_key)
         path = f"{stem}.{MANIFEST_SUFFIX}"
         write_manifest(path, manifest)
         self._drop_stale(stem, path)
-        return DatasetRef((path,), "source", tuple(asset_key.path),
-                          (partition_key,) if partition_key is not None else ())
+        return DatasetRef(
+            (path,), "source", tuple(asset_key.path), (partition_key,) if partition_key is not None else ()
+        )
 
     @staticmethod
     def _drop_stale(stem: str, keep: str) -> None:
@@ -128,8 +133,10 @@ class OdibiIOManager(dg.ConfigurableIOManager):
                 f"{context.asset_key.to_user_string()}: cannot store one object for {len(keys)} partitions"
             )
         ref, info = self.persist(obj, context.asset_key, keys[0])
-        context.add_output_metadata({"dagster/uri": dg.MetadataValue.path(ref.paths[0])}
-                                    | ({"dagster/row_count": info.rows} if info.rows is not None else {}))
+        context.add_output_metadata(
+            {"dagster/uri": dg.MetadataValue.path(ref.paths[0])}
+            | ({"dagster/row_count": info.rows} if info.rows is not None else {})
+        )
 
     def load_input(self, context: dg.InputContext) -> DatasetRef:
         try:
@@ -165,8 +172,10 @@ class OdibiIOManager(dg.ConfigurableIOManager):
                 allow_retries=False,  # retrying the step cannot make the upstream data appear
             )
         if len(formats) > 1:
-            raise dg.Failure(description=f"Dataset {asset_key.to_user_string()} mixes partitions stored as "
-                                         f"{' and '.join(sorted(formats))}; materialize them again together")
+            raise dg.Failure(
+                description=f"Dataset {asset_key.to_user_string()} mixes partitions stored as "
+                f"{' and '.join(sorted(formats))}; materialize them again together"
+            )
         fmt: DatasetFormat = formats.pop() if formats else "parquet"  # type: ignore[assignment]
         if fmt == "source":
             for manifest in found:
@@ -174,6 +183,7 @@ class OdibiIOManager(dg.ConfigurableIOManager):
                     verified_manifest(manifest)
                 except SourceChangedError as exc:
                     # Retrying cannot help: only materializing the ingest again can.
-                    raise dg.Failure(description=f"Dataset {asset_key.to_user_string()}: {exc}",
-                                     allow_retries=False) from None
+                    raise dg.Failure(
+                        description=f"Dataset {asset_key.to_user_string()}: {exc}", allow_retries=False
+                    ) from None
         return DatasetRef(tuple(found), fmt, tuple(asset_key.path), tuple(k for k in keys if k is not None))

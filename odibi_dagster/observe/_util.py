@@ -35,8 +35,6 @@ def safe_name(name: str) -> str:
     return cleaned
 
 
-
-
 def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> Path:
     """Write ``text`` to ``path`` atomically (temp file in the same folder + ``os.replace``).
 

@@ -221,9 +221,7 @@ def sql_column_lineage(
                     # Not a step input, or a column the input does not have: the SQL would fail
                     # anyway, and Dagster should not show lineage to columns that do not exist.
                     continue
-                column_deps.append(
-                    dg.TableColumnDep(asset_key=keys[logical.lower()], column_name=source_column)
-                )
+                column_deps.append(dg.TableColumnDep(asset_key=keys[logical.lower()], column_name=source_column))
             if column_deps:
                 deps_by_column[names.output(out_name)] = column_deps
         return dg.TableColumnLineage(deps_by_column=deps_by_column)

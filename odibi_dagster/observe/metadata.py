@@ -80,9 +80,7 @@ def sample_markdown(
     rule = "| " + " | ".join("---" for _ in head.columns) + " |"
     lines = [header, rule]
     for record in head.itertuples(index=False, name=None):
-        cells = (
-            "*null*" if _is_missing(v) else _md_cell(redact(_cell_text(v)), max_cell_chars) for v in record
-        )
+        cells = ("*null*" if _is_missing(v) else _md_cell(redact(_cell_text(v)), max_cell_chars) for v in record)
         lines.append("| " + " | ".join(cells) + " |")
     if len(head) == 0:
         lines.append("| " + " | ".join("" for _ in head.columns) + " |")
@@ -116,9 +114,7 @@ def dataset_metadata(
     rows = int(after.row_count)
     if partition:
         md["dagster/partition_row_count"] = dg.MetadataValue.int(rows)
-        md["dagster/row_count"] = dg.MetadataValue.int(
-            int(total_row_count if total_row_count is not None else rows)
-        )
+        md["dagster/row_count"] = dg.MetadataValue.int(int(total_row_count if total_row_count is not None else rows))
     else:
         md["dagster/row_count"] = dg.MetadataValue.int(rows)
     md["dagster/column_schema"] = dg.MetadataValue.table_schema(column_schema(after))

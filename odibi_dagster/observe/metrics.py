@@ -133,9 +133,7 @@ def to_prometheus(metrics: Mapping[str, Any], pipeline: str) -> str:
         family("odibi_pipeline_steps", "Steps of the latest run by status.")
         for status in _STATUSES:
             count = summary.get(f"{status}_count", 0)
-            lines.append(
-                f"odibi_pipeline_steps{_labels(pipeline=pipeline, status=status)} {_number(float(count))}"
-            )
+            lines.append(f"odibi_pipeline_steps{_labels(pipeline=pipeline, status=status)} {_number(float(count))}")
         for key, name, help_text, scale in (
             (
                 "total_duration_ms",

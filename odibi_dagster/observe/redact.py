@@ -24,8 +24,21 @@ _URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^/\s:@?#]*):(?
 # Connection-string parts whose value runs to the next ';' (a SAS token contains '&').
 _CONN_PART = re.compile(r"(?i)(?P<key>\b(?:SharedAccessSignature|AccountKey)\s*=)(?P<val>[^;]*)")
 # Names of params and key=value parts whose value is a credential.
-SECRET_KEYS = ("password", "passwd", "pwd", "sig", "client_secret", "secret", "access_token", "refresh_token",
-               "token", "sas_token", "api_key", "apikey", "account_key")
+SECRET_KEYS = (
+    "password",
+    "passwd",
+    "pwd",
+    "sig",
+    "client_secret",
+    "secret",
+    "access_token",
+    "refresh_token",
+    "token",
+    "sas_token",
+    "api_key",
+    "apikey",
+    "account_key",
+)
 # key=value in query strings, DSNs and ODBC/JDBC strings; the value ends at ; & or whitespace.
 _KEY_VALUE = re.compile(
     r"(?i)(?P<key>(?<![A-Za-z0-9_])(?:" + "|".join(SECRET_KEYS) + r")\s*=\s*)(?P<val>\{[^}]*\}|[^;&\s]*)"

@@ -133,9 +133,7 @@ def _head_across(datasets: list[ds.Dataset], n: int, schema: pa.Schema) -> pa.Ta
     return _concat(parts, schema)
 
 
-def _snapshot_parquet(
-    paths: Sequence[str], sample_rows: int, storage_options: Mapping[str, Any] | None
-) -> Snapshot:
+def _snapshot_parquet(paths: Sequence[str], sample_rows: int, storage_options: Mapping[str, Any] | None) -> Snapshot:
     import pyarrow.dataset as ds
 
     datasets = []
@@ -168,9 +166,7 @@ def _delta_row_count(table: Any) -> int:
     return int(table.to_pyarrow_dataset().count_rows())
 
 
-def _snapshot_delta(
-    paths: Sequence[str], sample_rows: int, storage_options: Mapping[str, Any] | None
-) -> Snapshot:
+def _snapshot_delta(paths: Sequence[str], sample_rows: int, storage_options: Mapping[str, Any] | None) -> Snapshot:
     import pyarrow as pa
     from deltalake import DeltaTable
 
@@ -271,9 +267,7 @@ def schema_diff(before: SchemaLike, after: SchemaLike) -> dict[str, Any]:
     before_cols = _schema_map(before)
     after_cols = _schema_map(after)
     same = {
-        c
-        for c in before_cols
-        if c in after_cols and normalize_type(before_cols[c]) == normalize_type(after_cols[c])
+        c for c in before_cols if c in after_cols and normalize_type(before_cols[c]) == normalize_type(after_cols[c])
     }
     return {
         "added_columns": [c for c in after_cols if c not in before_cols],

@@ -37,9 +37,7 @@ StepStatus = Literal["success", "failed"]
 class StoryWriter(Protocol):
     """What :meth:`RunTracker.publish` needs from a story renderer (``StoryGenerator``)."""
 
-    def write(
-        self, path: Any, lineage: Mapping[str, Any], graph: Mapping[str, Any] | None = None
-    ) -> Path: ...
+    def write(self, path: Any, lineage: Mapping[str, Any], graph: Mapping[str, Any] | None = None) -> Path: ...
 
 
 # Keys every step record has, in ODIBI's StepExecution order; ``extra`` cannot override them.
@@ -208,9 +206,7 @@ class RunTracker:
             "duration_ms": None,
             "status": "running",
             "before_snapshot": (
-                snapshot_to_dict(
-                    before, "before", sample_rows=self.sample_rows, timestamp=started.isoformat()
-                )
+                snapshot_to_dict(before, "before", sample_rows=self.sample_rows, timestamp=started.isoformat())
                 if before is not None
                 else None
             ),
@@ -253,9 +249,7 @@ class RunTracker:
         if record is None:
             # end without start (the starting process died, or start was never called)
             record = {key: None for key in _CORE_KEYS}
-            record.update(
-                step_name=step_name, layer=None, start_time=ended.isoformat(), inputs={}, outputs={}
-            )
+            record.update(step_name=step_name, layer=None, start_time=ended.isoformat(), inputs={}, outputs={})
         began = self._clock.pop(key, None)
         if began is not None:
             duration_ms = (time.perf_counter() - began) * 1000.0
@@ -385,9 +379,7 @@ def summarize(steps: list[Mapping[str, Any]]) -> dict[str, Any]:
         rows = _rows(step.get("after_snapshot"))
         return rows if rows is not None else (_rows(step.get("before_snapshot")) or 0)
 
-    sources = [s for s in steps if s.get("layer") in _SOURCE_LAYERS] or [
-        s for s in steps if not s.get("inputs")
-    ]
+    sources = [s for s in steps if s.get("layer") in _SOURCE_LAYERS] or [s for s in steps if not s.get("inputs")]
     sinks = [s for s in steps if s.get("layer") in _SINK_LAYERS]
     if not sinks:
         read = {str(v) for s in steps for v in _values(s.get("inputs"))}

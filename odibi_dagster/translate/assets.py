@@ -70,8 +70,12 @@ def _partition_keys(context: dg.AssetExecutionContext) -> list[str | None]:
     return list(context.partition_keys)
 
 
-def _upstream_keys(context: dg.AssetExecutionContext, plan: PipelinePlan, step: Step, key: str | None,
-                   ) -> dict[str, list[str] | None]:
+def _upstream_keys(
+    context: dg.AssetExecutionContext,
+    plan: PipelinePlan,
+    step: Step,
+    key: str | None,
+) -> dict[str, list[str] | None]:
     """Per input, which upstream partitions feed downstream partition ``key``."""
     if key is None:
         return {}
@@ -81,13 +85,15 @@ def _upstream_keys(context: dg.AssetExecutionContext, plan: PipelinePlan, step: 
     for logical in step.inputs:
         subset = pdef.subset_with_partition_keys([key])
         result = mapping.get_upstream_mapped_partitions_result_for_partitions(
-            subset, pdef, pdef, dynamic_partitions_store=context.instance)
+            subset, pdef, pdef, dynamic_partitions_store=context.instance
+        )
         out[logical] = list(result.partitions_subset.get_partition_keys())
     return out
 
 
-def _range_metadata(context: dg.AssetExecutionContext, asset_key: dg.AssetKey, keys: list[str | None],
-                    per_key: list[dict[str, Any]]) -> dict[str, Any]:
+def _range_metadata(
+    context: dg.AssetExecutionContext, asset_key: dg.AssetKey, keys: list[str | None], per_key: list[dict[str, Any]]
+) -> dict[str, Any]:
     """The metadata of an output: its own for one partition (or none); for a range run, each
     partition's metadata goes to that partition's materialization, and the output carries none."""
     if len(keys) == 1:
@@ -101,8 +107,9 @@ def _input_failed(plan: PipelinePlan, step: str, run_id: str, message: str) -> N
     record_failure(plan, run_id, step, message)
 
 
-def build_step_assets(plan: PipelinePlan, translator: OdibiTranslator, key_prefix: tuple[str, ...]
-                      ) -> list[dg.AssetsDefinition]:
+def build_step_assets(
+    plan: PipelinePlan, translator: OdibiTranslator, key_prefix: tuple[str, ...]
+) -> list[dg.AssetsDefinition]:
     """One multi-asset per ingest/transform step and one asset per store/publish step."""
     out: list[dg.AssetsDefinition] = []
     for step in plan.pipeline.steps:
@@ -120,8 +127,11 @@ def _common(plan: PipelinePlan, translator: OdibiTranslator, node: OdibiStep, st
     backfill = plan.pipeline.backfill
     policy = None
     if pdef is not None and backfill is not None:
-        policy = (dg.BackfillPolicy.single_run() if backfill.policy == "single_run"
-                  else dg.BackfillPolicy.multi_run(backfill.max_partitions_per_run or 1))
+        policy = (
+            dg.BackfillPolicy.single_run()
+            if backfill.policy == "single_run"
+            else dg.BackfillPolicy.multi_run(backfill.max_partitions_per_run or 1)
+        )
     resources = {plan.io_manager_key, plan.engine_key(step)}
     conn = step.params.get("connection")
     if isinstance(conn, str):
@@ -140,14 +150,14 @@ def _ins(plan: PipelinePlan, step: Step, names: dict[str, str], *, via_deps: boo
         return {name: dg.AssetIn(key=plan.asset_keys[step.inputs[logical]]) for name, logical in names.items()}
     mapping = partition_mapping(step.partition_mapping)
     return {
-        name: dg.AssetIn(key=plan.asset_keys[step.inputs[logical]], partition_mapping=mapping,
-                         dagster_type=dg.Any)
+        name: dg.AssetIn(key=plan.asset_keys[step.inputs[logical]], partition_mapping=mapping, dagster_type=dg.Any)
         for name, logical in names.items()
     }
 
 
-def _data_asset(plan: PipelinePlan, translator: OdibiTranslator, key_prefix: tuple[str, ...], step: Step
-                ) -> dg.AssetsDefinition:
+def _data_asset(
+    plan: PipelinePlan, translator: OdibiTranslator, key_prefix: tuple[str, ...], step: Step
+) -> dg.AssetsDefinition:
     names = _input_names(step)
     outs: dict[str, dg.AssetOut] = {}
     output_names: dict[str, str] = {}  # dataset -> output name
@@ -173,10 +183,17 @@ def _data_asset(plan: PipelinePlan, translator: OdibiTranslator, key_prefix: tup
                 per_dataset[dataset].append(res)
         failed_checks: list[str] = []
         for dataset, items in per_dataset.items():
-            ref = DatasetRef(tuple(p for r, _ in items for p in r.paths), items[0][0].format,
-                             items[0][0].asset_key, tuple(k for r, _ in items for k in r.partition_keys))
-            yield dg.Output(ref, output_name=output_names[dataset],
-                            metadata=_range_metadata(context, plan.asset_keys[dataset], keys, [md for _, md in items]))
+            ref = DatasetRef(
+                tuple(p for r, _ in items for p in r.paths),
+                items[0][0].format,
+                items[0][0].asset_key,
+                tuple(k for r, _ in items for k in r.partition_keys),
+            )
+            yield dg.Output(
+                ref,
+                output_name=output_names[dataset],
+                metadata=_range_metadata(context, plan.asset_keys[dataset], keys, [md for _, md in items]),
+            )
             for check, check_key in checks:
                 if plan.asset_keys[check_target(step, check)] == plan.asset_keys[dataset]:
                     # Check SQL renders like the step's (a range run: the last key, and partition_keys).
@@ -186,9 +203,13 @@ def _data_asset(plan: PipelinePlan, translator: OdibiTranslator, key_prefix: tup
                     yield result
         if failed_checks:
             # Dagster fails the step after its body for a failing blocking check: say so in the story.
-            record_failure(plan, context.run_id, step.name,
-                           f"blocking asset check failed: {', '.join(failed_checks)}",
-                           [record_name(step.name, k, keys) for k in keys])
+            record_failure(
+                plan,
+                context.run_id,
+                step.name,
+                f"blocking asset check failed: {', '.join(failed_checks)}",
+                [record_name(step.name, k, keys) for k in keys],
+            )
 
     return dg.multi_asset(
         outs=outs,
@@ -199,8 +220,9 @@ def _data_asset(plan: PipelinePlan, translator: OdibiTranslator, key_prefix: tup
     )(_with_signature(compute, list(names)))
 
 
-def _sink_asset(plan: PipelinePlan, translator: OdibiTranslator, key_prefix: tuple[str, ...], step: Step
-                ) -> dg.AssetsDefinition:
+def _sink_asset(
+    plan: PipelinePlan, translator: OdibiTranslator, key_prefix: tuple[str, ...], step: Step
+) -> dg.AssetsDefinition:
     names = _input_names(step)
     input_keys = [plan.asset_keys[step.inputs[logical]] for logical in names.values()]
     node = OdibiStep(plan.pipeline, step, None, key_prefix)
@@ -229,4 +251,3 @@ def _sink_asset(plan: PipelinePlan, translator: OdibiTranslator, key_prefix: tup
         can_subset=False,
         **common,
     )(_with_signature(compute, list(names)))
-

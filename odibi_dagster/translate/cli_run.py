@@ -60,8 +60,7 @@ class _ProgressHandler(logging.Handler):
         elif kind == "STEP_SUCCESS":
             ms = event.event_specific_data.duration_ms or 0
             rows = self.rows.get(step)
-            print(f"  ok    {name:<32} {f'{rows} rows' if rows is not None else '':>14} {ms:>9.0f} ms",
-                  flush=True)
+            print(f"  ok    {name:<32} {f'{rows} rows' if rows is not None else '':>14} {ms:>9.0f} ms", flush=True)
         elif kind == "STEP_FAILURE":
             err = event.event_specific_data.error
             while err is not None and err.cause is not None:  # show the step's own error, not the retry wrapper
@@ -84,8 +83,9 @@ def _step_names() -> dict[str, str]:
 def _display_name(op_name: str) -> str:
     """The step's own name for a progress line, with control and bidi characters escaped."""
     name = _step_names().get(op_name, op_name) if PATHS_ENV in os.environ else op_name
-    return "".join(ch if unicodedata.category(ch) not in ("Cc", "Cf") else ch.encode("unicode_escape").decode()
-                   for ch in name)
+    return "".join(
+        ch if unicodedata.category(ch) not in ("Cc", "Cf") else ch.encode("unicode_escape").decode() for ch in name
+    )
 
 
 def _headline(message: str) -> str:
@@ -176,12 +176,12 @@ def selection_for(defs: dg.Definitions, job_name: str, select: str | None) -> li
 def planned_steps(plan: PipelinePlan, select: str | None) -> list[str]:
     """The steps a run was asked to execute (connect steps are resources, not steps)."""
     chosen = {s.strip() for s in select.split(",")} if select else None
-    return [s.name for s in plan.pipeline.steps
-            if s.layer != "connect" and (chosen is None or s.name in chosen)]
+    return [s.name for s in plan.pipeline.steps if s.layer != "connect" and (chosen is None or s.name in chosen)]
 
 
-def run_tag_sets(job: dg.JobDefinition, plan: PipelinePlan, partition: str | None,
-                 instance: dg.DagsterInstance) -> list[dict[str, str]]:
+def run_tag_sets(
+    job: dg.JobDefinition, plan: PipelinePlan, partition: str | None, instance: dg.DagsterInstance
+) -> list[dict[str, str]]:
     """Run tags of each run for ``--partition`` (a key, or ``START...END`` split by the backfill policy).
 
     Raises ``ValueError`` naming a key that is not a partition of the pipeline.
@@ -226,16 +226,24 @@ def summarize_run(instance: dg.DagsterInstance, run_id: str, plan: PipelinePlan 
                 err = err.cause
             interrupted = err is not None and err.cls_name == "DagsterExecutionInterruptedError"
             msg = "interrupted (SIGINT/SIGTERM)" if interrupted else (err.message.strip() if err else "failed")
-            out[name] = {"step": name, "status": "failed", "error": _headline(msg) or "failed",
-                         "interrupted": interrupted}
+            out[name] = {
+                "step": name,
+                "status": "failed",
+                "error": _headline(msg) or "failed",
+                "interrupted": interrupted,
+            }
         elif ev.event_type_value == "STEP_SKIPPED":
             out.setdefault(name, {"step": name, "status": "skipped", "error": None, "interrupted": False})
     return list(out.values())
 
 
 # A run in one of these has not ended (QUEUED runs are the daemon's, not a CLI process's).
-_UNFINISHED = (dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED,
-               dg.DagsterRunStatus.CANCELING)
+_UNFINISHED = (
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+)
 
 
 def cancel_unfinished_runs(instance: dg.DagsterInstance, session: dict[str, str], signal_name: str) -> list[str]:
@@ -268,8 +276,11 @@ def fail_orphaned_runs(instance: dg.DagsterInstance) -> list[str]:
     for run in instance.get_runs(filters=unfinished):
         pid = run.tags.get(PID_TAG, "")
         if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
-            instance.report_run_failed(run, message=f"the odibi-dagster run process (pid {pid}) that ran this "
-                                                    "run was killed; marked failed by a later odibi-dagster run")
+            instance.report_run_failed(
+                run,
+                message=f"the odibi-dagster run process (pid {pid}) that ran this "
+                "run was killed; marked failed by a later odibi-dagster run",
+            )
             failed.append(run.run_id)
     return failed
 

@@ -43,8 +43,12 @@ def load_configs(paths_or_configs: Sequence[PathOrConfig]) -> list[PipelineConfi
     return configs
 
 
-def build_plans(configs: Sequence[PipelineConfig], translator: OdibiTranslator, key_prefix: tuple[str, ...],
-                base_dir: str | os.PathLike[str] | None) -> list[PipelinePlan]:
+def build_plans(
+    configs: Sequence[PipelineConfig],
+    translator: OdibiTranslator,
+    key_prefix: tuple[str, ...],
+    base_dir: str | os.PathLike[str] | None,
+) -> list[PipelinePlan]:
     def key_for(pipeline: PipelineConfig):
         return lambda step, dataset: translator.get_asset_key(OdibiStep(pipeline, step, dataset, key_prefix))
 
@@ -53,15 +57,26 @@ def build_plans(configs: Sequence[PipelineConfig], translator: OdibiTranslator, 
     seen: dict[dg.AssetKey, tuple[str, str]] = {}
     problems: list[Problem] = []
     for plan in plans:
-        named = [*((s.name, k) for s in plan.pipeline.steps for k in
-                   ([plan.asset_keys[d] for d in dict.fromkeys(s.outputs.values())] if s.outputs else [])),
-                 *plan.sink_keys.items()]
+        named = [
+            *(
+                (s.name, k)
+                for s in plan.pipeline.steps
+                for k in ([plan.asset_keys[d] for d in dict.fromkeys(s.outputs.values())] if s.outputs else [])
+            ),
+            *plan.sink_keys.items(),
+        ]
         for step, key in named:
             if key in seen:
                 other_pipeline, other_step = seen[key]
-                problems.append(Problem(str(plan.pipeline.source or plan.name), step, "name",
-                                        f"asset key {key.to_user_string()} is also the key of step '{other_step}' "
-                                        f"of pipeline '{other_pipeline}'"))
+                problems.append(
+                    Problem(
+                        str(plan.pipeline.source or plan.name),
+                        step,
+                        "name",
+                        f"asset key {key.to_user_string()} is also the key of step '{other_step}' "
+                        f"of pipeline '{other_pipeline}'",
+                    )
+                )
             seen.setdefault(key, (plan.name, step))
     if problems:
         raise ConfigValidationError(problems)
@@ -108,7 +123,8 @@ def build_definitions(
     translator = translator or OdibiTranslator()
     prefix = (key_prefix,) if isinstance(key_prefix, str) else tuple(key_prefix or ())
     plans = plans_for_step_process(paths_or_configs) or build_plans(
-        load_configs(paths_or_configs), translator, prefix, base_dir)
+        load_configs(paths_or_configs), translator, prefix, base_dir
+    )
     return definitions_from_plans(plans, translator, prefix, resources=resources, executor=executor)
 
 

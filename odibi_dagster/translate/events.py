@@ -26,8 +26,14 @@ def hooks_for(pipeline: PipelineConfig, event: str, step: str | None = None) -> 
     return sorted(chosen, key=lambda h: PRIORITY_ORDER[h.priority])
 
 
-def deliver(pipeline: PipelineConfig, event: str, data: dict[str, Any], *,
-            log: Callable[[str], Any] | None = None, step: str | None = None) -> list[str]:
+def deliver(
+    pipeline: PipelineConfig,
+    event: str,
+    data: dict[str, Any],
+    *,
+    log: Callable[[str], Any] | None = None,
+    step: str | None = None,
+) -> list[str]:
     """Call every hook of ``event`` with ODIBI's event data; returns the errors of hooks that raised."""
     payload = {"event": event, "pipeline_name": pipeline.name, **data}
     errors: list[str] = []
@@ -47,6 +53,5 @@ def emit(execution: Any, event: str, data: dict[str, Any]) -> None:
     pipeline = execution.plan.pipeline
     if not pipeline.hooks:
         return
-    data = execution.redactor.redact(dict(data, run_id=execution.context.run_id,
-                                          partition_key=execution.partition_key))
+    data = execution.redactor.redact(dict(data, run_id=execution.context.run_id, partition_key=execution.partition_key))
     deliver(pipeline, event, data, log=execution.context.log.warning, step=execution.step.name)

@@ -54,15 +54,17 @@ def executor_for(config: ExecutorConfig, plans: Sequence[PipelinePlan]) -> dg.Ex
     executor may run) with their step processes.
     """
     default: dict[str, Any] = (
-        {"in_process": {}} if config.type == "in_process"
+        {"in_process": {}}
+        if config.type == "in_process"
         else {"multiprocess": {"max_concurrent": config.max_concurrent}}
     )
     shared = list(plans)
 
     @dg.executor(
         name="odibi_executor",
-        config_schema=Field(Selector({"multiprocess": MULTI_PROC_CONFIG, "in_process": IN_PROC_CONFIG}),
-                            default_value=default),
+        config_schema=Field(
+            Selector({"multiprocess": MULTI_PROC_CONFIG, "in_process": IN_PROC_CONFIG}), default_value=default
+        ),
         requirements=_get_default_executor_requirements,
     )
     def _create(init_context: dg.InitExecutorContext) -> Any:

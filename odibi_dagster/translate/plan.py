@@ -94,8 +94,11 @@ class PipelinePlan:
         for other in pipeline.steps:
             if outputs & set(other.inputs.values()) and pipeline.step_engine(other) != engine:
                 return False
-            if other.layer in ("store", "publish") and other.value and self.resolve_path(other.value) == \
-                    self.resolve_path(step.value):
+            if (
+                other.layer in ("store", "publish")
+                and other.value
+                and self.resolve_path(other.value) == self.resolve_path(step.value)
+            ):
                 return False
         return True
 
@@ -103,7 +106,7 @@ class PipelinePlan:
         """A config path: URLs and absolute paths as they are, others against the data root."""
         if "://" in value or os.path.isabs(value):
             if value.startswith("sqlite:///") and not value.startswith("sqlite:////"):
-                rel = value[len("sqlite:///"):]
+                rel = value[len("sqlite:///") :]
                 if rel and rel != ":memory:" and not os.path.isabs(rel):
                     return "sqlite:///" + self._join_root(rel)
             return value
@@ -136,8 +139,9 @@ class PipelinePlan:
 
 def _mentions_secret_or_connection(value: object) -> bool:
     if isinstance(value, dict):
-        if "secret" in value or any(k in value for k in ("connection", "connection_string", "jdbc_url", "url",
-                                                            "password", "storage_options")):
+        if "secret" in value or any(
+            k in value for k in ("connection", "connection_string", "jdbc_url", "url", "password", "storage_options")
+        ):
             return True
         return any(_mentions_secret_or_connection(v) for v in value.values())
     if isinstance(value, list):

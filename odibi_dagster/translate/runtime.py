@@ -72,13 +72,17 @@ def publish_story(plan: PipelinePlan, tracker: RunTracker) -> None:
     pipeline = plan.pipeline
     story = None
     if pipeline.story.enabled:
-        story = StoryGenerator(explanations=pipeline.explanations, max_rows=pipeline.story.sample_rows,
-                               max_cell_chars=pipeline.story.max_cell_chars)
+        story = StoryGenerator(
+            explanations=pipeline.explanations,
+            max_rows=pipeline.story.sample_rows,
+            max_cell_chars=pipeline.story.max_cell_chars,
+        )
     tracker.publish(story, plan.graph(), metrics=pipeline.metrics)
 
 
-def record_failure(plan: PipelinePlan, run_id: str, step_name: str, message: str,
-                   record_names: list[str] | None = None) -> None:
+def record_failure(
+    plan: PipelinePlan, run_id: str, step_name: str, message: str, record_names: list[str] | None = None
+) -> None:
     """Record that ``step_name`` failed outside its body, and publish the run's story.
 
     Dagster fails a step after its body in two cases this records: an input that cannot load
@@ -123,8 +127,13 @@ class StepExecution:
 
     @cached_property
     def tracker(self) -> RunTracker:
-        return RunTracker(self.plan.stories_dir, self.plan.name, self.context.run_id, self.redactor,
-                          sample_rows=self.plan.pipeline.story.sample_rows)
+        return RunTracker(
+            self.plan.stories_dir,
+            self.plan.name,
+            self.context.run_id,
+            self.redactor,
+            sample_rows=self.plan.pipeline.story.sample_rows,
+        )
 
     @property
     def story_path(self) -> str:
@@ -132,8 +141,13 @@ class StepExecution:
 
     def variables(self) -> dict[str, Any]:
         cfg = self.run_config or StepRunConfig()
-        values: dict[str, Any] = {"run_id": self.context.run_id, "pipeline": self.plan.name, "env": self.env,
-                                  "watermark_start": cfg.watermark_start, "watermark_end": cfg.watermark_end}
+        values: dict[str, Any] = {
+            "run_id": self.context.run_id,
+            "pipeline": self.plan.name,
+            "env": self.env,
+            "watermark_start": cfg.watermark_start,
+            "watermark_end": cfg.watermark_end,
+        }
         if self.partition_key is not None:
             values["partition_key"] = self.partition_key
             # Every key of the run: one for a partition run, the whole range for a single-run backfill.
@@ -170,12 +184,20 @@ class StepExecution:
                 if k == "connection_string" or k == "jdbc_url":
                     v = self.plan.resolve_path(v) if isinstance(v, str) else v
                 out.setdefault(k, v)
-            self.context.log_event(dg.AssetObservation(
-                asset_key=self.context.assets_def.keys_by_output_name[next(iter(self.context.assets_def.keys_by_output_name))],
-                metadata={"odibi/connection": conn_name,
-                          "odibi/connection_target": self.redactor.redact_text(redact_url(str(
-                              conn_params.get("connection_string") or conn_params.get("jdbc_url"))))},
-                partition=self.partition_key))
+            self.context.log_event(
+                dg.AssetObservation(
+                    asset_key=self.context.assets_def.keys_by_output_name[
+                        next(iter(self.context.assets_def.keys_by_output_name))
+                    ],
+                    metadata={
+                        "odibi/connection": conn_name,
+                        "odibi/connection_target": self.redactor.redact_text(
+                            redact_url(str(conn_params.get("connection_string") or conn_params.get("jdbc_url")))
+                        ),
+                    },
+                    partition=self.partition_key,
+                )
+            )
         return out
 
     def _resolve_secrets(self, value: Any, where: str) -> Any:
@@ -183,8 +205,9 @@ class StepExecution:
         if isinstance(value, dict) and set(value) == {"secret"}:
             name = value["secret"]
             if name not in os.environ:
-                raise dg.Failure(description=f"step '{self.step.name}': {where}: "
-                                             f"secret environment variable '{name}' is not set")
+                raise dg.Failure(
+                    description=f"step '{self.step.name}': {where}: secret environment variable '{name}' is not set"
+                )
             self.redactor.add(os.environ[name])
             return os.environ[name]
         if isinstance(value, dict):
@@ -272,9 +295,18 @@ class StepExecution:
         outcome: dict[str, Any] = {}
         step = self.step
         events.emit(self, "node_start", {"step_name": step.name, "layer": step.layer})
-        self.tracker.start_step(step.name, step.layer, inputs=step.inputs, outputs=step.outputs, sql=sql,
-                                explanation=self.explanation(), before=before, record_name=self.record_name,
-                                partition_key=self.partition_key, attempt=self.context.retry_number + 1)
+        self.tracker.start_step(
+            step.name,
+            step.layer,
+            inputs=step.inputs,
+            outputs=step.outputs,
+            sql=sql,
+            explanation=self.explanation(),
+            before=before,
+            record_name=self.record_name,
+            partition_key=self.partition_key,
+            attempt=self.context.retry_number + 1,
+        )
         _terminal(self.tracker).pop(step.name, None)  # a retry runs it again
         self.update_story()
         started = time.perf_counter()
@@ -295,13 +327,17 @@ class StepExecution:
                 raise dg.Failure(description=f"step '{step.name}' failed: {message}") from None
             raise
         duration_ms = (time.perf_counter() - started) * 1000
-        self.tracker.end_step(step.name, "success", after=outcome.get("after"), extra=outcome.get("extra"),
-                              record_name=self.record_name)
+        self.tracker.end_step(
+            step.name, "success", after=outcome.get("after"), extra=outcome.get("extra"), record_name=self.record_name
+        )
         if self.last_of_step:
             _terminal(self.tracker)[step.name] = "success"
         self.update_story(step_ended=self.last_of_step)
-        events.emit(self, "node_complete", {"step_name": step.name, "layer": step.layer,
-                                            "duration_ms": round(duration_ms, 3), "state": "SUCCESS"})
+        events.emit(
+            self,
+            "node_complete",
+            {"step_name": step.name, "layer": step.layer, "duration_ms": round(duration_ms, 3), "state": "SUCCESS"},
+        )
 
 
 def record_name(step: str, partition_key: str | None, run_keys: list[str | None]) -> str:
@@ -375,8 +411,9 @@ def _select_partition(ref: DatasetRef, keys: list[str] | None) -> DatasetRef:
     return DatasetRef(tuple(p for p, _ in pairs), ref.format, ref.asset_key, tuple(k for _, k in pairs))
 
 
-def _reference_manifest(execution: StepExecution, ctx: Any, source: str, params: dict[str, Any],
-                        frame: Any) -> SourceManifest | None:
+def _reference_manifest(
+    execution: StepExecution, ctx: Any, source: str, params: dict[str, Any], frame: Any
+) -> SourceManifest | None:
     """The manifest recording ``source`` as this ingest's dataset, or None to copy it instead.
 
     Copies when the source is not plain files in a lazily readable format, matches no
@@ -399,9 +436,15 @@ def _reference_manifest(execution: StepExecution, ctx: Any, source: str, params:
         return None
     snap = ctx.snapshot(frame, execution.plan.pipeline.story.sample_rows)
     return SourceManifest(
-        source=source, params=params, engine=execution.engine, fingerprint=prints, row_count=snap.row_count,
-        schema=[[name, normalize_type(kind)] for name, kind in snap.schema], sample_ipc=encode_sample(snap.sample),
-        step=execution.step.name, read_schema=ctx.read_schema(frame, fmt),
+        source=source,
+        params=params,
+        engine=execution.engine,
+        fingerprint=prints,
+        row_count=snap.row_count,
+        schema=[[name, normalize_type(kind)] for name, kind in snap.schema],
+        sample_ipc=encode_sample(snap.sample),
+        step=execution.step.name,
+        read_schema=ctx.read_schema(frame, fmt),
     )
 
 
@@ -432,8 +475,11 @@ def run_data_step(
             elif step.layer == "ingest" and step.type == "api":
                 frames = {None: read_api(execution.render_value(), params)}
             elif step.layer == "ingest":
-                source = config.source or dynamic_file_source(plan, step, execution.partition_key) \
+                source = (
+                    config.source
+                    or dynamic_file_source(plan, step, execution.partition_key)
                     or execution.render_value()
+                )
                 resolved = plan.resolve_value(source, params)
                 frames = {None: ctx.read(resolved, **params)}
                 if plan.ingests_by_reference(step):
@@ -446,8 +492,9 @@ def run_data_step(
                 fn = resolve_callable(step.value, plan.pipeline.module_dirs)
                 # Functions get the engine's own frames: pandas on pandas, Spark DataFrames on Spark.
                 native = execution.engine == "spark"
-                frames_in = {name: ctx.load(ref) if native else ctx.to_pandas(ctx.load(ref))
-                             for name, ref in inputs.items()}
+                frames_in = {
+                    name: ctx.load(ref) if native else ctx.to_pandas(ctx.load(ref)) for name, ref in inputs.items()
+                }
                 try:
                     args, kwargs = bind_inputs(fn, frames_in, params)
                 except TypeError as exc:
@@ -456,8 +503,10 @@ def run_data_step(
                 if isinstance(result, dict):
                     missing = set(step.outputs) - set(result)
                     if missing:
-                        raise dg.Failure(description=f"step '{step.name}': function returned no frame for "
-                                                     f"output(s) {sorted(missing)}")
+                        raise dg.Failure(
+                            description=f"step '{step.name}': function returned no frame for "
+                            f"output(s) {sorted(missing)}"
+                        )
                     frames = {k: result[k] for k in step.outputs}
                 else:
                     frames = {None: result}
@@ -489,11 +538,18 @@ def run_data_step(
         for dataset, (ref, _) in results.items():
             snap = snapshot_ref(ref, story.sample_rows)
             after = after or snap
-            md = dataset_metadata(snap, before, duration_s=duration, lineage=lineage,
-                                  uri=manifest.source if manifest is not None else ref.paths[0],
-                                  story_path=execution.story_path, sample_rows=story.sample_rows,
-                                  max_cell_chars=story.max_cell_chars,
-                                  partition=execution.partition_key is not None, redactor=execution.redactor)
+            md = dataset_metadata(
+                snap,
+                before,
+                duration_s=duration,
+                lineage=lineage,
+                uri=manifest.source if manifest is not None else ref.paths[0],
+                story_path=execution.story_path,
+                sample_rows=story.sample_rows,
+                max_cell_chars=story.max_cell_chars,
+                partition=execution.partition_key is not None,
+                redactor=execution.redactor,
+            )
             if manifest is not None:
                 md["odibi/ingest_mode"] = dg.MetadataValue.text("reference")
             results[dataset] = (ref, md)
@@ -501,16 +557,18 @@ def run_data_step(
     return results, before
 
 
-def run_sink_step(execution: StepExecution, inputs: dict[str, DatasetRef],
-                  upstream_keys: dict[str, list[str] | None]) -> dict[str, Any]:
+def run_sink_step(
+    execution: StepExecution, inputs: dict[str, DatasetRef], upstream_keys: dict[str, list[str] | None]
+) -> dict[str, Any]:
     """Run a store/publish step: write the (first) input to the target. Returns metadata."""
     plan, step = execution.plan, execution.step
     story = plan.pipeline.story
     inputs = {name: _select_partition(ref, upstream_keys.get(name)) for name, ref in inputs.items()}
     name, ref = next(iter(inputs.items()))
     if len(inputs) > 1:
-        execution.context.log.warning(f"step '{step.name}': {step.layer} writes its first input '{name}' only "
-                                      "(as ODIBI does)")
+        execution.context.log.warning(
+            f"step '{step.name}': {step.layer} writes its first input '{name}' only (as ODIBI does)"
+        )
     before = snapshot_ref(ref, story.sample_rows)
     with execution.tracked(before, None) as outcome, _sources_unchanged(inputs):
         started = time.perf_counter()
@@ -542,15 +600,23 @@ def run_sink_step(execution: StepExecution, inputs: dict[str, DatasetRef],
         if info.version is not None:
             md["odibi/delta_version"] = dg.MetadataValue.int(int(info.version))
         outcome["after"] = before
-        outcome["extra"] = {"target": uri, "rows_written": int(rows), "format": info.format,
-                            "delta_version": info.version}
-        execution.context.log_event(dg.AssetObservation(
-            asset_key=execution.context.asset_key,
-            metadata={"odibi/written_to": dg.MetadataValue.text(uri),
-                      "odibi/rows_written": dg.MetadataValue.int(int(rows)),
-                      "odibi/format": dg.MetadataValue.text(info.format)},
-            partition=execution.partition_key,
-        ))
+        outcome["extra"] = {
+            "target": uri,
+            "rows_written": int(rows),
+            "format": info.format,
+            "delta_version": info.version,
+        }
+        execution.context.log_event(
+            dg.AssetObservation(
+                asset_key=execution.context.asset_key,
+                metadata={
+                    "odibi/written_to": dg.MetadataValue.text(uri),
+                    "odibi/rows_written": dg.MetadataValue.int(int(rows)),
+                    "odibi/format": dg.MetadataValue.text(info.format),
+                },
+                partition=execution.partition_key,
+            )
+        )
     return md
 
 
@@ -560,10 +626,17 @@ def _fast_parquet_copy(execution: StepExecution, ref: DatasetRef, target: str, p
 
     fmt = str(params.get("format") or params.get("source_type") or "").lower()
     extra = set(params) - {"format", "source_type", "mode"}
-    if (execution.engine != "pandas" or ref.format != "parquet" or len(ref.paths) != 1 or extra
-            or params.get("mode", "overwrite") != "overwrite"
-            or paths.is_remote(target) or paths.is_remote(ref.paths[0])
-            or (fmt and fmt != "parquet") or (not fmt and not target.lower().endswith((".parquet", ".pq")))):
+    if (
+        execution.engine != "pandas"
+        or ref.format != "parquet"
+        or len(ref.paths) != 1
+        or extra
+        or params.get("mode", "overwrite") != "overwrite"
+        or paths.is_remote(target)
+        or paths.is_remote(ref.paths[0])
+        or (fmt and fmt != "parquet")
+        or (not fmt and not target.lower().endswith((".parquet", ".pq")))
+    ):
         return None
     with paths.atomic_output(target) as tmp:
         try:

@@ -24,8 +24,15 @@ from odibi_dagster.triggers.partitions import build_partitions_def
 _TAG_VALUE = re.compile(r"[^A-Za-z0-9_.-]")
 
 FORMAT_KINDS = {
-    ".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".json": "json", ".jsonl": "json", ".ndjson": "json",
-    ".db": "sqlite", ".sqlite": "sqlite", ".avro": "avro",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".csv": "csv",
+    ".json": "json",
+    ".jsonl": "json",
+    ".ndjson": "json",
+    ".db": "sqlite",
+    ".sqlite": "sqlite",
+    ".avro": "avro",
 }
 
 
@@ -105,8 +112,9 @@ class OdibiTranslator:
                 warnings.simplefilter("ignore", dg.BetaWarning)
                 md["dagster/code_references"] = dg.CodeReferencesMetadataValue(
                     code_references=[
-                        dg.LocalFileCodeReference(file_path=str(source), line_number=node.step.line,
-                                                  label="ODIBI config")
+                        dg.LocalFileCodeReference(
+                            file_path=str(source), line_number=node.step.line, label="ODIBI config"
+                        )
                     ]
                 )
         return md
@@ -136,8 +144,12 @@ class OdibiTranslator:
         """A hash of the step's value, params and engine: changing them marks the asset stale."""
         # Of the masked value and params: no hash of a password in the definitions.
         payload = json.dumps(
-            {"value": redact_url(node.step.value), "params": redact_params(node.step.params), "engine": node.engine,
-             "type": node.step.type},
+            {
+                "value": redact_url(node.step.value),
+                "params": redact_params(node.step.params),
+                "engine": node.engine,
+                "type": node.step.type,
+            },
             sort_keys=True,
             default=str,
         )
@@ -168,8 +180,9 @@ class OdibiTranslator:
             return None
         backoff = {"linear": dg.Backoff.LINEAR, "exponential": dg.Backoff.EXPONENTIAL}.get(retry.backoff or "")
         jitter = {"full": dg.Jitter.FULL, "plus_minus": dg.Jitter.PLUS_MINUS}.get(retry.jitter or "")
-        return dg.RetryPolicy(max_retries=retry.max_retries, delay=retry.delay_seconds or None, backoff=backoff,
-                              jitter=jitter)
+        return dg.RetryPolicy(
+            max_retries=retry.max_retries, delay=retry.delay_seconds or None, backoff=backoff, jitter=jitter
+        )
 
     def get_asset_spec(self, node: OdibiStep, deps: list[dg.AssetKey | dg.AssetDep] | None = None) -> dg.AssetSpec:
         """Compose the AssetSpec from the ``get_*`` methods."""

@@ -18,8 +18,13 @@ RANGE_END_TAG = "dagster/asset_partition_range_end"
 PARTITION_TAG = "dagster/partition"
 
 
-def backfill_run_tags(pdef: dg.PartitionsDefinition, cfg: BackfillConfig | None, start: str, end: str,
-                      instance: dg.DagsterInstance | None = None) -> list[dict[str, str]]:
+def backfill_run_tags(
+    pdef: dg.PartitionsDefinition,
+    cfg: BackfillConfig | None,
+    start: str,
+    end: str,
+    instance: dg.DagsterInstance | None = None,
+) -> list[dict[str, str]]:
     """The run tags of each run a backfill over ``start``..``end`` (inclusive) takes under ``cfg``.
 
     One ``dagster/partition`` tag for a one-partition run, a ``dagster/asset_partition_range_*``
@@ -37,7 +42,8 @@ def backfill_run_tags(pdef: dg.PartitionsDefinition, cfg: BackfillConfig | None,
         size = (cfg.max_partitions_per_run if cfg is not None else None) or 1
     out: list[dict[str, str]] = []
     for i in range(0, len(keys), size):
-        chunk = keys[i:i + size]
-        out.append({PARTITION_TAG: chunk[0]} if len(chunk) == 1 else
-                   {RANGE_START_TAG: chunk[0], RANGE_END_TAG: chunk[-1]})
+        chunk = keys[i : i + size]
+        out.append(
+            {PARTITION_TAG: chunk[0]} if len(chunk) == 1 else {RANGE_START_TAG: chunk[0], RANGE_END_TAG: chunk[-1]}
+        )
     return out

@@ -13,8 +13,9 @@ from odibi_dagster.triggers.sensors import build_sensors
 __all__ = ["build_schedule", "build_triggers"]
 
 
-def build_triggers(plan: PipelinePlan, job: Any, assets: list[dg.AssetsDefinition]
-                   ) -> tuple[list[Any], list[Any], list[Any]]:
+def build_triggers(
+    plan: PipelinePlan, job: Any, assets: list[dg.AssetsDefinition]
+) -> tuple[list[Any], list[Any], list[Any]]:
     """(schedules, sensors, extra asset checks) of a pipeline.
 
     Schedules from ``schedule: {cron}``; sensors from ``sensors:`` (file watch, polling),

@@ -41,8 +41,13 @@ def is_pipeline_run(plan: PipelinePlan, run: dg.DagsterRun) -> bool:
     return bool(run.asset_selection and keys & set(run.asset_selection))
 
 
-def event_data(event: str, instance: dg.DagsterInstance, run: dg.DagsterRun,
-               failure_message: str | None = None, plan: PipelinePlan | None = None) -> dict[str, Any]:
+def event_data(
+    event: str,
+    instance: dg.DagsterInstance,
+    run: dg.DagsterRun,
+    failure_message: str | None = None,
+    plan: PipelinePlan | None = None,
+) -> dict[str, Any]:
     """ODIBI's event data for ``event`` of ``run``: ``start_time`` for pipeline_start;
     ``success_count``, ``failed_count``, ``duration_ms`` for pipeline_complete and
     pipeline_error, which also carries ``error_message``."""
@@ -66,16 +71,16 @@ def event_data(event: str, instance: dg.DagsterInstance, run: dg.DagsterRun,
     )
     if event == "pipeline_error":
         failed = [s for s in steps if s["status"] == "failed"]
-        data["error_message"] = (f"step '{failed[0]['step']}': {failed[0]['error']}" if failed
-                                 else failure_message or "run failed")
+        data["error_message"] = (
+            f"step '{failed[0]['step']}': {failed[0]['error']}" if failed else failure_message or "run failed"
+        )
     return data
 
 
 def build_hook_sensors(plan: PipelinePlan, job: Any) -> list[dg.SensorDefinition]:
     """One run-status sensor per pipeline event that has hooks (none when there are no hooks)."""
     wanted = {h.event for h in plan.pipeline.hooks}
-    return [_event_sensor(plan, event, status)
-            for event, status in PIPELINE_EVENTS.items() if event in wanted]
+    return [_event_sensor(plan, event, status) for event, status in PIPELINE_EVENTS.items() if event in wanted]
 
 
 def _event_sensor(plan: PipelinePlan, event: str, status: dg.DagsterRunStatus) -> dg.SensorDefinition:

@@ -52,8 +52,7 @@ def build_partitions_def(cfg: PartitionsConfig | None, pipeline: str) -> dg.Part
     if cfg.type in TIME_PARTITIONS:
         if not cfg.start:
             raise ValueError(f"{cfg.type} partitions need a 'start' date")
-        kwargs: dict = {"start_date": _boundary(cfg.start, cfg), "timezone": cfg.timezone,
-                        "end_offset": cfg.end_offset}
+        kwargs: dict = {"start_date": _boundary(cfg.start, cfg), "timezone": cfg.timezone, "end_offset": cfg.end_offset}
         if cfg.end:
             kwargs["end_date"] = _boundary(cfg.end, cfg)
         if cfg.fmt:
@@ -108,8 +107,18 @@ def file_from_partition_key(key: str) -> str:
 
 def _fmt_regex(fmt: str) -> re.Pattern[str]:
     """A regex finding strings written with the strftime format ``fmt``."""
-    fields = {"Y": r"\d{4}", "m": r"\d{2}", "d": r"\d{2}", "H": r"\d{2}", "M": r"\d{2}", "S": r"\d{2}",
-              "y": r"\d{2}", "j": r"\d{3}", "U": r"\d{2}", "W": r"\d{2}"}
+    fields = {
+        "Y": r"\d{4}",
+        "m": r"\d{2}",
+        "d": r"\d{2}",
+        "H": r"\d{2}",
+        "M": r"\d{2}",
+        "S": r"\d{2}",
+        "y": r"\d{2}",
+        "j": r"\d{3}",
+        "U": r"\d{2}",
+        "W": r"\d{2}",
+    }
     out, i = [], 0
     while i < len(fmt):
         if fmt[i] == "%" and i + 1 < len(fmt):
@@ -122,8 +131,9 @@ def _fmt_regex(fmt: str) -> re.Pattern[str]:
     return re.compile(r"(?<!\d)" + "".join(out) + r"(?!\d)")
 
 
-def partition_for_path(pdef: dg.PartitionsDefinition, relative_path: str,
-                       dynamic_keys: Sequence[str] = ()) -> str | None:
+def partition_for_path(
+    pdef: dg.PartitionsDefinition, relative_path: str, dynamic_keys: Sequence[str] = ()
+) -> str | None:
     """The partition a landed file belongs to, read off its path; None when it names none.
 
     Time partitions: the last date in the path written in the partitions' format

@@ -55,8 +55,11 @@ WATERMARK_START_TAG = "odibi/watermark_start"
 WATERMARK_END_TAG = "odibi/watermark_end"
 CURSOR_VERSION = 1
 _IN_PROGRESS = [
-    dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING,
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
 ]
 
 
@@ -84,9 +87,13 @@ def build_interval_sensor(plan: PipelinePlan, job: Any, seconds: int) -> dg.Sens
     pdef = build_partitions_def(plan.pipeline.partitions, plan.name)
     name = dagster_name(sch.name) if sch is not None and sch.name else f"{plan.job_name}_every_{seconds}s"
 
-    @dg.sensor(name=name, job=job, minimum_interval_seconds=seconds,
-               default_status=_status(sch is not None and sch.enabled),
-               description=f"Runs {plan.name} every {seconds}s (ODIBI interval mode)")
+    @dg.sensor(
+        name=name,
+        job=job,
+        minimum_interval_seconds=seconds,
+        default_status=_status(sch is not None and sch.enabled),
+        description=f"Runs {plan.name} every {seconds}s (ODIBI interval mode)",
+    )
     def _interval(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         tick = int(context.cursor or 0) + 1
         cursor = str(tick)
@@ -103,8 +110,7 @@ def build_interval_sensor(plan: PipelinePlan, job: Any, seconds: int) -> dg.Sens
             keys = list(pdef.get_partition_keys())
         if not keys:
             return dg.SensorResult(skip_reason=f"{plan.name} has no partitions yet", cursor=cursor)
-        return dg.SensorResult([dg.RunRequest(run_key=f"{base}-{k}", partition_key=k) for k in keys],
-                               cursor=cursor)
+        return dg.SensorResult([dg.RunRequest(run_key=f"{base}-{k}", partition_key=k) for k in keys], cursor=cursor)
 
     return _interval
 
@@ -175,7 +181,7 @@ def _scan_remote(root: str, pattern: str, recursive: bool) -> list[WatchedFile]:
         name = str(name)
         if info.get("type", "file") != "file" or not name.startswith(base + "/"):
             continue
-        rel = name[len(base) + 1:]
+        rel = name[len(base) + 1 :]
         if (_is_hidden(rel) and not pattern.startswith(".")) or not _matches(rel, rel.rsplit("/", 1)[-1], pattern):
             continue
         mtime = _remote_mtime_ns(info)
@@ -183,8 +189,14 @@ def _scan_remote(root: str, pattern: str, recursive: bool) -> list[WatchedFile]:
     return out
 
 
-def scan_files(root: str, pattern: str = "*", recursive: bool = False, *, follow_symlinks: bool = False,
-               skipped: list[str] | None = None) -> list[WatchedFile]:
+def scan_files(
+    root: str,
+    pattern: str = "*",
+    recursive: bool = False,
+    *,
+    follow_symlinks: bool = False,
+    skipped: list[str] | None = None,
+) -> list[WatchedFile]:
     """Files under ``root`` (a local folder, or a blob-store prefix such as ``abfs://c/in``)
     matching ``pattern``.
 
@@ -233,8 +245,11 @@ def scan_files(root: str, pattern: str = "*", recursive: bool = False, *, follow
             try:
                 link = entry.is_symlink()
                 if link and not follow_symlinks and outside(entry.path):
-                    skip(rel, f"a link to {os.path.realpath(entry.path)}, outside the watched folder "
-                              "(set follow_symlinks: true to follow it)")
+                    skip(
+                        rel,
+                        f"a link to {os.path.realpath(entry.path)}, outside the watched folder "
+                        "(set follow_symlinks: true to follow it)",
+                    )
                     continue
                 st = entry.stat()
             except FileNotFoundError:
@@ -254,8 +269,11 @@ def scan_files(root: str, pattern: str = "*", recursive: bool = False, *, follow
                 continue
             if not stat.S_ISREG(st.st_mode) or not _matches(rel, entry.name, pattern):
                 continue
-            out.append(WatchedFile(rel, os.path.abspath(entry.path), st.st_size, st.st_mtime_ns,
-                                   max(st.st_mtime_ns, st.st_ctime_ns)))
+            out.append(
+                WatchedFile(
+                    rel, os.path.abspath(entry.path), st.st_size, st.st_mtime_ns, max(st.st_mtime_ns, st.st_ctime_ns)
+                )
+            )
     return out
 
 
@@ -287,8 +305,9 @@ class FileWatchCursor:
         data = {"v": CURSOR_VERSION, "wm": self.watermark_ns, "done": self.done, "pending": self.pending}
         return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
-    def advance(self, files: list[WatchedFile], now_ns: int, settle_ns: int, limit: int | None = None
-                ) -> tuple[list[WatchedFile], FileWatchCursor]:
+    def advance(
+        self, files: list[WatchedFile], now_ns: int, settle_ns: int, limit: int | None = None
+    ) -> tuple[list[WatchedFile], FileWatchCursor]:
         """The files to start runs for now, oldest change first, and the next cursor.
 
         A file is a candidate when it changed or arrived at or after the watermark and is not
@@ -355,8 +374,10 @@ def dynamic_file_source(plan: PipelinePlan, step: Step, partition_key: str | Non
                 path = os.path.abspath(os.path.join(root, rel))
                 outside = os.path.commonpath([root, path]) != root
             if outside:
-                raise dg.Failure(description=f"step '{step.name}': partition key {partition_key!r} names a "
-                                             f"file outside the watched directory {root}")
+                raise dg.Failure(
+                    description=f"step '{step.name}': partition key {partition_key!r} names a "
+                    f"file outside the watched directory {root}"
+                )
             return path
     return None
 
@@ -366,20 +387,23 @@ def _mtime_text(ns: int) -> str:
 
 
 _IN_FLIGHT = [
-    dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING,
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
 ]
 
 
 def _run_in_flight(instance: dg.DagsterInstance, sensor_name: str) -> str | None:
     """The id of a run this sensor started that has not finished yet, if any."""
     records = instance.get_run_records(
-        filters=dg.RunsFilter(tags={SENSOR_TAG: sensor_name}, statuses=_IN_FLIGHT), limit=1)
+        filters=dg.RunsFilter(tags={SENSOR_TAG: sensor_name}, statuses=_IN_FLIGHT), limit=1
+    )
     return records[0].dagster_run.run_id if records else None
 
 
-def build_file_watch_sensor(plan: PipelinePlan, job: Any, cfg: FileWatchSensorConfig, name: str
-                            ) -> dg.SensorDefinition:
+def build_file_watch_sensor(plan: PipelinePlan, job: Any, cfg: FileWatchSensorConfig, name: str) -> dg.SensorDefinition:
     """ODIBI's file watch: one run per new or changed file in ``path`` matching ``pattern``.
 
     Each run hands the file's absolute path to the ingest step ``step`` (run config
@@ -396,11 +420,17 @@ def build_file_watch_sensor(plan: PipelinePlan, job: Any, cfg: FileWatchSensorCo
     settle_ns = int(cfg.settle_seconds * 1e9)
     root = file_watch_root(plan, cfg)
 
-    @dg.sensor(name=name, job=job, minimum_interval_seconds=cfg.min_interval_seconds,
-               default_status=_status(cfg.enabled),
-               description=(f"Starts {plan.name} for each new or changed file matching '{cfg.pattern}' in "
-                            f"{root}{' (recursively)' if cfg.recursive else ''}; the file goes to step "
-                            f"'{step.name}'" + (", one dynamic partition per file" if dynamic else "")))
+    @dg.sensor(
+        name=name,
+        job=job,
+        minimum_interval_seconds=cfg.min_interval_seconds,
+        default_status=_status(cfg.enabled),
+        description=(
+            f"Starts {plan.name} for each new or changed file matching '{cfg.pattern}' in "
+            f"{root}{' (recursively)' if cfg.recursive else ''}; the file goes to step "
+            f"'{step.name}'" + (", one dynamic partition per file" if dynamic else "")
+        ),
+    )
     def _file_watch(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         if not paths.is_remote(root) and not os.path.isdir(root):  # blob "folders" exist once a blob does
             return dg.SensorResult(skip_reason=f"{root} does not exist (yet)", cursor=context.cursor)
@@ -436,13 +466,19 @@ def build_file_watch_sensor(plan: PipelinePlan, job: Any, cfg: FileWatchSensorCo
                 if key is None:
                     context.log.warning(f"odibi: {f.rel} names no partition of {plan.name}; no run started")
                     continue
-            requests.append(dg.RunRequest(
-                run_key=f.run_key,
-                partition_key=key,
-                run_config=_step_config(plan, step, source=f.path),
-                tags={SENSOR_TAG: name, FILE_TAG: f.rel[:1000], FILE_SIZE_TAG: str(f.size),
-                      FILE_MTIME_TAG: _mtime_text(f.mtime_ns)},
-            ))
+            requests.append(
+                dg.RunRequest(
+                    run_key=f.run_key,
+                    partition_key=key,
+                    run_config=_step_config(plan, step, source=f.path),
+                    tags={
+                        SENSOR_TAG: name,
+                        FILE_TAG: f.rel[:1000],
+                        FILE_SIZE_TAG: str(f.size),
+                        FILE_MTIME_TAG: _mtime_text(f.mtime_ns),
+                    },
+                )
+            )
         if busy:
             waiting = f"; {len(cursor.pending)} file(s) wait for run {busy} to finish" if cursor.pending else ""
         else:
@@ -507,8 +543,7 @@ def poll_watermark(url: str, cfg: PollingSensorConfig, after: Any) -> tuple[Any,
     return _jsonable(high), int(count or 0)
 
 
-def build_polling_sensor(plan: PipelinePlan, job: Any, cfg: PollingSensorConfig, name: str
-                         ) -> dg.SensorDefinition:
+def build_polling_sensor(plan: PipelinePlan, job: Any, cfg: PollingSensorConfig, name: str) -> dg.SensorDefinition:
     """ODIBI's INTERVAL / INCREMENTAL streaming: poll a SQL source past a watermark.
 
     Each evaluation asks the source for ``MAX(watermark_column)`` over the rows past the
@@ -523,15 +558,22 @@ def build_polling_sensor(plan: PipelinePlan, job: Any, cfg: PollingSensorConfig,
     what = f"table {cfg.table}" if cfg.table else "a query"
     where = cfg.source if "://" not in cfg.source else "its source"
 
-    @dg.sensor(name=name, job=job, minimum_interval_seconds=cfg.min_interval_seconds,
-               default_status=_status(cfg.enabled),
-               description=(f"Polls {what} on {where} for rows with {cfg.watermark_column} past the last "
-                            f"watermark and runs {plan.name} for them (step '{step.name}')"))
+    @dg.sensor(
+        name=name,
+        job=job,
+        minimum_interval_seconds=cfg.min_interval_seconds,
+        default_status=_status(cfg.enabled),
+        description=(
+            f"Polls {what} on {where} for rows with {cfg.watermark_column} past the last "
+            f"watermark and runs {plan.name} for them (step '{step.name}')"
+        ),
+    )
     def _poll(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
         state = json.loads(context.cursor) if context.cursor else None
         start = state["watermark"] if state is not None else _jsonable(cfg.start_value)
         busy = context.instance.get_run_records(
-            filters=dg.RunsFilter(tags={SENSOR_TAG: name}, statuses=_IN_PROGRESS), limit=1)
+            filters=dg.RunsFilter(tags={SENSOR_TAG: name}, statuses=_IN_PROGRESS), limit=1
+        )
         if busy:
             run_id = busy[0].dagster_run.run_id
             return dg.SkipReason(f"run {run_id} for the previous range is still in progress")
@@ -548,9 +590,13 @@ def build_polling_sensor(plan: PipelinePlan, job: Any, cfg: PollingSensorConfig,
             run_key=f"{cfg.watermark_column}:{range_text}",
             partition_key=key,
             run_config=_step_config(plan, step, watermark_start=start, watermark_end=end),
-            tags={SENSOR_TAG: name, WATERMARK_COLUMN_TAG: cfg.watermark_column,
-                  WATERMARK_START_TAG: json.dumps(start), WATERMARK_END_TAG: json.dumps(end),
-                  "odibi/new_rows": str(count)},
+            tags={
+                SENSOR_TAG: name,
+                WATERMARK_COLUMN_TAG: cfg.watermark_column,
+                WATERMARK_START_TAG: json.dumps(start),
+                WATERMARK_END_TAG: json.dumps(end),
+                "odibi/new_rows": str(count),
+            },
         )
         context.log.info(f"odibi: {count} new row(s) in {range_text}")
         return dg.SensorResult([request], cursor=json.dumps({"v": CURSOR_VERSION, "watermark": end}))

@@ -33,15 +33,9 @@ def run_main(capsys, *args: str) -> tuple[int, list[str], str]:
 
 def bad_configs(files) -> dict[str, Path]:
     return {
-        "json": files.json(
-            [ingest(layer="Ingest"), sql_step(sql="SELECT * FROM nope"), store(value="")], "bad.json"
-        ),
-        "yaml": files.text(
-            "pipeline: p\nsteps:\n  - layer: ingest\n    name: a\n   value: x\n", "broken.yaml"
-        ),
-        "db": files.sqlite(
-            [("Transform", "t", "SQL", "Pandas", "SELECT 1", None, None, '{"data": "x"}')], "bad.db"
-        ),
+        "json": files.json([ingest(layer="Ingest"), sql_step(sql="SELECT * FROM nope"), store(value="")], "bad.json"),
+        "yaml": files.text("pipeline: p\nsteps:\n  - layer: ingest\n    name: a\n   value: x\n", "broken.yaml"),
+        "db": files.sqlite([("Transform", "t", "SQL", "Pandas", "SELECT 1", None, None, '{"data": "x"}')], "bad.db"),
     }
 
 
@@ -71,9 +65,7 @@ def test_validate_rejects_with_one_line_per_problem(files, capsys) -> None:
     _sources(files)
     bad = bad_configs(files)
     good = files.json(good_steps(), "good.json")
-    code, out, err = run_main(
-        capsys, "validate", str(bad["json"]), str(bad["yaml"]), str(bad["db"]), str(good)
-    )
+    code, out, err = run_main(capsys, "validate", str(bad["json"]), str(bad["yaml"]), str(bad["db"]), str(good))
     assert code == 1
     problems = [m for m in map(LINE.match, out) if m]
     assert len(problems) == len(out) - 1, out  # every line but the good file's "ok" is a problem
@@ -101,9 +93,7 @@ def test_validate_directory_project_and_all_rows(files, capsys) -> None:
     assert (code, out) == (0, [f"{db}: ok: pipeline 'sales', 1 steps"])
     code, out, _ = run_main(capsys, "validate", str(db), "--project", "sales", "--all-rows")
     assert code == 1
-    assert out == [
-        f"{db}:2: step 'write': value: store step has an empty value (expected a target path or table)"
-    ]
+    assert out == [f"{db}:2: step 'write': value: store step has an empty value (expected a target path or table)"]
     code, out, _ = run_main(capsys, "validate", str(files.root))
     assert code == 0 and len(out) == 2
 
@@ -139,9 +129,7 @@ def test_console_script_exit_codes_and_no_traceback(files) -> None:
     assert CONSOLE_SCRIPT.exists(), CONSOLE_SCRIPT
     bad = bad_configs(files)
     deep = files.text("[" * 50_000 + "]" * 50_000, "deep.json")
-    weird = files.json(
-        {"steps": [{"layer": {"nested": [None, {"x": []}]}, "name": ["a"], "inputs": 3}]}, "weird.json"
-    )
+    weird = files.json({"steps": [{"layer": {"nested": [None, {"x": []}]}, "name": ["a"], "inputs": 3}]}, "weird.json")
     good = files.json(good_steps(), "good.json")
     result = subprocess.run(
         [str(CONSOLE_SCRIPT), "validate", *map(str, bad.values()), str(deep), str(weird), str(good)],
@@ -160,9 +148,7 @@ def test_console_script_exit_codes_and_no_traceback(files) -> None:
         "weird.json",
     }
     assert lines[-1] == f"{good}: ok: pipeline 'good', 3 steps"
-    ok = subprocess.run(
-        [str(CONSOLE_SCRIPT), "validate", str(good)], capture_output=True, text=True, timeout=120
-    )
+    ok = subprocess.run([str(CONSOLE_SCRIPT), "validate", str(good)], capture_output=True, text=True, timeout=120)
     assert (ok.returncode, ok.stdout.strip()) == (0, f"{good}: ok: pipeline 'good', 3 steps")
     schema = subprocess.run([str(CONSOLE_SCRIPT), "schema"], capture_output=True, text=True, timeout=120)
     assert schema.returncode == 0 and json.loads(schema.stdout)["type"] == "object"

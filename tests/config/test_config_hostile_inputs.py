@@ -32,11 +32,15 @@ def test_a_fifo_as_config_path_is_rejected_without_blocking(tmp_path: Path) -> N
 
 def test_a_lone_surrogate_prints_on_an_ascii_terminal(tmp_path: Path) -> None:
     config = tmp_path / "bad.json"
-    config.write_text(json.dumps([{"layer": "ingest", "name": "read\ud800", "value": "x.csv", "engine": "nope",
-                                   "outputs": {"data": "raw"}}]))
+    config.write_text(
+        json.dumps(
+            [{"layer": "ingest", "name": "read\ud800", "value": "x.csv", "engine": "nope", "outputs": {"data": "raw"}}]
+        )
+    )
     env = {**os.environ, "PYTHONIOENCODING": "ascii", "LC_ALL": "C"}
-    proc = subprocess.run([CLI, "validate", str(config)], capture_output=True, text=True, timeout=60,
-                          env=env, check=False)
+    proc = subprocess.run(
+        [CLI, "validate", str(config)], capture_output=True, text=True, timeout=60, env=env, check=False
+    )
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr and "UnicodeEncodeError" not in proc.stderr
     assert "step 'read\\ud800'" in proc.stdout and "engine" in proc.stdout
@@ -51,13 +55,15 @@ def test_atomically_written_files_get_the_umask_mode(tmp_path: Path) -> None:
 
 RECURSIVE_YAML = {
     "params": "pipeline: p\nsteps:\n  - {layer: ingest, name: read, value: a.csv, outputs: {data: raw},"
-              " params: &p {self: *p}}\n",
+    " params: &p {self: *p}}\n",
     "steps": "pipeline: p\nsteps: &s [*s]\n",
     "document": "&d\npipeline: p\nsteps: [{layer: ingest, name: read, value: a.csv, params: {d: *d}}]\n",
 }
-LAUGHS = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
-    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 10)}]\n" for i in range(7)
-) + "pipeline: p\nsteps: [{layer: ingest, name: read, value: a.csv, params: {x: *h}}]\n"
+LAUGHS = (
+    "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+    + "".join(f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 10)}]\n" for i in range(7))
+    + "pipeline: p\nsteps: [{layer: ingest, name: read, value: a.csv, params: {x: *h}}]\n"
+)
 
 
 def test_recursive_and_exploding_yaml_aliases_are_rejected_at_once(tmp_path: Path) -> None:
@@ -77,9 +83,11 @@ def test_recursive_and_exploding_yaml_aliases_are_rejected_at_once(tmp_path: Pat
 
 def test_shared_non_recursive_aliases_still_load(tmp_path: Path) -> None:
     path = tmp_path / "shared.yaml"
-    path.write_text("defaults: &d {header: true}\npipeline: p\nsteps:\n"
-                    "  - {layer: ingest, name: a, value: a.csv, params: *d, outputs: {data: ra}}\n"
-                    "  - {layer: ingest, name: b, value: b.csv, params: *d, outputs: {data: rb}}\n")
+    path.write_text(
+        "defaults: &d {header: true}\npipeline: p\nsteps:\n"
+        "  - {layer: ingest, name: a, value: a.csv, params: *d, outputs: {data: ra}}\n"
+        "  - {layer: ingest, name: b, value: b.csv, params: *d, outputs: {data: rb}}\n"
+    )
     (tmp_path / "a.csv").write_text("x\n1\n")
     (tmp_path / "b.csv").write_text("x\n1\n")
     with pytest.raises(ConfigValidationError) as info:  # the unknown top-level key, never the aliases

@@ -149,9 +149,7 @@ def test_yaml_numbers_become_text_where_text_is_meant(files) -> None:
 
 
 def test_malformed_json_gives_file_and_line(files) -> None:
-    path = files.text(
-        '[\n  {"layer": "ingest", "name": "a",\n   "value": "x.csv" "outputs": {}}\n]\n', "bad.json"
-    )
+    path = files.text('[\n  {"layer": "ingest", "name": "a",\n   "value": "x.csv" "outputs": {}}\n]\n', "bad.json")
     [problem] = problems_of(path)
     assert (problem.file, problem.line, problem.step) == (str(path), 3, None)
     assert problem.message.startswith("invalid JSON: Expecting ',' delimiter")
@@ -179,9 +177,7 @@ def test_malformed_yaml_gives_file_and_line(files, text: str, line: int, message
     assert problem.message.startswith(message)
 
 
-@pytest.mark.parametrize(
-    ("name", "text"), [("e.json", ""), ("e.json", " \n"), ("e.yaml", ""), ("e.yml", "# x\n")]
-)
+@pytest.mark.parametrize(("name", "text"), [("e.json", ""), ("e.json", " \n"), ("e.yaml", ""), ("e.yml", "# x\n")])
 def test_empty_files(files, name: str, text: str) -> None:
     path = files.text(text, name)
     assert_only(problems_of(path), (None, "steps", "Config is empty - no steps found"), file=path)
@@ -196,20 +192,13 @@ def test_json_and_yaml_not_a_list_or_mapping(files) -> None:
 
 def test_duplicate_keys_are_reported(files) -> None:
     y = files.text(
-        "steps:\n"
-        "  - layer: ingest\n"
-        "    name: read\n"
-        "    value: a.csv\n"
-        "    value: b.csv\n"
-        "    outputs: {data: raw}\n",
+        "steps:\n  - layer: ingest\n    name: read\n    value: a.csv\n    value: b.csv\n    outputs: {data: raw}\n",
         "dupe.yaml",
     )
     [problem] = problems_of(y)
     assert (problem.step, problem.field, problem.line) == ("read", "value", 5)
     assert "duplicate key 'value'" in problem.message
-    j = files.text(
-        '[{"layer": "ingest", "name": "read", "value": "a.csv", "value": "b.csv", "outputs": {}}]', "d.json"
-    )
+    j = files.text('[{"layer": "ingest", "name": "read", "value": "a.csv", "value": "b.csv", "outputs": {}}]', "d.json")
     problems = problems_of(j)
     find(problems, "read", "value", "duplicate key 'value'")
 
@@ -346,17 +335,13 @@ def test_sqlite_problems(files) -> None:
     assert (problem.step, problem.field, problem.line) == ("read", "params", 1)
     assert problem.message.startswith("invalid JSON in column")
     no_table = files.sqlite([], "other.db", table="steps")
-    assert_only(
-        problems_of(no_table), (None, "transformation_config", "cannot read table transformation_config")
-    )
+    assert_only(problems_of(no_table), (None, "transformation_config", "cannot read table transformation_config"))
     no_cols = files.sqlite([("x", "y")], "nocols.db", columns=["Kind", "Title"])
     assert_only(problems_of(no_cols), (None, "transformation_config", "missing column(s): layer, stepname"))
     empty = files.sqlite([], "empty.db")
     assert_only(problems_of(empty), (None, "steps", "Config is empty - no steps found"))
     not_db = files.text("this is not a database\n" * 100, "text.db")
-    assert_only(
-        problems_of(not_db), (None, "transformation_config", "cannot read table transformation_config")
-    )
+    assert_only(problems_of(not_db), (None, "transformation_config", "cannot read table transformation_config"))
     no_project_col = files.sqlite(ODIBI_ROWS, "noproj.db")
     assert_only(
         problems_of(no_project_col, project="sales"),

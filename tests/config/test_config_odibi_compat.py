@@ -33,15 +33,37 @@ def _odibi_repo(root: Path) -> Path:
     (data / "sample.csv").write_text("id,category,value\n1,A,150\n2,B,50\n3,A,300\n")
     config = root / "odibi_core" / "examples" / "configs" / "simple_pipeline.json"
     config.parent.mkdir(parents=True)
-    config.write_text(json.dumps([
-        {"layer": "ingest", "name": "read_data", "type": "config_op", "engine": "pandas",
-         "value": "odibi_core/examples/data/sample.csv", "outputs": {"data": "raw_data"}},
-        {"layer": "transform", "name": "filter_high", "type": "sql", "engine": "pandas",
-         "value": "SELECT * FROM data WHERE value > 100", "inputs": {"data": "raw_data"},
-         "outputs": {"data": "high_value"}},
-        {"layer": "store", "name": "save", "type": "config_op", "engine": "pandas",
-         "value": "odibi_core/examples/output/high_value.csv", "inputs": {"data": "high_value"}},
-    ]))
+    config.write_text(
+        json.dumps(
+            [
+                {
+                    "layer": "ingest",
+                    "name": "read_data",
+                    "type": "config_op",
+                    "engine": "pandas",
+                    "value": "odibi_core/examples/data/sample.csv",
+                    "outputs": {"data": "raw_data"},
+                },
+                {
+                    "layer": "transform",
+                    "name": "filter_high",
+                    "type": "sql",
+                    "engine": "pandas",
+                    "value": "SELECT * FROM data WHERE value > 100",
+                    "inputs": {"data": "raw_data"},
+                    "outputs": {"data": "high_value"},
+                },
+                {
+                    "layer": "store",
+                    "name": "save",
+                    "type": "config_op",
+                    "engine": "pandas",
+                    "value": "odibi_core/examples/output/high_value.csv",
+                    "inputs": {"data": "high_value"},
+                },
+            ]
+        )
+    )
     return config
 
 
@@ -59,8 +81,9 @@ def test_odibi_walkthrough_layout_runs_unchanged_from_any_working_directory(tmp_
     assert out["id"].tolist() == [1, 3]
 
 
-def test_the_project_root_does_not_depend_on_the_working_directory(tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_project_root_does_not_depend_on_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # As under `dagster dev`, where the working directory is the workspace's.
     repo = tmp_path / "repo"
     config = _odibi_repo(repo)
@@ -84,9 +107,21 @@ def test_an_ambiguous_project_root_is_reported_and_documents_keep_their_folder(t
     assert f"resolve against {config.parent} (ODIBI project root); {repo} holds the same sources" in checked.stdout
     # A pipeline document resolves against its own folder, whatever is above it.
     doc = config.parent / "doc.yaml"
-    doc.write_text(yaml.safe_dump({"pipeline": "doc", "steps": [
-        {"layer": "ingest", "name": "read", "value": "odibi_core/examples/data/sample.csv",
-         "outputs": {"data": "raw"}}]}))
+    doc.write_text(
+        yaml.safe_dump(
+            {
+                "pipeline": "doc",
+                "steps": [
+                    {
+                        "layer": "ingest",
+                        "name": "read",
+                        "value": "odibi_core/examples/data/sample.csv",
+                        "outputs": {"data": "raw"},
+                    }
+                ],
+            }
+        )
+    )
     [pipeline] = load_pipelines(doc)
     assert pipeline.data_root == config.parent
 
@@ -97,15 +132,33 @@ def test_csv_null_tokens_are_nulls_as_in_odibis_pandas_engine(tmp_path: Path) ->
     (tmp_path / "dirty.csv").write_text("\n".join(lines) + "\n")
     expected = pd.read_csv(tmp_path / "dirty.csv")  # what ODIBI's pandas engine reads
     config = tmp_path / "p.yaml"
-    config.write_text(yaml.safe_dump({"pipeline": "nulls", "steps": [
-        {"layer": "ingest", "name": "read", "value": "dirty.csv", "outputs": {"data": "raw"}},
-        {"layer": "ingest", "name": "read_raw", "value": "dirty.csv", "params": {"keep_default_na": False},
-         "outputs": {"data": "raw_text"}},
-        {"layer": "transform", "name": "count", "type": "sql", "inputs": {"d": "raw", "t": "raw_text"},
-         "value": "SELECT (SELECT COUNT(amount) FROM d) AS amounts, (SELECT COUNT(label) FROM d) AS labels, "
-                  "(SELECT COUNT(label) FROM t) AS raw_labels", "outputs": {"data": "counted"}},
-        {"layer": "store", "name": "save", "value": "counts.csv", "inputs": {"data": "counted"}},
-    ]}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "pipeline": "nulls",
+                "steps": [
+                    {"layer": "ingest", "name": "read", "value": "dirty.csv", "outputs": {"data": "raw"}},
+                    {
+                        "layer": "ingest",
+                        "name": "read_raw",
+                        "value": "dirty.csv",
+                        "params": {"keep_default_na": False},
+                        "outputs": {"data": "raw_text"},
+                    },
+                    {
+                        "layer": "transform",
+                        "name": "count",
+                        "type": "sql",
+                        "inputs": {"d": "raw", "t": "raw_text"},
+                        "value": "SELECT (SELECT COUNT(amount) FROM d) AS amounts, "
+                        "(SELECT COUNT(label) FROM d) AS labels, (SELECT COUNT(label) FROM t) AS raw_labels",
+                        "outputs": {"data": "counted"},
+                    },
+                    {"layer": "store", "name": "save", "value": "counts.csv", "inputs": {"data": "counted"}},
+                ],
+            }
+        )
+    )
     ran = _cli("run", str(config), cwd=tmp_path)
     assert ran.returncode == 0, ran.stdout + ran.stderr
     counts = pd.read_csv(tmp_path / "counts.csv").iloc[0].to_dict()
@@ -118,16 +171,33 @@ def test_single_input_functions_as_in_odibis_docs(tmp_path: Path) -> None:
     (tmp_path / "in.csv").write_text("id,value\n1,150\n2,50\n")
     (tmp_path / "metrics.py").write_text(
         "def calculate_metrics(df):\n    return df.assign(double=df['value'] * 2)\n\n"
-        "def join_two(left, right):\n    return left.merge(right, on='id')\n")
+        "def join_two(left, right):\n    return left.merge(right, on='id')\n"
+    )
     config = tmp_path / "p.json"
-    config.write_text(json.dumps([
-        {"layer": "ingest", "name": "read", "value": "in.csv", "outputs": {"data": "raw_sales"}},
-        {"layer": "transform", "name": "metrics", "type": "function", "value": "metrics.calculate_metrics",
-         "inputs": {"data": "raw_sales"}, "outputs": {"data": "with_metrics"}},
-        {"layer": "transform", "name": "joined", "type": "function", "value": "metrics.join_two",
-         "inputs": {"left": "raw_sales", "right": "with_metrics"}, "outputs": {"data": "joined"}},
-        {"layer": "store", "name": "save", "value": "out.csv", "inputs": {"data": "joined"}},
-    ]))
+    config.write_text(
+        json.dumps(
+            [
+                {"layer": "ingest", "name": "read", "value": "in.csv", "outputs": {"data": "raw_sales"}},
+                {
+                    "layer": "transform",
+                    "name": "metrics",
+                    "type": "function",
+                    "value": "metrics.calculate_metrics",
+                    "inputs": {"data": "raw_sales"},
+                    "outputs": {"data": "with_metrics"},
+                },
+                {
+                    "layer": "transform",
+                    "name": "joined",
+                    "type": "function",
+                    "value": "metrics.join_two",
+                    "inputs": {"left": "raw_sales", "right": "with_metrics"},
+                    "outputs": {"data": "joined"},
+                },
+                {"layer": "store", "name": "save", "value": "out.csv", "inputs": {"data": "joined"}},
+            ]
+        )
+    )
     ran = _cli("run", str(config), cwd=tmp_path)
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert pd.read_csv(tmp_path / "out.csv")["double"].tolist() == [300, 100]
@@ -151,15 +221,28 @@ def _sqlite_config(path: Path, rows: list[tuple]) -> Path:
 
 def test_a_config_table_with_two_projects_runs_both_and_null_steptype_is_sql(tmp_path: Path) -> None:
     (tmp_path / "in.csv").write_text("id,value\n1,150\n2,50\n")
-    db = _sqlite_config(tmp_path / "config.db", [
-        ("sales", "Ingest", "read", "Config_Op", "Pandas", "in.csv", None, None, '{"data": "raw"}', 1),
-        # StepType NULL: a transform's SQL, as ODIBI's SQLite loader reads it.
-        ("sales", "Transform", "high", None, "Pandas", "SELECT * FROM data WHERE value > 100", None,
-         '{"data": "raw"}', '{"data": "high"}', 1),
-        ("sales", "Store", "save", "Config_Op", "Pandas", "sales_out.csv", None, '{"data": "high"}', None, 1),
-        ("hr", "Ingest", "read", "Config_Op", "Pandas", "in.csv", None, None, '{"data": "raw"}', 1),
-        ("hr", "Store", "save", "Config_Op", "Pandas", "hr_out.csv", None, '{"data": "raw"}', None, 1),
-    ])
+    db = _sqlite_config(
+        tmp_path / "config.db",
+        [
+            ("sales", "Ingest", "read", "Config_Op", "Pandas", "in.csv", None, None, '{"data": "raw"}', 1),
+            # StepType NULL: a transform's SQL, as ODIBI's SQLite loader reads it.
+            (
+                "sales",
+                "Transform",
+                "high",
+                None,
+                "Pandas",
+                "SELECT * FROM data WHERE value > 100",
+                None,
+                '{"data": "raw"}',
+                '{"data": "high"}',
+                1,
+            ),
+            ("sales", "Store", "save", "Config_Op", "Pandas", "sales_out.csv", None, '{"data": "high"}', None, 1),
+            ("hr", "Ingest", "read", "Config_Op", "Pandas", "in.csv", None, None, '{"data": "raw"}', 1),
+            ("hr", "Store", "save", "Config_Op", "Pandas", "hr_out.csv", None, '{"data": "raw"}', None, 1),
+        ],
+    )
     ran = _cli("run", str(db), cwd=tmp_path)
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert "odibi-dagster: 2 of 2 pipelines: 'hr' succeeded, 'sales' succeeded" in ran.stdout
@@ -174,10 +257,20 @@ def test_pandas_json_writer_options_are_honoured_and_unknown_ones_rejected(tmp_p
     config = tmp_path / "p.yaml"
     steps = [
         {"layer": "ingest", "name": "read", "value": "in.csv", "outputs": {"data": "raw"}},
-        {"layer": "store", "name": "save", "value": "out.json", "inputs": {"data": "raw"},
-         "params": {"orient": "records", "indent": 2}},
-        {"layer": "store", "name": "save_csv", "value": "out.csv", "inputs": {"data": "raw"},
-         "params": {"sep": ";", "index": False, "header": True}},
+        {
+            "layer": "store",
+            "name": "save",
+            "value": "out.json",
+            "inputs": {"data": "raw"},
+            "params": {"orient": "records", "indent": 2},
+        },
+        {
+            "layer": "store",
+            "name": "save_csv",
+            "value": "out.csv",
+            "inputs": {"data": "raw"},
+            "params": {"sep": ";", "index": False, "header": True},
+        },
     ]
     config.write_text(yaml.safe_dump({"pipeline": "writers", "steps": steps}))
     ran = _cli("run", str(config), cwd=tmp_path)
@@ -197,13 +290,28 @@ def test_pandas_json_writer_options_are_honoured_and_unknown_ones_rejected(tmp_p
 
 def _two_step(tmp_path: Path, source: str, sql: str, **partitions: object) -> Path:
     config = tmp_path / "p.yaml"
-    doc: dict = {"pipeline": "checked", "steps": [
-        {"layer": "ingest", "name": "read", "value": source, "outputs": {"data": "raw"}},
-        {"layer": "transform", "name": "pick", "type": "sql", "value": sql, "inputs": {"data": "raw"},
-         "outputs": {"data": "picked"}},
-        {"layer": "transform", "name": "again", "type": "sql", "value": "SELECT k, totl FROM p",
-         "inputs": {"p": "picked"}, "outputs": {"data": "again"}},
-    ]}
+    doc: dict = {
+        "pipeline": "checked",
+        "steps": [
+            {"layer": "ingest", "name": "read", "value": source, "outputs": {"data": "raw"}},
+            {
+                "layer": "transform",
+                "name": "pick",
+                "type": "sql",
+                "value": sql,
+                "inputs": {"data": "raw"},
+                "outputs": {"data": "picked"},
+            },
+            {
+                "layer": "transform",
+                "name": "again",
+                "type": "sql",
+                "value": "SELECT k, totl FROM p",
+                "inputs": {"p": "picked"},
+                "outputs": {"data": "again"},
+            },
+        ],
+    }
     if partitions:
         doc["partitions"] = partitions
     config.write_text(yaml.safe_dump(doc))
@@ -229,12 +337,24 @@ def test_validate_reports_a_missing_source_and_misspelled_columns_before_any_run
     # Templated paths are checked with the first partition key; globs must match a file.
     (tmp_path / "days" / "2024-01-01").mkdir(parents=True)
     (tmp_path / "days" / "2024-01-01" / "part-1.csv").write_text("id,amount\n1,5\n")
-    templated = _two_step(tmp_path, "days/{{ partition_key }}/part-*.csv", "SELECT id AS k, amount AS total "
-                          "FROM data", type="daily", start="2024-01-01", end="2024-01-03")
+    templated = _two_step(
+        tmp_path,
+        "days/{{ partition_key }}/part-*.csv",
+        "SELECT id AS k, amount AS total FROM data",
+        type="daily",
+        start="2024-01-01",
+        end="2024-01-03",
+    )
     with checking_sources():
         load_pipelines(_fix_again(templated))
-    glob_missing = _two_step(tmp_path, "days/{{ partition_key }}/sales-*.csv", "SELECT 1 AS k, 2 AS total",
-                             type="daily", start="2024-01-01", end="2024-01-03")
+    glob_missing = _two_step(
+        tmp_path,
+        "days/{{ partition_key }}/sales-*.csv",
+        "SELECT 1 AS k, 2 AS total",
+        type="daily",
+        start="2024-01-01",
+        end="2024-01-03",
+    )
     with checking_sources(), pytest.raises(ConfigValidationError) as err:
         load_pipelines(_fix_again(glob_missing))
     assert "no file matches" in str(err.value) and "rendered with the first partition key" in str(err.value)
@@ -256,14 +376,28 @@ def test_build_definitions_does_not_need_the_data(tmp_path: Path) -> None:
 def test_validate_warns_where_a_config_relies_on_a_documented_difference(tmp_path: Path) -> None:
     (tmp_path / "events.csv").write_text("id,ok,at\n1,true,2024-01-02 03:04:05\n")
     config = tmp_path / "p.json"
-    config.write_text(json.dumps([
-        {"layer": "ingest", "name": "read", "value": "events.csv", "params": {"parse_dates": ["at"]},
-         "outputs": {"data": "raw"}},
-        {"layer": "store", "name": "to_json", "value": "out.json", "inputs": {"data": "raw"}},
-        {"layer": "store", "name": "to_csv", "value": "out.csv", "inputs": {"data": "raw"}},
-        {"layer": "store", "name": "epoch_json", "value": "epoch.json", "inputs": {"data": "raw"},
-         "params": {"date_format": "epoch"}},
-    ]))
+    config.write_text(
+        json.dumps(
+            [
+                {
+                    "layer": "ingest",
+                    "name": "read",
+                    "value": "events.csv",
+                    "params": {"parse_dates": ["at"]},
+                    "outputs": {"data": "raw"},
+                },
+                {"layer": "store", "name": "to_json", "value": "out.json", "inputs": {"data": "raw"}},
+                {"layer": "store", "name": "to_csv", "value": "out.csv", "inputs": {"data": "raw"}},
+                {
+                    "layer": "store",
+                    "name": "epoch_json",
+                    "value": "epoch.json",
+                    "inputs": {"data": "raw"},
+                    "params": {"date_format": "epoch"},
+                },
+            ]
+        )
+    )
     checked = _cli("validate", str(config), cwd=tmp_path)
     assert checked.returncode == 0, checked.stdout
     lines = checked.stdout.splitlines()
@@ -272,12 +406,28 @@ def test_validate_warns_where_a_config_relies_on_a_documented_difference(tmp_pat
     assert not any("epoch_json" in line for line in lines)
     # A CSV config table: rows with enabled = 0 are skipped, which ODIBI's CSV loader would run.
     table = tmp_path / "steps.csv"
-    pd.DataFrame([
-        {"Layer": "Ingest", "StepName": "read", "StepType": "Config_Op", "Engine": "Pandas", "Value": "events.csv",
-         "Outputs": '{"data": "raw"}', "enabled": 1},
-        {"Layer": "Store", "StepName": "old", "StepType": "Config_Op", "Engine": "Pandas", "Value": "old.parquet",
-         "Inputs": '{"data": "raw"}', "enabled": 0},
-    ]).to_csv(table, index=False)
+    pd.DataFrame(
+        [
+            {
+                "Layer": "Ingest",
+                "StepName": "read",
+                "StepType": "Config_Op",
+                "Engine": "Pandas",
+                "Value": "events.csv",
+                "Outputs": '{"data": "raw"}',
+                "enabled": 1,
+            },
+            {
+                "Layer": "Store",
+                "StepName": "old",
+                "StepType": "Config_Op",
+                "Engine": "Pandas",
+                "Value": "old.parquet",
+                "Inputs": '{"data": "raw"}',
+                "enabled": 0,
+            },
+        ]
+    ).to_csv(table, index=False)
     checked = _cli("validate", str(table), cwd=tmp_path)
     assert "pipeline: enabled: warning: 1 row(s) with enabled = 0 are skipped" in checked.stdout, checked.stdout
 
@@ -285,25 +435,50 @@ def test_validate_warns_where_a_config_relies_on_a_documented_difference(tmp_pat
 def test_a_sql_syntax_error_names_the_offending_token(tmp_path: Path) -> None:
     (tmp_path / "in.csv").write_text("id\n1\n")
     config = tmp_path / "p.json"
-    config.write_text(json.dumps([
-        {"layer": "ingest", "name": "read", "value": "in.csv", "outputs": {"data": "raw"}},
-        {"layer": "transform", "name": "bad", "type": "sql", "value": "SELECT id, FROM data WHERE",
-         "inputs": {"data": "raw"}, "outputs": {"data": "x"}},
-    ]))
+    config.write_text(
+        json.dumps(
+            [
+                {"layer": "ingest", "name": "read", "value": "in.csv", "outputs": {"data": "raw"}},
+                {
+                    "layer": "transform",
+                    "name": "bad",
+                    "type": "sql",
+                    "value": "SELECT id, FROM data WHERE",
+                    "inputs": {"data": "raw"},
+                    "outputs": {"data": "x"},
+                },
+            ]
+        )
+    )
     with pytest.raises(ConfigValidationError) as err:
         load_pipelines(config)
     assert "SQL does not parse (duckdb dialect):" in str(err.value) and "at 'WHERE' (line 1, column 26)" in str(
-        err.value)
+        err.value
+    )
 
 
 def test_spark_sql_columns_are_checked_against_the_propagated_schema(tmp_path: Path) -> None:
     (tmp_path / "sales.csv").write_text("id,store,amount\n1,north,5\n")
     config = tmp_path / "p.yaml"
-    config.write_text(yaml.safe_dump({"pipeline": "sparkcols", "engine": "spark", "steps": [
-        {"layer": "ingest", "name": "read", "value": "sales.csv", "outputs": {"data": "raw"}},
-        {"layer": "transform", "name": "pick", "type": "sql", "value": "SELECT store, amont FROM data",
-         "inputs": {"data": "raw"}, "outputs": {"data": "picked"}},
-    ]}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "pipeline": "sparkcols",
+                "engine": "spark",
+                "steps": [
+                    {"layer": "ingest", "name": "read", "value": "sales.csv", "outputs": {"data": "raw"}},
+                    {
+                        "layer": "transform",
+                        "name": "pick",
+                        "type": "sql",
+                        "value": "SELECT store, amont FROM data",
+                        "inputs": {"data": "raw"},
+                        "outputs": {"data": "picked"},
+                    },
+                ],
+            }
+        )
+    )
     load_pipelines(config)  # without the data checks: valid
     with checking_sources(), pytest.raises(ConfigValidationError) as err:
         load_pipelines(config)
@@ -335,16 +510,24 @@ def test_run_on_a_folder_runs_every_pipeline_and_validate_lists_the_valid_ones(t
     (tmp_path / "in.csv").write_text("id\n1\n2\n")
     for name in ("first", "second"):
         (tmp_path / "nested" / name).mkdir(parents=True)
-        (tmp_path / "nested" / name / f"{name}.yaml").write_text(yaml.safe_dump({"pipeline": name, "steps": [
-            {"layer": "ingest", "name": "read", "value": "../../in.csv", "outputs": {"data": "raw"}},
-            {"layer": "store", "name": "save", "value": f"../../{name}.csv", "inputs": {"data": "raw"}},
-        ]}))
+        (tmp_path / "nested" / name / f"{name}.yaml").write_text(
+            yaml.safe_dump(
+                {
+                    "pipeline": name,
+                    "steps": [
+                        {"layer": "ingest", "name": "read", "value": "../../in.csv", "outputs": {"data": "raw"}},
+                        {"layer": "store", "name": "save", "value": f"../../{name}.csv", "inputs": {"data": "raw"}},
+                    ],
+                }
+            )
+        )
     ran = _cli("run", str(tmp_path / "nested"), cwd=tmp_path)
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert "2 of 2 pipelines: 'first' succeeded, 'second' succeeded" in ran.stdout
     assert (tmp_path / "first.csv").exists() and (tmp_path / "second.csv").exists()
-    (tmp_path / "nested" / "broken.json").write_text('[{"layer": "ingest", "name": "x", "value": "nope.csv", '
-                                                     '"outputs": {"data": "r"}}]')
+    (tmp_path / "nested" / "broken.json").write_text(
+        '[{"layer": "ingest", "name": "x", "value": "nope.csv", "outputs": {"data": "r"}}]'
+    )
     checked = _cli("validate", str(tmp_path / "nested"), cwd=tmp_path)
     assert checked.returncode == 1
     assert "broken.json:1: step 'x': value: source not found" in checked.stdout

@@ -476,9 +476,7 @@ def test_render_sql_quotes_values_and_respects_string_literals() -> None:
         "SELECT 'it''s; DROP TABLE x; --' AS r, 'it''s; DROP TABLE x; --' AS q, 3 AS n"
     )
     # Comments and quoted identifiers do not open strings; '' inside a string is a quote.
-    assert (
-        render_sql("SELECT \"it's\" -- don't\n, 'a''{{ n }}'", values) == "SELECT \"it's\" -- don't\n, 'a''3'"
-    )
+    assert render_sql("SELECT \"it's\" -- don't\n, 'a''{{ n }}'", values) == "SELECT \"it's\" -- don't\n, 'a''3'"
     # Spark: backslash escapes, double-quoted strings, backticked identifiers.
     assert render_sql('SELECT {{ run_id }}, "{{ run_id }}", `{{ n }}`', values, "spark") == (
         "SELECT 'it\\'s; DROP TABLE x; --', \"it's; DROP TABLE x; --\", `3`"

@@ -40,11 +40,7 @@ RESERVED = set(DISALLOWED_NAMES)
 NAME = st.text(string.ascii_lowercase + "_", min_size=1, max_size=10).filter(lambda s: s not in RESERVED)
 TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=24)
 SCALARS = (
-    st.none()
-    | st.booleans()
-    | st.integers(-(10**12), 10**12)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | TEXT
+    st.none() | st.booleans() | st.integers(-(10**12), 10**12) | st.floats(allow_nan=False, allow_infinity=False) | TEXT
 )
 JUNK = st.recursive(
     SCALARS,
@@ -93,9 +89,7 @@ def valid_configs(draw: st.DrawFn) -> dict[str, Any]:
         picked = draw(st.lists(st.sampled_from(datasets), min_size=1, max_size=2, unique=True))
         inputs = {f"t{j}": ds for j, ds in enumerate(picked)}
         if kind in ("store", "publish"):
-            steps.append(
-                {"layer": kind, "name": name, "value": f"out/{name}.parquet", "inputs": {"data": picked[0]}}
-            )
+            steps.append({"layer": kind, "name": name, "value": f"out/{name}.parquet", "inputs": {"data": picked[0]}})
             continue
         step: dict[str, Any] = {
             "layer": "transform",
@@ -232,9 +226,7 @@ def mutate(doc: Any, data: st.DataObject) -> Any:
                 step["name"] = str(step.get("name", "")) + "_copy"
             steps.insert(data.draw(st.integers(0, len(steps))), step)
         elif op == "cycle" and len(dict_steps) >= 2:
-            a, b = data.draw(
-                st.lists(st.sampled_from(range(len(dict_steps))), min_size=2, max_size=2, unique=True)
-            )
+            a, b = data.draw(st.lists(st.sampled_from(range(len(dict_steps))), min_size=2, max_size=2, unique=True))
             outs = dict_steps[b].get("outputs")
             if isinstance(outs, dict) and outs:
                 dict_steps[a]["inputs"] = {"data": next(iter(outs.values()))}
@@ -415,9 +407,7 @@ def step_graphs(draw: st.DrawFn) -> list[dict[str, Any]]:
             "name": n,
             "type": "sql",
             "value": "SELECT * FROM i0",
-            "inputs": {
-                f"i{j}": f"{m}_out" for j, m in enumerate(draw(st.lists(st.sampled_from(names), max_size=2)))
-            },
+            "inputs": {f"i{j}": f"{m}_out" for j, m in enumerate(draw(st.lists(st.sampled_from(names), max_size=2)))},
             "outputs": {"data": f"{n}_out"},
         }
         for n in names

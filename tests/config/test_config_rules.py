@@ -22,9 +22,7 @@ def doc(steps: list[dict[str, Any]] | None = None, **settings: Any) -> dict[str,
 
 def chain(*pairs: tuple[str, str]) -> list[dict[str, Any]]:
     """SQL transforms named by (name, input dataset); each produces ``<name>_out``."""
-    return [
-        sql_step(name, "SELECT * FROM x", inputs={"x": source}, out=f"{name}_out") for name, source in pairs
-    ]
+    return [sql_step(name, "SELECT * FROM x", inputs={"x": source}, out=f"{name}_out") for name, source in pairs]
 
 
 @dataclass
@@ -340,9 +338,7 @@ CASES = [
         doc(
             [
                 ingest(value="in/{{ partition_key }}.csv"),
-                sql_step(
-                    sql="SELECT * FROM data WHERE ts >= {{ partition_start }} AND ts < {{ partition_end }}"
-                ),
+                sql_step(sql="SELECT * FROM data WHERE ts >= {{ partition_start }} AND ts < {{ partition_end }}"),
                 store(),
             ],
             partitions={"type": "daily", "start": "2024-01-01"},
@@ -403,8 +399,7 @@ CASES = [
             (
                 None,
                 "partitions.type",
-                "Input should be 'daily', 'hourly', 'weekly', 'monthly', 'static' or "
-                "'dynamic' (got str: 'yearly')",
+                "Input should be 'daily', 'hourly', 'weekly', 'monthly', 'static' or 'dynamic' (got str: 'yearly')",
             )
         ],
         doc(partitions={"type": "weekly", "start": "2024-01-01"}),
@@ -481,9 +476,15 @@ CASES = [
     Case(
         "file_watch_path_not_a_filesystem",
         doc(sensors=[{"type": "file_watch", "path": "https://example.com/in", "step": "read"}]),
-        [(None, "sensors[0].path", "'https://example.com/in': file-watch sensors watch a local folder or a "
-                                   "blob-store prefix (abfs://, abfss://, az://, file://, gcs://, gs://, memory://, "
-                                   "s3://)")],
+        [
+            (
+                None,
+                "sensors[0].path",
+                "'https://example.com/in': file-watch sensors watch a local folder or a "
+                "blob-store prefix (abfs://, abfss://, az://, file://, gcs://, gs://, memory://, "
+                "s3://)",
+            )
+        ],
         doc(sensors=[{"type": "file_watch", "path": "abfs://landing/in", "step": "read"}]),
     ),
     Case(
@@ -623,9 +624,7 @@ CASES = [
             )
         ],
         [
-            ingest(
-                checks=[{"not_null": ["id"]}, {"not_null": ["id"], "severity": "error", "name": "id_strict"}]
-            ),
+            ingest(checks=[{"not_null": ["id"]}, {"not_null": ["id"], "severity": "error", "name": "id_strict"}]),
             sql_step(),
             store(),
         ],

@@ -48,17 +48,26 @@ def test_a_hostile_value_renders_as_data_in_every_position(template: str, expect
 
 @pytest.mark.parametrize("value", HOSTILE)
 def test_spark_positions_keep_the_statement_shape(value: str) -> None:
-    for template in ("SELECT `{{ k }}` FROM t", "SELECT '{{ k }}' AS v", 'SELECT "{{ k }}" AS v',
-                     "SELECT {{ k }} AS v", "-- {{ k }}\nSELECT 1 AS v", "/* {{ k }} */ SELECT 1 AS v"):
+    for template in (
+        "SELECT `{{ k }}` FROM t",
+        "SELECT '{{ k }}' AS v",
+        'SELECT "{{ k }}" AS v',
+        "SELECT {{ k }} AS v",
+        "-- {{ k }}\nSELECT 1 AS v",
+        "/* {{ k }} */ SELECT 1 AS v",
+    ):
         statements = sqlglot.parse(render_sql(template, {"k": value}, "spark"), read="spark")
         assert len(statements) == 1 and len(statements[0].expressions) == 1, template
 
 
-@pytest.mark.parametrize(("template", "dialect"), [
-    ("SELECT $${{ k }}$$", "duckdb"),
-    ("SELECT $body$ day {{ k }} $body$", "duckdb"),
-    ("SELECT r'{{ k }}'", "spark"),
-])
+@pytest.mark.parametrize(
+    ("template", "dialect"),
+    [
+        ("SELECT $${{ k }}$$", "duckdb"),
+        ("SELECT $body$ day {{ k }} $body$", "duckdb"),
+        ("SELECT r'{{ k }}'", "spark"),
+    ],
+)
 def test_positions_that_cannot_be_escaped_are_refused(template: str, dialect: str) -> None:
     with pytest.raises(UnsafeTemplate, match="cannot be escaped"):
         render_sql(template, {"k": "x"}, dialect)
@@ -75,12 +84,21 @@ def test_one_sql_literal_renders_lists_for_in_and_for_arrays() -> None:
 def _pipeline(tmp_path: Path, sql: str, partitions: dict | None = None) -> Path:
     (tmp_path / "in.csv").write_text("id\n1\n")
     config = tmp_path / "p.yaml"
-    doc: dict = {"pipeline": "keys", "steps": [
-        {"name": "read", "layer": "ingest", "value": "in.csv", "outputs": {"data": "raw"}},
-        {"name": "pick", "layer": "transform", "type": "sql", "value": sql, "inputs": {"raw": "raw"},
-         "outputs": {"data": "picked"}},
-        {"name": "save", "layer": "store", "value": "out.parquet", "inputs": {"data": "picked"}},
-    ]}
+    doc: dict = {
+        "pipeline": "keys",
+        "steps": [
+            {"name": "read", "layer": "ingest", "value": "in.csv", "outputs": {"data": "raw"}},
+            {
+                "name": "pick",
+                "layer": "transform",
+                "type": "sql",
+                "value": sql,
+                "inputs": {"raw": "raw"},
+                "outputs": {"data": "picked"},
+            },
+            {"name": "save", "layer": "store", "value": "out.parquet", "inputs": {"data": "picked"}},
+        ],
+    }
     if partitions:
         doc["partitions"] = partitions
     config.write_text(yaml.safe_dump(doc))
@@ -88,8 +106,7 @@ def _pipeline(tmp_path: Path, sql: str, partitions: dict | None = None) -> Path:
 
 
 def test_a_dollar_quoted_template_is_rejected_at_validation_naming_step_and_field(tmp_path: Path) -> None:
-    config = _pipeline(tmp_path, "SELECT $${{ partition_key }}$$ AS v FROM raw",
-                       {"type": "static", "values": ["a"]})
+    config = _pipeline(tmp_path, "SELECT $${{ partition_key }}$$ AS v FROM raw", {"type": "static", "values": ["a"]})
     with pytest.raises(ConfigValidationError) as err:
         load_pipelines(config)
     [problem] = err.value.problems
@@ -100,9 +117,11 @@ def test_a_dollar_quoted_template_is_rejected_at_validation_naming_step_and_fiel
 def test_hostile_dynamic_partition_keys_reach_every_position_as_data(tmp_path: Path) -> None:
     # Dynamic partition keys come from file names a sensor saw: anybody who can drop a file picks them.
     key = 'q", 42 AS "injected\' E\\'
-    sql = ("-- day {{ partition_key }}\n"
-           "SELECT '{{ partition_key }}' AS a, E'{{ partition_key }}' AS b, {{ partition_key }} AS c, "
-           '1 AS "{{ partition_key }}" /* {{ partition_key }} */ FROM raw')
+    sql = (
+        "-- day {{ partition_key }}\n"
+        "SELECT '{{ partition_key }}' AS a, E'{{ partition_key }}' AS b, {{ partition_key }} AS c, "
+        '1 AS "{{ partition_key }}" /* {{ partition_key }} */ FROM raw'
+    )
     config = _pipeline(tmp_path, sql, {"type": "dynamic", "name": "files"})
     defs = build_definitions(config, base_dir=tmp_path)
     with dg.instance_for_test() as instance:

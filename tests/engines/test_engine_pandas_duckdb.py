@@ -202,9 +202,7 @@ def test_jsonl_round_trip_and_append(ctx, tmp_path, people):
     target = tmp_path / "p.jsonl"
     info = ctx.write(people.iloc[:2], str(target))
     assert info.format == "jsonl"
-    assert [json.loads(line) for line in target.read_text().splitlines()] == people.iloc[:2].to_dict(
-        orient="records"
-    )
+    assert [json.loads(line) for line in target.read_text().splitlines()] == people.iloc[:2].to_dict(orient="records")
     ctx.write(people.iloc[2:], str(target), mode="append")
     assert len(target.read_text().splitlines()) == 3
     assert rows(ctx.read(str(target))) == PEOPLE_ROWS
@@ -285,9 +283,7 @@ def test_delta_merge(ctx, tmp_path, people):
 
 
 def test_delta_failed_first_write_leaves_nothing(ctx, tmp_path):
-    bad = ctx.execute_sql(
-        "SELECT CASE WHEN range < 5000 THEN range ELSE error('boom') END AS v FROM range(100000)"
-    )
+    bad = ctx.execute_sql("SELECT CASE WHEN range < 5000 THEN range ELSE error('boom') END AS v FROM range(100000)")
     with pytest.raises(Exception, match="boom"):
         ctx.write(bad, str(tmp_path / "tbl"), format="delta")
     assert not (tmp_path / "tbl").exists()
@@ -335,9 +331,7 @@ def test_sqlite_failed_overwrite_keeps_old_table(ctx, tmp_path, people, monkeypa
     db = tmp_path / "t.db"
     ctx.write(people, str(db), table="people")
     # a query that errors before anything is written
-    bad = ctx.execute_sql(
-        "SELECT CASE WHEN range < 3000 THEN range ELSE error('boom') END AS id FROM range(100000)"
-    )
+    bad = ctx.execute_sql("SELECT CASE WHEN range < 3000 THEN range ELSE error('boom') END AS id FROM range(100000)")
     with pytest.raises(Exception, match="boom"):
         ctx.write(bad, str(db), table="people", chunksize=1000)
     assert rows(ctx.read(str(db), table="people")) == PEOPLE_ROWS
@@ -532,9 +526,7 @@ def test_failing_writer_keeps_old_file_and_no_temp(ctx, tmp_path, people, monkey
 
 
 def test_failing_query_keeps_old_file(ctx, tmp_path, people):
-    bad = ctx.execute_sql(
-        "SELECT CASE WHEN range < 5000 THEN range ELSE error('boom') END AS v FROM range(100000)"
-    )
+    bad = ctx.execute_sql("SELECT CASE WHEN range < 5000 THEN range ELSE error('boom') END AS v FROM range(100000)")
     for name in ("p.parquet", "p.csv"):
         target = tmp_path / name
         ctx.write(people, str(target))
@@ -574,8 +566,12 @@ def test_commit_guard_runs_before_every_commit_and_can_refuse_it(tmp_path):
         calls.append("refuse")
         raise RuntimeError("source changed")
 
-    with (paths.commit_guard(lambda: calls.append("outer")), paths.commit_guard(refuse),
-          pytest.raises(RuntimeError, match="source changed"), paths.atomic_output(str(target)) as tmp):
+    with (
+        paths.commit_guard(lambda: calls.append("outer")),
+        paths.commit_guard(refuse),
+        pytest.raises(RuntimeError, match="source changed"),
+        paths.atomic_output(str(target)) as tmp,
+    ):
         Path(tmp).write_text("new")
     assert calls == ["outer", "refuse"]
     assert target.read_text() == "old"

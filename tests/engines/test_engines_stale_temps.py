@@ -45,8 +45,11 @@ def test_the_next_run_removes_what_killed_writes_left(tmp_path: Path) -> None:
     target.parent.mkdir()
     leftovers = [_killed_write(target), _killed_write(target)]
     # Beside them: files that are not leftovers of this target's writes, and one of a live writer.
-    keep = [target.parent / ".result.parquet.notes", target.parent / ".other.parquet.0123456789ab.tmp",
-            target.parent / "result.parquet.0123456789ab.tmp"]
+    keep = [
+        target.parent / ".result.parquet.notes",
+        target.parent / ".other.parquet.0123456789ab.tmp",
+        target.parent / "result.parquet.0123456789ab.tmp",
+    ]
     for f in keep:
         f.write_text("mine")
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
@@ -54,10 +57,17 @@ def test_the_next_run_removes_what_killed_writes_left(tmp_path: Path) -> None:
         live = target.parent / f".result.parquet.{paths._HOST_TAG}-{sleeper.pid}-0123456789ab.tmp"
         live.write_text("being written")
         config = tmp_path / "p.yaml"
-        config.write_text(yaml.safe_dump({"pipeline": "p", "steps": [
-            {"name": "read", "layer": "ingest", "value": "in.csv", "outputs": {"data": "raw"}},
-            {"name": "save", "layer": "store", "value": "out/result.parquet", "inputs": {"data": "raw"}},
-        ]}))
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "pipeline": "p",
+                    "steps": [
+                        {"name": "read", "layer": "ingest", "value": "in.csv", "outputs": {"data": "raw"}},
+                        {"name": "save", "layer": "store", "value": "out/result.parquet", "inputs": {"data": "raw"}},
+                    ],
+                }
+            )
+        )
         proc = subprocess.run([CLI, "run", str(config)], capture_output=True, text=True, timeout=300, check=False)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert target.exists()

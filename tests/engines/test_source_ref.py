@@ -23,9 +23,17 @@ from odibi_dagster.engines.source_ref import (
 
 def _manifest(source: str, **extra) -> SourceManifest:
     sample = pd.DataFrame({"id": [1, 2], "when": pd.to_datetime(["2024-01-01", "2024-01-02"])})
-    return SourceManifest(source=source, params={"sep": ","}, engine="pandas", fingerprint=fingerprint(source),
-                          row_count=2, schema=[["id", "int64"], ["when", "timestamp[ns]"]],
-                          sample_ipc=encode_sample(sample), step="read", **extra)
+    return SourceManifest(
+        source=source,
+        params={"sep": ","},
+        engine="pandas",
+        fingerprint=fingerprint(source),
+        row_count=2,
+        schema=[["id", "int64"], ["when", "timestamp[ns]"]],
+        sample_ipc=encode_sample(sample),
+        step="read",
+        **extra,
+    )
 
 
 def test_fingerprint_covers_files_folders_and_globs(tmp_path: Path) -> None:

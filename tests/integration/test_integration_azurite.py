@@ -36,9 +36,21 @@ def azurite() -> Iterator[str]:
     """A blob-only Azurite in memory on a free loopback port; yields its connection string."""
     port = free_port()
     proc = subprocess.Popen(
-        [str(_azurite_bin()), "--blobHost", "127.0.0.1", "--blobPort", str(port), "--inMemoryPersistence",
-         "--disableTelemetry", "--silent", "--skipApiVersionCheck", "--loose"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+        [
+            str(_azurite_bin()),
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            str(port),
+            "--inMemoryPersistence",
+            "--disableTelemetry",
+            "--silent",
+            "--skipApiVersionCheck",
+            "--loose",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
     )
     try:
         deadline = time.monotonic() + 60
@@ -49,8 +61,10 @@ def azurite() -> Iterator[str]:
             if proc.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"Azurite did not start: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
             time.sleep(0.2)
-        yield (f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={ACCOUNT_KEY};"
-               f"BlobEndpoint=http://127.0.0.1:{port}/devstoreaccount1;")
+        yield (
+            f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={ACCOUNT_KEY};"
+            f"BlobEndpoint=http://127.0.0.1:{port}/devstoreaccount1;"
+        )
     finally:
         os.killpg(proc.pid, signal.SIGTERM)  # node may have children: stop the whole group
         proc.wait(timeout=30)
@@ -68,27 +82,57 @@ def container(azurite: str, monkeypatch: pytest.MonkeyPatch) -> str:
 
 def _pipeline(tmp: Path, c: str, mode: str = "copy") -> Path:
     cfg = tmp / "az.json"
-    cfg.write_text(json.dumps({
-        "pipeline": "az",
-        "ingest_mode": mode,
-        "steps": [
-            {"layer": "ingest", "name": "read", "value": f"abfs://{c}/in/sales.csv", "outputs": {"data": "raw"}},
-            {"layer": "transform", "name": "big", "type": "sql", "value": "SELECT * FROM raw WHERE amount > 100",
-             "inputs": {"raw": "raw"}, "outputs": {"data": "big"}},
-            {"layer": "store", "name": "save_parquet", "value": f"abfs://{c}/out/big.parquet",
-             "inputs": {"data": "big"}},
-            {"layer": "store", "name": "save_csv", "value": f"abfs://{c}/out/big.csv", "inputs": {"data": "big"}},
-            {"layer": "store", "name": "save_delta", "value": f"abfs://{c}/out/big_delta",
-             "params": {"format": "delta"}, "inputs": {"data": "big"}},
-        ],
-    }))
+    cfg.write_text(
+        json.dumps(
+            {
+                "pipeline": "az",
+                "ingest_mode": mode,
+                "steps": [
+                    {
+                        "layer": "ingest",
+                        "name": "read",
+                        "value": f"abfs://{c}/in/sales.csv",
+                        "outputs": {"data": "raw"},
+                    },
+                    {
+                        "layer": "transform",
+                        "name": "big",
+                        "type": "sql",
+                        "value": "SELECT * FROM raw WHERE amount > 100",
+                        "inputs": {"raw": "raw"},
+                        "outputs": {"data": "big"},
+                    },
+                    {
+                        "layer": "store",
+                        "name": "save_parquet",
+                        "value": f"abfs://{c}/out/big.parquet",
+                        "inputs": {"data": "big"},
+                    },
+                    {
+                        "layer": "store",
+                        "name": "save_csv",
+                        "value": f"abfs://{c}/out/big.csv",
+                        "inputs": {"data": "big"},
+                    },
+                    {
+                        "layer": "store",
+                        "name": "save_delta",
+                        "value": f"abfs://{c}/out/big_delta",
+                        "params": {"format": "delta"},
+                        "inputs": {"data": "big"},
+                    },
+                ],
+            }
+        )
+    )
     return cfg
 
 
 def _run(cfg: Path, c: str, selection: list[dg.AssetKey] | None = None) -> dg.ExecuteInProcessResult:
     defs = build_definitions(cfg, base_dir=f"abfs://{c}/work")
     return defs.resolve_job_def("az").execute_in_process(
-        instance=dg.DagsterInstance.ephemeral(), asset_selection=selection, raise_on_error=False)
+        instance=dg.DagsterInstance.ephemeral(), asset_selection=selection, raise_on_error=False
+    )
 
 
 def _put_sales(c: str, extra: str = "") -> None:
@@ -116,18 +160,26 @@ def test_a_pipeline_reads_persists_and_stores_on_azure_blob_storage(tmp_path: Pa
     assert result.success, _messages(result)
     fs = paths.fs_for(f"abfs://{container}")
     files = {p.split("/", 1)[1] for p in fs.find(f"abfs://{container}")}
-    assert {"work/datasets/az/raw/data.parquet", "work/datasets/az/big/data.parquet", "out/big.parquet",
-            "out/big.csv"} <= files
+    assert {
+        "work/datasets/az/raw/data.parquet",
+        "work/datasets/az/big/data.parquet",
+        "out/big.parquet",
+        "out/big.csv",
+    } <= files
     with fs.open(f"abfs://{container}/out/big.parquet", "rb") as fh:
         assert sorted(pd.read_parquet(fh)["id"]) == [2, 3, 4]
     with fs.open(f"abfs://{container}/out/big.csv", "r") as fh:
         assert sorted(pd.read_csv(fh)["id"]) == [2, 3, 4]
-    table = DeltaTable(f"abfs://{container}/out/big_delta",
-                       storage_options=paths.delta_storage_options(f"abfs://{container}/out/big_delta"))
+    table = DeltaTable(
+        f"abfs://{container}/out/big_delta",
+        storage_options=paths.delta_storage_options(f"abfs://{container}/out/big_delta"),
+    )
     assert table.version() == 0 and sorted(table.to_pandas()["id"]) == [2, 3, 4]
     # metadata names the blobs; the account key appears nowhere in it
-    mats = {m.materialization.asset_key.path[-1]: m.materialization.metadata
-            for m in result.get_asset_materialization_events()}
+    mats = {
+        m.materialization.asset_key.path[-1]: m.materialization.metadata
+        for m in result.get_asset_materialization_events()
+    }
     assert mats["big"]["dagster/uri"].value == f"abfs://{container}/work/datasets/az/big/data.parquet"
     assert mats["save_delta"]["dagster/row_count"].value == 3
     assert ACCOUNT_KEY not in json.dumps({k: str(v) for md in mats.values() for k, v in md.items()})
@@ -164,23 +216,45 @@ def test_file_watch_sensor_on_a_blob_prefix_starts_one_run_per_new_or_rewritten_
     tmp_path: Path, container: str
 ) -> None:
     cfg = tmp_path / "landing.json"
-    cfg.write_text(json.dumps({
-        "pipeline": "landing",
-        "ingest_mode": "reference",
-        "sensors": [{"type": "file_watch", "path": f"abfs://{container}/incoming", "pattern": "*.csv",
-                     "step": "ingest", "settle_seconds": 0}],
-        "steps": [
-            {"layer": "ingest", "name": "ingest", "value": f"abfs://{container}/incoming/latest.csv",
-             "outputs": {"data": "raw"}},
-            {"layer": "transform", "name": "count", "type": "sql", "value": "SELECT COUNT(*) AS n FROM raw",
-             "inputs": {"raw": "raw"}, "outputs": {"data": "counted"}},
-        ],
-    }))
+    cfg.write_text(
+        json.dumps(
+            {
+                "pipeline": "landing",
+                "ingest_mode": "reference",
+                "sensors": [
+                    {
+                        "type": "file_watch",
+                        "path": f"abfs://{container}/incoming",
+                        "pattern": "*.csv",
+                        "step": "ingest",
+                        "settle_seconds": 0,
+                    }
+                ],
+                "steps": [
+                    {
+                        "layer": "ingest",
+                        "name": "ingest",
+                        "value": f"abfs://{container}/incoming/latest.csv",
+                        "outputs": {"data": "raw"},
+                    },
+                    {
+                        "layer": "transform",
+                        "name": "count",
+                        "type": "sql",
+                        "value": "SELECT COUNT(*) AS n FROM raw",
+                        "inputs": {"raw": "raw"},
+                        "outputs": {"data": "counted"},
+                    },
+                ],
+            }
+        )
+    )
     fs = paths.fs_for(f"abfs://{container}")
     defs = build_definitions(cfg)
     sensor = defs.resolve_sensor_def("landing__watch_ingest")
     job = defs.resolve_job_def("landing")
     with dg.DagsterInstance.ephemeral() as instance:
+
         def tick(cursor: str | None) -> dg.SensorExecutionData:
             return sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs))
 
@@ -196,8 +270,9 @@ def test_file_watch_sensor_on_a_blob_prefix_starts_one_run_per_new_or_rewritten_
             (request,) = evaluation.run_requests
             cursor = evaluation.cursor
             sources.append(request.run_config["ops"]["landing__ingest"]["config"]["source"])
-            result = job.execute_in_process(instance=instance, run_config=request.run_config,
-                                            tags=dict(request.tags), raise_on_error=False)
+            result = job.execute_in_process(
+                instance=instance, run_config=request.run_config, tags=dict(request.tags), raise_on_error=False
+            )
             assert result.success, _messages(result)
             counted = tmp_path / ".odibi" / "datasets" / "landing" / "counted" / "data.parquet"
             counts[request.tags["odibi/file"]] = int(pd.read_parquet(counted)["n"][0])

@@ -51,16 +51,26 @@ def _run(cfg: Path, job: str) -> tuple[dg.ExecuteInProcessResult, dg.DagsterInst
     return result, instance
 
 
-def test_api_ingest_reads_json_records_with_a_secret_header(tmp_path: Path, api_url: str,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_api_ingest_reads_json_records_with_a_secret_header(
+    tmp_path: Path, api_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("API_AUTH", f"Bearer {TOKEN}")
     cfg = tmp_path / "api.json"
-    cfg.write_text(json.dumps([
-        {"layer": "ingest", "name": "fetch", "type": "api", "value": api_url,
-         "params": {"record_path": "data.items", "headers": {"Authorization": {"secret": "API_AUTH"}}},
-         "outputs": {"data": "items"}},
-        {"layer": "store", "name": "save", "value": "out/items.csv", "inputs": {"data": "items"}},
-    ]))
+    cfg.write_text(
+        json.dumps(
+            [
+                {
+                    "layer": "ingest",
+                    "name": "fetch",
+                    "type": "api",
+                    "value": api_url,
+                    "params": {"record_path": "data.items", "headers": {"Authorization": {"secret": "API_AUTH"}}},
+                    "outputs": {"data": "items"},
+                },
+                {"layer": "store", "name": "save", "value": "out/items.csv", "inputs": {"data": "items"}},
+            ]
+        )
+    )
     result, instance = _run(cfg, "api")
     assert result.success
     df = pd.read_csv(tmp_path / "out" / "items.csv")
@@ -70,9 +80,13 @@ def test_api_ingest_reads_json_records_with_a_secret_header(tmp_path: Path, api_
 
 def test_api_ingest_failure_names_the_step(tmp_path: Path, api_url: str) -> None:
     cfg = tmp_path / "api_fail.json"
-    cfg.write_text(json.dumps([
-        {"layer": "ingest", "name": "fetch", "type": "api", "value": api_url, "outputs": {"data": "items"}},
-    ]))
+    cfg.write_text(
+        json.dumps(
+            [
+                {"layer": "ingest", "name": "fetch", "type": "api", "value": api_url, "outputs": {"data": "items"}},
+            ]
+        )
+    )
     result, _ = _run(cfg, "api_fail")
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
@@ -85,16 +99,35 @@ def test_function_ingest_is_a_custom_reader(tmp_path: Path) -> None:
     (tmp_path / f"{mod}.py").write_text(
         "import pandas as pd\n"
         "def generate(rows, prefix='r'):\n"
-        "    return pd.DataFrame({'id': range(rows), 'label': [f'{prefix}{i}' for i in range(rows)]})\n")
+        "    return pd.DataFrame({'id': range(rows), 'label': [f'{prefix}{i}' for i in range(rows)]})\n"
+    )
     cfg = tmp_path / "fn.json"
-    cfg.write_text(json.dumps([
-        {"layer": "ingest", "name": "gen", "type": "function", "value": f"{mod}.generate",
-         "params": {"rows": 7, "prefix": "x"}, "outputs": {"data": "generated"}},
-        {"layer": "transform", "name": "evens", "type": "sql", "value": "SELECT * FROM g WHERE id % 2 = 0",
-         "inputs": {"g": "generated"}, "outputs": {"data": "even"}},
-    ]))
+    cfg.write_text(
+        json.dumps(
+            [
+                {
+                    "layer": "ingest",
+                    "name": "gen",
+                    "type": "function",
+                    "value": f"{mod}.generate",
+                    "params": {"rows": 7, "prefix": "x"},
+                    "outputs": {"data": "generated"},
+                },
+                {
+                    "layer": "transform",
+                    "name": "evens",
+                    "type": "sql",
+                    "value": "SELECT * FROM g WHERE id % 2 = 0",
+                    "inputs": {"g": "generated"},
+                    "outputs": {"data": "even"},
+                },
+            ]
+        )
+    )
     result, _ = _run(cfg, "fn")
     assert result.success
-    rows = {m.materialization.asset_key.path[-1]: m.materialization.metadata["dagster/row_count"].value
-            for m in result.get_asset_materialization_events()}
+    rows = {
+        m.materialization.asset_key.path[-1]: m.materialization.metadata["dagster/row_count"].value
+        for m in result.get_asset_materialization_events()
+    }
     assert rows == {"generated": 7, "even": 4}

@@ -24,7 +24,9 @@ def _write_pipeline(tmp: Path, *, check_fail: bool = False, hook_raises: bool = 
         "5,13,<script>alert(1)</script>,paid\n"
     )
     (tmp / "data" / "customers.csv").write_text("customer_id,name,country\n10,Ada,NG\n11,Bo,NL\n12,Cy,US\n")
-    (tmp / f"{mod}.py").write_text(extra + textwrap.dedent(f"""
+    (tmp / f"{mod}.py").write_text(
+        extra
+        + textwrap.dedent(f"""
         import json, os
         LOG = os.path.join(os.path.dirname(__file__), "hook_calls.jsonl")
         def _rec(tag, data):
@@ -41,9 +43,11 @@ def _write_pipeline(tmp: Path, *, check_fail: bool = False, hook_raises: bool = 
             out = orders.copy()
             out["token_seen"] = token == {SECRET!r}
             return out
-    """))
+    """)
+    )
     statuses = "[paid, refunded]" if not check_fail else "[paid]"
-    (tmp / "obs.yaml").write_text(textwrap.dedent(f"""
+    (tmp / "obs.yaml").write_text(
+        textwrap.dedent(f"""
         pipeline: obs
         metrics: true
         hooks:
@@ -84,7 +88,8 @@ def _write_pipeline(tmp: Path, *, check_fail: bool = False, hook_raises: bool = 
             inputs: {{j: joined}}
             outputs: {{data: country_totals}}
           - {{layer: store, name: save_totals, value: out/totals.parquet, inputs: {{data: country_totals}}}}
-    """).replace("obs_hooks.", f"{mod}."))
+    """).replace("obs_hooks.", f"{mod}.")
+    )
     return tmp / "obs.yaml"
 
 
@@ -114,8 +119,14 @@ def ran(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 def test_standard_metadata_in_event_log(ran) -> None:
     _, instance, result = ran
     mats = _materializations(instance, result.run_id)
-    assert set(mats) == {"obs/orders", "obs/customers", "obs/orders_enriched", "obs/joined", "obs/country_totals",
-                         "obs/save_totals"}
+    assert set(mats) == {
+        "obs/orders",
+        "obs/customers",
+        "obs/orders_enriched",
+        "obs/joined",
+        "obs/country_totals",
+        "obs/save_totals",
+    }
     joined = mats["obs/joined"]
     assert joined["dagster/row_count"].value == 4  # order 5's customer 13 has no match
     schema = joined["dagster/column_schema"].value
@@ -135,8 +146,9 @@ def test_column_lineage_for_join_alias_and_aggregate(ran) -> None:
     _, instance, result = ran
     mats = _materializations(instance, result.run_id)
     lineage = mats["obs/joined"]["dagster/column_lineage"].value
-    deps = {col: {(d.asset_key.to_user_string(), d.column_name) for d in dl}
-            for col, dl in lineage.deps_by_column.items()}
+    deps = {
+        col: {(d.asset_key.to_user_string(), d.column_name) for d in dl} for col, dl in lineage.deps_by_column.items()
+    }
     assert deps["customer"] == {("obs/customers", "name")}
     assert deps["country"] == {("obs/customers", "country")}
     assert deps["amount"] == {("obs/orders_enriched", "amount")}
@@ -146,8 +158,10 @@ def test_column_lineage_for_join_alias_and_aggregate(ran) -> None:
 
 def test_store_logs_observation(ran) -> None:
     _, instance, result = ran
-    obs = [r.dagster_event.event_specific_data.asset_observation
-           for r in instance.all_logs(result.run_id, of_type=dg.DagsterEventType.ASSET_OBSERVATION)]
+    obs = [
+        r.dagster_event.event_specific_data.asset_observation
+        for r in instance.all_logs(result.run_id, of_type=dg.DagsterEventType.ASSET_OBSERVATION)
+    ]
     store = [o for o in obs if o.asset_key.to_user_string() == "obs/save_totals"]
     assert store and store[0].metadata["odibi/rows_written"].value == 3
 
@@ -157,8 +171,7 @@ def test_tracker_json_in_odibi_shape(ran) -> None:
     tracker = json.loads((tmp / ".odibi" / "stories" / "obs" / result.run_id / "tracker.json").read_text())
     assert {"pipeline_id", "start_time", "steps", "summary"} <= set(tracker)
     steps = {s["step_name"]: s for s in tracker["steps"]}
-    assert set(steps) == {"read_orders", "read_customers", "enrich_orders", "join_orders", "by_country",
-                          "save_totals"}
+    assert set(steps) == {"read_orders", "read_customers", "enrich_orders", "join_orders", "by_country", "save_totals"}
     join = steps["join_orders"]
     assert join["status"] == "success" and join["row_delta"] == -1
     assert join["before_snapshot"]["row_count"] == 5 and join["after_snapshot"]["row_count"] == 4
@@ -197,8 +210,9 @@ def test_failing_checks_report_rows_and_blocking(tmp_path: Path, monkeypatch: py
     assert result.success  # a warning check does not stop the pipeline
 
 
-def test_hooks_fire_in_priority_order_and_a_raising_hook_does_not_fail(tmp_path: Path,
-                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hooks_fire_in_priority_order_and_a_raising_hook_does_not_fail(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("ODIBI_TEST_TOKEN", SECRET)
     cfg = _write_pipeline(tmp_path, hook_raises=True)
     result = _run(cfg, dg.DagsterInstance.ephemeral())
@@ -220,8 +234,10 @@ def test_secret_never_leaves_the_step(ran) -> None:
     tmp, instance, result = ran
     # The function saw the real token ...
     assert "True" in "".join(
-        str(m["odibi/sample"].value) for k, m in _materializations(instance, result.run_id).items()
-        if k == "obs/orders_enriched")
+        str(m["odibi/sample"].value)
+        for k, m in _materializations(instance, result.run_id).items()
+        if k == "obs/orders_enriched"
+    )
     # ... but no event, tracker file, story or metrics file contains it.
     for rec in instance.all_logs(result.run_id):
         assert SECRET not in str(rec), rec
@@ -267,8 +283,10 @@ def test_column_schema_change_checks_option(tmp_path: Path, monkeypatch: pytest.
     assert first.success
     # Dagster's own check reads our dagster/column_schema: a changed SQL output schema is flagged.
     cfg.write_text(cfg.read_text().replace("o.amount, o.status", "o.amount, o.status, o.order_id AS order_ref"))
-    second = build_definitions(cfg).resolve_job_def("obs").execute_in_process(instance=instance,
-                                                                               raise_on_error=False)
-    changed = [e for e in second.get_asset_check_evaluations()
-               if e.asset_key.to_user_string() == "obs/joined" and "schema" in e.check_name]
+    second = build_definitions(cfg).resolve_job_def("obs").execute_in_process(instance=instance, raise_on_error=False)
+    changed = [
+        e
+        for e in second.get_asset_check_evaluations()
+        if e.asset_key.to_user_string() == "obs/joined" and "schema" in e.check_name
+    ]
     assert changed and not changed[0].passed

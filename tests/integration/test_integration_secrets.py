@@ -40,29 +40,64 @@ def _project(root: Path, pg: dict, executor: str) -> Path:
     hostport = f"127.0.0.1:{pg['port']}"
     inline = f"postgresql://{pg['user']}:{PASSWORD}@{hostport}/postgres"
     (root / "pipelines").mkdir(parents=True)
-    (root / "pipelines" / "db.yaml").write_text(yaml.safe_dump({
-        "pipeline": "db_sales",
-        "executor": executor,
-        "steps": [
-            {"name": "warehouse", "layer": "connect", "value": inline},
-            {"name": "warehouse_by_secret", "layer": "connect", "value": f"postgresql://{pg['user']}@{hostport}/postgres",
-             "params": {"password": {"secret": "ODIBI_TEST_DB_PW"}}},
-            {"name": "via_connection", "layer": "ingest", "value": "sales",
-             "params": {"connection": "warehouse"}, "outputs": {"data": "a"}},
-            {"name": "via_secret", "layer": "ingest", "value": "SELECT * FROM sales WHERE store = 'north'",
-             "params": {"connection": "warehouse_by_secret"}, "outputs": {"data": "b"}},
-            {"name": "via_url", "layer": "ingest", "value": inline, "params": {"table": "sales"},
-             "outputs": {"data": "c"}},
-            {"name": "combine", "layer": "transform", "type": "sql",
-             "value": "SELECT 'a' AS src, * FROM a UNION ALL SELECT 'b', * FROM b UNION ALL SELECT 'c', * FROM c",
-             "inputs": {"a": "a", "b": "b", "c": "c"}, "outputs": {"data": "combined"},
-             "checks": [{"not_null": ["id"]}]},
-            {"name": "save", "layer": "store", "value": "../out/combined.parquet", "inputs": {"data": "combined"}},
-        ],
-    }))
+    (root / "pipelines" / "db.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "pipeline": "db_sales",
+                "executor": executor,
+                "steps": [
+                    {"name": "warehouse", "layer": "connect", "value": inline},
+                    {
+                        "name": "warehouse_by_secret",
+                        "layer": "connect",
+                        "value": f"postgresql://{pg['user']}@{hostport}/postgres",
+                        "params": {"password": {"secret": "ODIBI_TEST_DB_PW"}},
+                    },
+                    {
+                        "name": "via_connection",
+                        "layer": "ingest",
+                        "value": "sales",
+                        "params": {"connection": "warehouse"},
+                        "outputs": {"data": "a"},
+                    },
+                    {
+                        "name": "via_secret",
+                        "layer": "ingest",
+                        "value": "SELECT * FROM sales WHERE store = 'north'",
+                        "params": {"connection": "warehouse_by_secret"},
+                        "outputs": {"data": "b"},
+                    },
+                    {
+                        "name": "via_url",
+                        "layer": "ingest",
+                        "value": inline,
+                        "params": {"table": "sales"},
+                        "outputs": {"data": "c"},
+                    },
+                    {
+                        "name": "combine",
+                        "layer": "transform",
+                        "type": "sql",
+                        "value": "SELECT 'a' AS src, * FROM a UNION ALL SELECT 'b', * FROM b "
+                        "UNION ALL SELECT 'c', * FROM c",
+                        "inputs": {"a": "a", "b": "b", "c": "c"},
+                        "outputs": {"data": "combined"},
+                        "checks": [{"not_null": ["id"]}],
+                    },
+                    {
+                        "name": "save",
+                        "layer": "store",
+                        "value": "../out/combined.parquet",
+                        "inputs": {"data": "combined"},
+                    },
+                ],
+            }
+        )
+    )
     (root / "definitions.py").write_text(
         "from pathlib import Path\nfrom odibi_dagster import build_definitions\n\n"
-        "defs = build_definitions(Path(__file__).parent / 'pipelines')\n")
+        "defs = build_definitions(Path(__file__).parent / 'pipelines')\n"
+    )
     (root / "workspace.yaml").write_text("load_from:\n  - python_file: definitions.py\n")
     return root
 
@@ -123,8 +158,9 @@ STATUS = "query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }"
 
 
 @pytest.mark.parametrize("executor", ["in_process", "multiprocess"])
-def test_no_password_reaches_dagster_the_ui_or_odibi_files(tmp_path: Path, postgres: dict, executor: str,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_password_reaches_dagster_the_ui_or_odibi_files(
+    tmp_path: Path, postgres: dict, executor: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Multiprocess: each step process resolves the inline password from the config it loaded too.
     project = _project(tmp_path / "project", postgres, executor)
     home = tmp_path / "home"
@@ -139,14 +175,28 @@ def test_no_password_reaches_dagster_the_ui_or_odibi_files(tmp_path: Path, postg
         descriptions = {"/".join(n["assetKey"]["path"]): n["description"] for n in nodes["assetNodes"]}
         assert ":***@" in descriptions["db_sales/c"]
 
-        launched = graphql(base, LAUNCH, {"params": {"selector": {
-            "repositoryLocationName": "definitions.py", "repositoryName": "__repository__",
-            "jobName": "db_sales"}, "runConfigData": {}}})["launchRun"]
+        launched = graphql(
+            base,
+            LAUNCH,
+            {
+                "params": {
+                    "selector": {
+                        "repositoryLocationName": "definitions.py",
+                        "repositoryName": "__repository__",
+                        "jobName": "db_sales",
+                    },
+                    "runConfigData": {},
+                }
+            },
+        )["launchRun"]
         assert launched["__typename"] == "LaunchRunSuccess", launched
         run_id = launched["run"]["runId"]
         deadline = time.monotonic() + 180
         while (status := graphql(base, STATUS, {"id": run_id})["runOrError"]["status"]) not in (
-                "SUCCESS", "FAILURE", "CANCELED"):
+            "SUCCESS",
+            "FAILURE",
+            "CANCELED",
+        ):
             assert time.monotonic() < deadline, "run did not finish"
             time.sleep(0.5)
         assert status == "SUCCESS", (home / "dagster_dev.log").read_text()[-4000:]

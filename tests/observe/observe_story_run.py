@@ -51,9 +51,7 @@ def build_story_run(tmp_path: Path) -> dict[str, Any]:
     )
     tracker.end_step(EVIL_STEP, "success", after=snapshot_frame_pandas(clean))
 
-    tracker.start_step(
-        "save_silver", "store", inputs={"data": "silver_sales"}, before=snapshot_frame_pandas(clean)
-    )
+    tracker.start_step("save_silver", "store", inputs={"data": "silver_sales"}, before=snapshot_frame_pandas(clean))
     tracker.end_step("save_silver", "failed", error_message=f"PermissionError: {IMG_PAYLOAD}\n  at write()")
 
     graph = {

@@ -35,8 +35,6 @@ def read_lineage(stories: str, steps: int, barrier, result) -> None:
         # once every step has been seen.
         assert all(r["step_name"].startswith("step_") for r in records)
         merges += 1
-        if len(records) == steps and all(
-            r["status"] == "success" and r.get("attempt") == ATTEMPTS for r in records
-        ):
+        if len(records) == steps and all(r["status"] == "success" and r.get("attempt") == ATTEMPTS for r in records):
             break
     result.put(merges)

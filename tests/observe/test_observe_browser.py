@@ -76,9 +76,7 @@ def _png_info(path: Path) -> tuple[int, int, int]:
 @pytest.fixture
 def story_file(story_run) -> Path:
     path = story_run["tracker"].story_path
-    StoryGenerator({"save_silver": "Writes silver to the lake."}).write(
-        path, story_run["lineage"], story_run["graph"]
-    )
+    StoryGenerator({"save_silver": "Writes silver to the lake."}).write(path, story_run["lineage"], story_run["graph"])
     return path
 
 
@@ -87,9 +85,7 @@ def test_story_screenshot(story_file, tmp_path):
     shot = ARTIFACTS / "story.png"
     shot.unlink(missing_ok=True)
     # '#step-2' opens the transform card through the page's own script, as a click on its graph node does.
-    _run_chromium(
-        tmp_path, story_file.as_uri() + "#step-2", f"--screenshot={shot}", "--window-size=1280,2000"
-    )
+    _run_chromium(tmp_path, story_file.as_uri() + "#step-2", f"--screenshot={shot}", "--window-size=1280,2000")
     assert shot.is_file()
     width, height, distinct_rows = _png_info(shot)
     assert (width, height) == (1280, 2000)

@@ -124,5 +124,3 @@ def test_output_columns():
         "next",
     ]
     assert sql_output_columns("not sql at all (", COLUMNS) is None
-
-

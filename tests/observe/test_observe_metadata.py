@@ -122,9 +122,7 @@ def test_metadata_is_accepted_by_a_real_materialization():
     lineage = sql_column_lineage(
         "SELECT id, amount FROM bronze", {"bronze": ["id", "amount"]}, {"bronze": dg.AssetKey("bronze")}
     )
-    md = dataset_metadata(
-        AFTER, BEFORE, duration_s=0.25, lineage=lineage, uri="/x.parquet", story_path="/s.html"
-    )
+    md = dataset_metadata(AFTER, BEFORE, duration_s=0.25, lineage=lineage, uri="/x.parquet", story_path="/s.html")
 
     @dg.asset
     def bronze() -> None:

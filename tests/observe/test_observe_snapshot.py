@@ -153,9 +153,7 @@ def test_snapshot_delta_counts_from_add_actions(tmp_path, monkeypatch):
         def count_rows(self):
             pytest.fail("counted by scanning")
 
-    monkeypatch.setattr(
-        DeltaTable, "to_pyarrow_dataset", lambda self, *a, **k: NoCount(original(self, *a, **k))
-    )
+    monkeypatch.setattr(DeltaTable, "to_pyarrow_dataset", lambda self, *a, **k: NoCount(original(self, *a, **k)))
     snap = snapshot_ref(DatasetRef(paths=(path,), format="delta"), sample_rows=5)
     assert snap.row_count == 10
     assert snap.schema == (("id", "int64"), ("name", "string"), ("amount", "double"))

@@ -57,11 +57,7 @@ def test_render_contains_every_section(story_run):
     assert "Reads the daily sales CSV files." in text
     assert "Writes silver to the lake." in text
     # schema diff highlighting
-    chips = [
-        attrs.get("class")
-        for tag, attrs in doc.tags
-        if tag == "span" and "chip" in (attrs.get("class") or "")
-    ]
+    chips = [attrs.get("class") for tag, attrs in doc.tags if tag == "span" and "chip" in (attrs.get("class") or "")]
     assert {"chip added", "chip removed", "chip retyped"} <= set(chips)
     assert "amount: double → float" in text
     # SQL in a <pre>, failure message shown
@@ -96,9 +92,7 @@ def test_self_contained_no_network(story_run):
             assert value is None or value.startswith("#"), (tag, key, value)
         assert tag not in {"link", "iframe", "object", "embed"}
     assert "@import" not in html and "url(http" not in html
-    csp = next(
-        a["content"] for t, a in doc.tags if t == "meta" and a.get("http-equiv") == "Content-Security-Policy"
-    )
+    csp = next(a["content"] for t, a in doc.tags if t == "meta" and a.get("http-equiv") == "Content-Security-Policy")
     assert "default-src 'none'" in csp and "script-src 'sha256-" in csp
 
 
@@ -112,9 +106,7 @@ def test_sample_limits_and_cuts(story_run):
 
 def test_graph_layout_depths_and_cycles():
     nodes = [{"name": n, "layer": "transform"} for n in ["a", "b", "c", "d"]]
-    layout = graph_layout(
-        nodes, [["a", "b"], ["a", "c"], ["b", "d"], ["c", "d"], ["x", "a"]], {"a": "success"}
-    )
+    layout = graph_layout(nodes, [["a", "b"], ["a", "c"], ["b", "d"], ["c", "d"], ["x", "a"]], {"a": "success"})
     xs = {n["name"]: n["x"] for n in layout["nodes"]}
     assert xs["x"] < xs["a"] < xs["b"] == xs["c"] < xs["d"]
     assert {n["name"]: n["css"] for n in layout["nodes"]}["a"] == "success"

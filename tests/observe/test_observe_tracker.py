@@ -190,9 +190,7 @@ def test_multi_process_writers_merge(tmp_path):
     steps = 6
     barrier = ctx.Barrier(steps + 1)
     result = ctx.Queue()
-    workers = [
-        ctx.Process(target=workers_mod.run_step, args=(str(tmp_path), i, barrier)) for i in range(steps)
-    ]
+    workers = [ctx.Process(target=workers_mod.run_step, args=(str(tmp_path), i, barrier)) for i in range(steps)]
     reader = ctx.Process(target=workers_mod.read_lineage, args=(str(tmp_path), steps, barrier, result))
     for proc in [*workers, reader]:
         proc.start()

@@ -133,8 +133,7 @@ def test_failed_overwrite_leaves_the_target_intact(ctx: SparkEngineContext, sale
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep"]
 
 
-def test_a_write_removes_what_killed_writes_to_its_target_left(ctx: SparkEngineContext, sales,
-                                                               tmp_path: Path) -> None:
+def test_a_write_removes_what_killed_writes_to_its_target_left(ctx: SparkEngineContext, sales, tmp_path: Path) -> None:
     import subprocess
     import sys
 
@@ -160,8 +159,13 @@ def test_csv_null_tokens_match_the_pandas_engine(ctx: SparkEngineContext, tmp_pa
     src.write_text("\n".join(lines) + "\n")
     expected = pd.read_csv(src)
     df = ctx.read(str(src))
-    assert dict(df.dtypes) == {"id": "bigint", "amount": "double", "label": "string", "flag": "boolean",
-                               "empty": "double"}
+    assert dict(df.dtypes) == {
+        "id": "bigint",
+        "amount": "double",
+        "label": "string",
+        "flag": "boolean",
+        "empty": "double",
+    }
     got = df.toPandas()
     assert got["amount"].count() == expected["amount"].count() == 1
     assert got["label"].count() == expected["label"].count() == 1

@@ -24,8 +24,9 @@ def _medallion(tmp: Path, engine: str) -> Path:
     folder = tmp / engine
     folder.mkdir()
     text = (EXAMPLES / "pipelines" / "sales_medallion.yaml").read_text()
-    text = text.replace("engine: pandas", f"engine: {engine}").replace("pipeline: sales_medallion",
-                                                                       f"pipeline: medallion_{engine}")
+    text = text.replace("engine: pandas", f"engine: {engine}").replace(
+        "pipeline: sales_medallion", f"pipeline: medallion_{engine}"
+    )
     text = text.replace("../data/", f"{EXAMPLES / 'data'}/")
     (folder / "medallion.yaml").write_text(text)
     shutil.copy(EXAMPLES / "pipelines" / "medallion_functions.py", folder / "medallion_functions.py")
@@ -40,8 +41,7 @@ def _read_any(path: Path) -> pd.DataFrame:
 
 def _run(cfg: Path, job: str, spark_engine: SparkEngine) -> dg.ExecuteInProcessResult:
     defs = build_definitions(cfg, resources={"odibi_spark": spark_engine})
-    result = defs.resolve_job_def(job).execute_in_process(instance=dg.DagsterInstance.ephemeral(),
-                                                          raise_on_error=False)
+    result = defs.resolve_job_def(job).execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
     failures = [e.event_specific_data.error.message for e in result.all_events if e.is_step_failure]
     assert result.success, failures
     return result
@@ -52,8 +52,10 @@ def test_medallion_gives_the_same_gold_rows_on_both_engines(tmp_path: Path, spar
     for engine in ("pandas", "spark"):
         cfg = _medallion(tmp_path, engine)
         result = _run(cfg, f"medallion_{engine}", spark_engine)
-        rows = {m.materialization.asset_key.path[-1]: m.materialization.metadata["dagster/row_count"].value
-                for m in result.get_asset_materialization_events()}
+        rows = {
+            m.materialization.asset_key.path[-1]: m.materialization.metadata["dagster/row_count"].value
+            for m in result.get_asset_materialization_events()
+        }
         gold = _read_any(cfg.parent.parent / "output" / "medallion" / "gold_daily_sales.csv")
         results[engine] = (rows, gold)
         shutil.rmtree(cfg.parent.parent / "output")
@@ -72,8 +74,11 @@ def test_schema_metadata_is_identical_on_both_engines(tmp_path: Path, spark_engi
     for engine in ("pandas", "spark"):
         cfg = _medallion(tmp_path, engine)
         result = _run(cfg, f"medallion_{engine}", spark_engine)
-        mat = next(m.materialization for m in result.get_asset_materialization_events()
-                   if m.materialization.asset_key.path[-1] == "silver_sales")
+        mat = next(
+            m.materialization
+            for m in result.get_asset_materialization_events()
+            if m.materialization.asset_key.path[-1] == "silver_sales"
+        )
         cols = mat.metadata["dagster/column_schema"].value.columns
         schemas[engine] = [(c.name, c.type) for c in cols]
         assert "dagster/column_lineage" in mat.metadata
@@ -83,30 +88,66 @@ def test_schema_metadata_is_identical_on_both_engines(tmp_path: Path, spark_engi
 
 
 SEED_EXAMPLE_2 = [
-    {"layer": "ingest", "name": "ingest_transactions", "type": "config_op", "engine": "spark",
-     "value": "data/raw/transactions.csv", "outputs": {"data": "bronze_transactions"}},
-    {"layer": "store", "name": "save_bronze", "type": "config_op", "engine": "spark",
-     "value": "delta/bronze/transactions", "inputs": {"data": "bronze_transactions"},
-     "params": {"mode": "overwrite", "source_type": "delta"}},
-    {"layer": "transform", "name": "clean_transactions", "type": "sql", "engine": "spark",
-     "value": "\n            SELECT \n                transaction_id,\n"
-              "                CAST(amount AS DOUBLE) as amount,\n"
-              "                to_date(transaction_date, 'yyyy-MM-dd') as transaction_date,\n"
-              "                customer_id\n            FROM bronze\n"
-              "            WHERE amount IS NOT NULL AND amount > 0\n        ",
-     "inputs": {"bronze": "bronze_transactions"}, "outputs": {"data": "silver_transactions"}},
-    {"layer": "store", "name": "save_silver", "type": "config_op", "engine": "spark",
-     "value": "delta/silver/transactions", "inputs": {"data": "silver_transactions"},
-     "params": {"mode": "overwrite", "source_type": "delta"}},
-    {"layer": "transform", "name": "aggregate_daily", "type": "sql", "engine": "spark",
-     "value": "\n            SELECT \n                transaction_date,\n                customer_id,\n"
-              "                COUNT(*) as transaction_count,\n                SUM(amount) as total_amount,\n"
-              "                AVG(amount) as avg_amount\n            FROM silver\n"
-              "            GROUP BY transaction_date, customer_id\n        ",
-     "inputs": {"silver": "silver_transactions"}, "outputs": {"data": "gold_daily_summary"}},
-    {"layer": "publish", "name": "publish_gold", "type": "config_op", "engine": "spark",
-     "value": "delta/gold/daily_summary", "inputs": {"data": "gold_daily_summary"},
-     "params": {"mode": "append", "source_type": "delta"}},
+    {
+        "layer": "ingest",
+        "name": "ingest_transactions",
+        "type": "config_op",
+        "engine": "spark",
+        "value": "data/raw/transactions.csv",
+        "outputs": {"data": "bronze_transactions"},
+    },
+    {
+        "layer": "store",
+        "name": "save_bronze",
+        "type": "config_op",
+        "engine": "spark",
+        "value": "delta/bronze/transactions",
+        "inputs": {"data": "bronze_transactions"},
+        "params": {"mode": "overwrite", "source_type": "delta"},
+    },
+    {
+        "layer": "transform",
+        "name": "clean_transactions",
+        "type": "sql",
+        "engine": "spark",
+        "value": "\n            SELECT \n                transaction_id,\n"
+        "                CAST(amount AS DOUBLE) as amount,\n"
+        "                to_date(transaction_date, 'yyyy-MM-dd') as transaction_date,\n"
+        "                customer_id\n            FROM bronze\n"
+        "            WHERE amount IS NOT NULL AND amount > 0\n        ",
+        "inputs": {"bronze": "bronze_transactions"},
+        "outputs": {"data": "silver_transactions"},
+    },
+    {
+        "layer": "store",
+        "name": "save_silver",
+        "type": "config_op",
+        "engine": "spark",
+        "value": "delta/silver/transactions",
+        "inputs": {"data": "silver_transactions"},
+        "params": {"mode": "overwrite", "source_type": "delta"},
+    },
+    {
+        "layer": "transform",
+        "name": "aggregate_daily",
+        "type": "sql",
+        "engine": "spark",
+        "value": "\n            SELECT \n                transaction_date,\n                customer_id,\n"
+        "                COUNT(*) as transaction_count,\n                SUM(amount) as total_amount,\n"
+        "                AVG(amount) as avg_amount\n            FROM silver\n"
+        "            GROUP BY transaction_date, customer_id\n        ",
+        "inputs": {"silver": "silver_transactions"},
+        "outputs": {"data": "gold_daily_summary"},
+    },
+    {
+        "layer": "publish",
+        "name": "publish_gold",
+        "type": "config_op",
+        "engine": "spark",
+        "value": "delta/gold/daily_summary",
+        "inputs": {"data": "gold_daily_summary"},
+        "params": {"mode": "append", "source_type": "delta"},
+    },
 ]
 
 
@@ -123,8 +164,10 @@ def test_seed_example_2_delta_medallion_runs_as_written(tmp_path: Path, spark_en
     versions = []
     for _ in range(2):  # publish appends: the second run adds a Delta version
         result = _run(cfg, "example2", spark_engine)
-        md = {m.materialization.asset_key.path[-1]: m.materialization.metadata
-              for m in result.get_asset_materialization_events()}
+        md = {
+            m.materialization.asset_key.path[-1]: m.materialization.metadata
+            for m in result.get_asset_materialization_events()
+        }
         versions.append(md["publish_gold"]["odibi/delta_version"].value)
         assert md["save_silver"]["odibi/delta_version"].value >= 0
     assert versions[1] == versions[0] + 1
@@ -134,10 +177,14 @@ def test_seed_example_2_delta_medallion_runs_as_written(tmp_path: Path, spark_en
     silver = DeltaTable(str(tmp_path / "delta" / "silver" / "transactions")).to_pandas()
     assert len(silver) == 40 - 4 - 5  # 4 empty amounts (i=10,20,30,40), 5 negative (i=7,14,21,28,35)
     gold = DeltaTable(str(tmp_path / "delta" / "gold" / "daily_summary")).to_pandas()
-    assert len(gold) == 2 * duckdb.sql("SELECT COUNT(*) FROM (SELECT DISTINCT transaction_date, customer_id "
-                                       "FROM silver)").fetchall()[0][0]
-    assert set(gold.columns) == {"transaction_date", "customer_id", "transaction_count", "total_amount",
-                                 "avg_amount"}
+    assert (
+        len(gold)
+        == 2
+        * duckdb.sql("SELECT COUNT(*) FROM (SELECT DISTINCT transaction_date, customer_id FROM silver)").fetchall()[0][
+            0
+        ]
+    )
+    assert set(gold.columns) == {"transaction_date", "customer_id", "transaction_count", "total_amount", "avg_amount"}
 
 
 @pytest.fixture(autouse=True)
@@ -147,8 +194,7 @@ def _no_leftover_views(spark_engine: SparkEngine):
     assert not [t for t in spark.catalog.listTables() if t.isTemporary], "a step left temp views behind"
 
 
-def test_reference_ingest_gives_the_same_gold_rows_on_both_engines(tmp_path: Path,
-                                                                    spark_engine: SparkEngine) -> None:
+def test_reference_ingest_gives_the_same_gold_rows_on_both_engines(tmp_path: Path, spark_engine: SparkEngine) -> None:
     """``ingest_mode: reference``: no bronze copy on either engine, the same gold as a copying run;
     Spark re-reads the CSV with the schema it inferred at ingest instead of inferring again."""
     from pyspark.sql.types import StructType

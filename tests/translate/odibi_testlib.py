@@ -159,9 +159,7 @@ def run_pipeline(
 def step_events(result: dg.ExecuteInProcessResult | dg.ExecuteJobResult, event_type: str) -> set[str]:
     """Step names (op name without the pipeline prefix) that had ``event_type`` (e.g. STEP_SUCCESS)."""
     return {
-        ev.step_key.split("__", 1)[-1]
-        for ev in result.all_events
-        if ev.event_type_value == event_type and ev.step_key
+        ev.step_key.split("__", 1)[-1] for ev in result.all_events if ev.event_type_value == event_type and ev.step_key
     }
 
 

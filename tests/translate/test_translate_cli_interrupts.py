@@ -16,7 +16,7 @@ import yaml
 
 CLI = str(Path(sys.executable).parent / "odibi-dagster")
 
-SLOW_STEP = '''
+SLOW_STEP = """
 import os, pathlib, time
 
 def slow(df):
@@ -24,24 +24,39 @@ def slow(df):
     if os.environ.get("ODIBI_TEST_SLOW") != "0":
         time.sleep(120)
     return df
-'''
+"""
 
 
 def _project(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     (tmp_path / "in.csv").write_text("id\n1\n")
     (tmp_path / "slow_step.py").write_text(SLOW_STEP)
     config = tmp_path / "p.yaml"
-    config.write_text(yaml.safe_dump({
-        "pipeline": "slowp",
-        "partitions": {"type": "daily", "start": "2024-01-01", "end": "2024-01-10"},
-        "backfill": {"policy": "multi_run"},
-        "steps": [
-            {"name": "read", "layer": "ingest", "value": "in.csv", "outputs": {"data": "raw"}},
-            {"name": "wait", "layer": "transform", "type": "function", "value": "slow_step.slow",
-             "inputs": {"df": "raw"}, "outputs": {"data": "waited"}},
-            {"name": "save", "layer": "store", "value": "out/{{ partition_key }}.csv", "inputs": {"data": "waited"}},
-        ],
-    }))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "pipeline": "slowp",
+                "partitions": {"type": "daily", "start": "2024-01-01", "end": "2024-01-10"},
+                "backfill": {"policy": "multi_run"},
+                "steps": [
+                    {"name": "read", "layer": "ingest", "value": "in.csv", "outputs": {"data": "raw"}},
+                    {
+                        "name": "wait",
+                        "layer": "transform",
+                        "type": "function",
+                        "value": "slow_step.slow",
+                        "inputs": {"df": "raw"},
+                        "outputs": {"data": "waited"},
+                    },
+                    {
+                        "name": "save",
+                        "layer": "store",
+                        "value": "out/{{ partition_key }}.csv",
+                        "inputs": {"data": "waited"},
+                    },
+                ],
+            }
+        )
+    )
     home = tmp_path / "home"
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
@@ -50,12 +65,17 @@ def _project(tmp_path: Path) -> tuple[Path, dict[str, str]]:
 
 
 @pytest.mark.parametrize(("sig", "executor"), [(signal.SIGTERM, "in_process"), (signal.SIGINT, "multiprocess")])
-def test_an_interrupted_run_ends_failed_and_the_range_stops(tmp_path: Path, sig: signal.Signals,
-                                                             executor: str) -> None:
+def test_an_interrupted_run_ends_failed_and_the_range_stops(tmp_path: Path, sig: signal.Signals, executor: str) -> None:
     config, env = _project(tmp_path)
-    proc = subprocess.Popen([CLI, "run", str(config), "--partition", "2024-01-01...2024-01-03",
-                             "--executor", executor], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [CLI, "run", str(config), "--partition", "2024-01-01...2024-01-03", "--executor", executor],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 120
         while not (tmp_path / "started").exists():
@@ -79,8 +99,14 @@ def test_an_interrupted_run_ends_failed_and_the_range_stops(tmp_path: Path, sig:
 
 def test_an_interrupt_before_any_run_prints_no_traceback(tmp_path: Path) -> None:
     config, env = _project(tmp_path)
-    proc = subprocess.Popen([CLI, "run", str(config), "--partition", "2024-01-01"], env=env, cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [CLI, "run", str(config), "--partition", "2024-01-01"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(1.0)  # still importing and loading the definitions
     os.kill(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=120)
@@ -93,8 +119,9 @@ def test_an_interrupt_before_any_run_prints_no_traceback(tmp_path: Path) -> None
 def test_a_run_left_started_by_a_sigkill_is_failed_by_the_next_invocation(tmp_path: Path) -> None:
     config, env = _project(tmp_path)
     args = [CLI, "run", str(config), "--partition", "2024-01-01"]
-    proc = subprocess.Popen(args, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        args, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+    )
     deadline = time.monotonic() + 120
     while not (tmp_path / "started").exists():
         assert proc.poll() is None and time.monotonic() < deadline
@@ -104,8 +131,15 @@ def test_a_run_left_started_by_a_sigkill_is_failed_by_the_next_invocation(tmp_pa
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
         [killed] = instance.get_runs()
         assert killed.status == dg.DagsterRunStatus.STARTED  # nothing could mark it: the process is gone
-    again = subprocess.run(args, env={**env, "ODIBI_TEST_SLOW": "0"}, cwd=tmp_path, capture_output=True, text=True,
-                           timeout=300, check=False)
+    again = subprocess.run(
+        args,
+        env={**env, "ODIBI_TEST_SLOW": "0"},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert again.returncode == 0, again.stdout + again.stderr
     assert f"run {killed.run_id} was left STARTED by a killed odibi-dagster run; marked FAILURE" in again.stderr
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:

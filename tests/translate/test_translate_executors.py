@@ -43,10 +43,22 @@ def probe(data):
 def _steps(module: str) -> list[dict[str, Any]]:
     return [
         {"layer": "ingest", "name": "read", "value": "data/sample.csv", "outputs": {"data": "raw"}},
-        {"layer": "transform", "name": "probe", "type": "function", "value": f"{module}.probe",
-         "inputs": {"data": "raw"}, "outputs": {"data": "probed"}},
-        {"layer": "transform", "name": "high", "type": "sql", "value": "SELECT * FROM probed WHERE value > 100",
-         "inputs": {"probed": "probed"}, "outputs": {"data": "high"}},
+        {
+            "layer": "transform",
+            "name": "probe",
+            "type": "function",
+            "value": f"{module}.probe",
+            "inputs": {"data": "raw"},
+            "outputs": {"data": "probed"},
+        },
+        {
+            "layer": "transform",
+            "name": "high",
+            "type": "sql",
+            "value": "SELECT * FROM probed WHERE value > 100",
+            "inputs": {"probed": "probed"},
+            "outputs": {"data": "high"},
+        },
     ]
 
 
@@ -55,23 +67,32 @@ def _location(project: Project, executor: Any) -> Path:
     project.sample_csv("pipelines/data/sample.csv")
     module = project.module(PROBE)
     (project.root / f"{module}.py").rename(project.root / "pipelines" / f"{module}.py")
-    project.pipeline("fast", _steps(module), filename="pipelines/fast.yaml",
-                     **({"executor": executor} if executor is not None else {}))
+    project.pipeline(
+        "fast",
+        _steps(module),
+        filename="pipelines/fast.yaml",
+        **({"executor": executor} if executor is not None else {}),
+    )
     for other in ("other_a", "other_b"):
         project.pipeline(other, _steps(module), filename=f"pipelines/{other}.yaml")
-    return project.write("location.py", textwrap.dedent("""
+    return project.write(
+        "location.py",
+        textwrap.dedent("""
         from pathlib import Path
         from odibi_dagster import build_definitions
         defs = build_definitions(Path(__file__).parent / "pipelines")
-    """))
+    """),
+    )
 
 
-def _run(location: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_config: dict | None = None
-         ) -> tuple[dg.ExecuteJobResult, list[dict[str, Any]]]:
+def _run(
+    location: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_config: dict | None = None
+) -> tuple[dg.ExecuteJobResult, list[dict[str, Any]]]:
     out = location.parent / "pipelines" / "probe"
     # What a run worker of the code location holds: the job, rebuilt from the file by each step process.
     job = ReconstructableRepository.for_file(str(location), "defs", str(location.parent)).get_reconstructable_job(
-        "fast")
+        "fast"
+    )
     with persistent_instance(tmp_path / "home") as instance:
         result = dg.execute_job(job, instance=instance, run_config=run_config or {}, raise_on_error=False)
         assert result.success, [e.message for e in result.all_events if e.is_failure]
@@ -87,8 +108,11 @@ def test_the_executor_setting_accepts_a_name_or_a_mapping(project: Project) -> N
     assert load_pipeline(project.pipeline("b", steps, executor="multiprocess")).executor.type == "multiprocess"
     cfg = load_pipeline(project.pipeline("c", steps, executor={"type": "multiprocess", "max_concurrent": 3})).executor
     assert (cfg.type, cfg.max_concurrent) == ("multiprocess", 3)
-    for bad, words in ((["in_process"], "executor"), ({"type": "threads"}, "executor.type"),
-                       ({"type": "in_process", "max_concurrent": 4}, "max_concurrent needs type: multiprocess")):
+    for bad, words in (
+        (["in_process"], "executor"),
+        ({"type": "threads"}, "executor.type"),
+        ({"type": "in_process", "max_concurrent": 4}, "max_concurrent needs type: multiprocess"),
+    ):
         with pytest.raises(ConfigValidationError) as info:
             load_pipeline(project.pipeline("d", steps, executor=bad))
         assert words in str(info.value), str(info.value)
@@ -106,16 +130,18 @@ def test_jobs_and_the_ui_selection_default_to_in_process(project: Project) -> No
     assert implicit.executor_def.config_schema.default_value == {"in_process": {}}
 
 
-def test_in_process_runs_every_step_in_the_run_process(project: Project, tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_in_process_runs_every_step_in_the_run_process(
+    project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     location = _location(project, None)
     _, records = _run(location, tmp_path, monkeypatch)
     (record,) = records
     assert record["step_pids"] == {record["pid"]}  # one process ran all three steps
 
 
-def test_multiprocess_step_processes_build_only_the_jobs_pipeline(project: Project, tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_multiprocess_step_processes_build_only_the_jobs_pipeline(
+    project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     location = _location(project, {"type": "multiprocess", "max_concurrent": 2})
     result, records = _run(location, tmp_path, monkeypatch)
     (record,) = records
@@ -129,11 +155,13 @@ def test_multiprocess_step_processes_build_only_the_jobs_pipeline(project: Proje
     assert "ODIBI_STEP_PLANS" not in os.environ
 
 
-def test_run_config_still_picks_the_other_executor(project: Project, tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_run_config_still_picks_the_other_executor(
+    project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     location = _location(project, None)
-    _, records = _run(location, tmp_path, monkeypatch,
-                      {"execution": {"config": {"multiprocess": {"max_concurrent": 2}}}})
+    _, records = _run(
+        location, tmp_path, monkeypatch, {"execution": {"config": {"multiprocess": {"max_concurrent": 2}}}}
+    )
     (record,) = records
     assert len(record["step_pids"]) == 3
     assert all(op.startswith("fast__") for op in record["ops"])

@@ -87,9 +87,7 @@ def test_every_reader_in_one_pipeline(project: Project) -> None:
             },
         },
     }
-    steps = [
-        {"layer": "ingest", "name": f"read_{k}", **v, "outputs": {"data": k}} for k, v in readers.items()
-    ]
+    steps = [{"layer": "ingest", "name": f"read_{k}", **v, "outputs": {"data": k}} for k, v in readers.items()]
     path = project.pipeline("readers", steps)
     result = run_pipeline(path, job="readers")
     assert result.success
@@ -163,9 +161,7 @@ def read_target(project: Project, kind: str) -> pd.DataFrame:
     if kind == "parquet":
         return pd.read_parquet(out / "items.parquet")
     if kind == "parquet_zstd":
-        assert (
-            pq.ParquetFile(out / "items_zstd.parquet").metadata.row_group(0).column(0).compression == "ZSTD"
-        )
+        assert pq.ParquetFile(out / "items_zstd.parquet").metadata.row_group(0).column(0).compression == "ZSTD"
         return pd.read_parquet(out / "items_zstd.parquet")
     if kind == "parquet_dir":
         return pd.read_parquet(out / "items_dir")
@@ -224,9 +220,7 @@ def test_every_writer_in_one_pipeline(project: Project, mode: str) -> None:
         got = read_target(project, kind)
         expected = HIGH_VALUE_IDS if mode == "overwrite" else sorted(HIGH_VALUE_IDS * 2)
         assert sorted(got["id"]) == expected, (kind, mode)
-    delta_version = materialization_metadata(second, dg.AssetKey(["writers", "write_delta"]))[
-        "odibi/delta_version"
-    ]
+    delta_version = materialization_metadata(second, dg.AssetKey(["writers", "write_delta"]))["odibi/delta_version"]
     assert delta_version.value == 1
     # no temp files left beside the targets
     assert [p.name for p in project.path("out").rglob("*") if ".tmp" in p.name] == []

@@ -156,9 +156,7 @@ def test_io_manager_persists_and_loads_plain_objects(tmp_path: Path) -> None:
         assert numbers.format == "parquet"
         assert pd.read_parquet(numbers.paths[0])["n"].tolist() == [1, 2, 3]
 
-    defs = dg.Definitions(
-        assets=[numbers, seen], resources={"odibi_io": OdibiIOManager(base_dir=str(tmp_path))}
-    )
+    defs = dg.Definitions(assets=[numbers, seen], resources={"odibi_io": OdibiIOManager(base_dir=str(tmp_path))})
     result = dg.materialize([numbers, seen], resources=defs.resources)
     assert result.success
     assert (tmp_path / "datasets" / "numbers" / "data.parquet").exists()

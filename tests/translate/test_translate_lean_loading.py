@@ -21,12 +21,26 @@ print(json.dumps(sorted(m for m in ("pandas", "pyarrow", "numpy") if m in sys.mo
 def test_building_definitions_imports_no_pandas_or_pyarrow(tmp_path: Path) -> None:
     (tmp_path / "in.csv").write_text("id,value\n1,10\n2,200\n")
     cfg = tmp_path / "lean.json"
-    cfg.write_text(json.dumps({"pipeline": "lean", "steps": [
-        {"layer": "ingest", "name": "read", "value": "in.csv", "outputs": {"data": "raw"}},
-        {"layer": "transform", "name": "big", "type": "sql", "value": "SELECT * FROM raw WHERE value > 100",
-         "inputs": {"raw": "raw"}, "outputs": {"data": "big"}, "checks": [{"not_null": ["id"]}]},
-        {"layer": "store", "name": "save", "value": "out/big.parquet", "inputs": {"data": "big"}},
-    ]}))
+    cfg.write_text(
+        json.dumps(
+            {
+                "pipeline": "lean",
+                "steps": [
+                    {"layer": "ingest", "name": "read", "value": "in.csv", "outputs": {"data": "raw"}},
+                    {
+                        "layer": "transform",
+                        "name": "big",
+                        "type": "sql",
+                        "value": "SELECT * FROM raw WHERE value > 100",
+                        "inputs": {"raw": "raw"},
+                        "outputs": {"data": "big"},
+                        "checks": [{"not_null": ["id"]}],
+                    },
+                    {"layer": "store", "name": "save", "value": "out/big.parquet", "inputs": {"data": "big"}},
+                ],
+            }
+        )
+    )
     proc = subprocess.run([sys.executable, "-c", PROBE, str(cfg)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == []

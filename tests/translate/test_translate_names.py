@@ -18,15 +18,29 @@ from odibi_dagster.config.names import asset_key_part, dagster_name
 def _pipeline(tmp_path: Path, name: str, step: str = "raw", dataset: str = "raw", file: str = "p.yaml") -> Path:
     (tmp_path / "in.csv").write_text("id,v\n1,a\n2,b\n")
     config = tmp_path / file
-    config.write_text(yaml.safe_dump({
-        "pipeline": name,
-        "steps": [
-            {"name": step, "layer": "ingest", "value": "in.csv", "outputs": {"data": dataset},
-             "checks": [{"not_null": ["id"]}, {"unique": ["id"]}]},
-            {"name": f"{step} out", "layer": "store", "value": f"{dagster_name(name)}.parquet",
-             "inputs": {"data": dataset}},
-        ],
-    }, allow_unicode=True))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "pipeline": name,
+                "steps": [
+                    {
+                        "name": step,
+                        "layer": "ingest",
+                        "value": "in.csv",
+                        "outputs": {"data": dataset},
+                        "checks": [{"not_null": ["id"]}, {"unique": ["id"]}],
+                    },
+                    {
+                        "name": f"{step} out",
+                        "layer": "store",
+                        "value": f"{dagster_name(name)}.parquet",
+                        "inputs": {"data": dataset},
+                    },
+                ],
+            },
+            allow_unicode=True,
+        )
+    )
     return config
 
 
@@ -67,8 +81,17 @@ def test_two_non_ascii_pipelines_get_distinct_jobs(tmp_path: Path) -> None:
 def _chain(tmp_path: Path, steps: int) -> Path:
     (tmp_path / "in.csv").write_text("id\n1\n")
     chain = [{"name": "s0", "layer": "ingest", "value": "in.csv", "outputs": {"data": "d0"}}]
-    chain += [{"name": f"s{i}", "layer": "transform", "type": "sql", "value": f"SELECT * FROM d{i - 1}",
-               "inputs": {f"d{i - 1}": f"d{i - 1}"}, "outputs": {"data": f"d{i}"}} for i in range(1, steps)]
+    chain += [
+        {
+            "name": f"s{i}",
+            "layer": "transform",
+            "type": "sql",
+            "value": f"SELECT * FROM d{i - 1}",
+            "inputs": {f"d{i - 1}": f"d{i - 1}"},
+            "outputs": {"data": f"d{i}"},
+        }
+        for i in range(1, steps)
+    ]
     config = tmp_path / "deep.yaml"
     config.write_text(yaml.safe_dump({"pipeline": "deep", "steps": chain}))
     return config

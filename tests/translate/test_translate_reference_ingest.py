@@ -71,8 +71,10 @@ def test_reference_ingest_writes_a_manifest_and_gives_the_same_results_as_copy(p
     # the downstream step's schema diff / row delta see the same "before" snapshot
     filtered_md = materialization_metadata(result, FILTERED)
     assert filtered_md["dagster/row_count"].value == 6
-    assert filtered_md["odibi/row_delta"].value == materialization_metadata(
-        copy_result, dg.AssetKey(["copied", "filtered_data"]))["odibi/row_delta"].value
+    assert (
+        filtered_md["odibi/row_delta"].value
+        == materialization_metadata(copy_result, dg.AssetKey(["copied", "filtered_data"]))["odibi/row_delta"].value
+    )
 
 
 def test_a_source_changed_after_the_ingest_fails_downstream_naming_file_and_step(project: Project) -> None:
@@ -104,8 +106,9 @@ def test_a_deleted_source_fails_downstream_instead_of_reading_nothing(project: P
     assert "changed after step 'read_sample_csv'" in failure_message(later, "filter_high_value")
 
 
-def test_a_source_changing_while_a_step_reads_it_commits_nothing(project: Project,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_source_changing_while_a_step_reads_it_commits_nothing(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
     source = project.sample_csv()
     # A function step that rewrites its own source while it runs: a concurrent writer, made
     # deterministic. Its output would mix the old read with a changed source.
@@ -116,13 +119,20 @@ def test_a_source_changing_while_a_step_reads_it_commits_nothing(project: Projec
         "    if os.environ.get('ODIBI_TEST_REWRITE'):\n"
         "        with open(SOURCE, 'a') as fh:\n"
         "            fh.write('11,item_11,500,C,2024-01-11T08:00:00\\r\\n')\n"
-        "    return data\n")
+        "    return data\n"
+    )
     path = project.pipeline(
         "racing",
         [
             {"layer": "ingest", "name": "read", "value": "data/sample.csv", "outputs": {"data": "raw"}},
-            {"layer": "transform", "name": "touch", "type": "function", "value": f"{fn}.touch",
-             "inputs": {"data": "raw"}, "outputs": {"data": "touched"}},
+            {
+                "layer": "transform",
+                "name": "touch",
+                "type": "function",
+                "value": f"{fn}.touch",
+                "inputs": {"data": "raw"},
+                "outputs": {"data": "touched"},
+            },
         ],
         ingest_mode="reference",
     )
@@ -156,10 +166,21 @@ def test_checks_stores_and_function_steps_read_a_reference_dataset(project: Proj
     path = project.pipeline(
         "mixed",
         [
-            {"layer": "ingest", "name": "read", "value": "data/sample.csv", "outputs": {"data": "raw"},
-             "checks": [{"not_null": ["id"], "severity": "error"}, {"row_count": {"min": 11}}]},
-            {"layer": "transform", "name": "tag", "type": "function", "value": f"{fn}.tag",
-             "inputs": {"data": "raw"}, "outputs": {"data": "tagged"}},
+            {
+                "layer": "ingest",
+                "name": "read",
+                "value": "data/sample.csv",
+                "outputs": {"data": "raw"},
+                "checks": [{"not_null": ["id"], "severity": "error"}, {"row_count": {"min": 11}}],
+            },
+            {
+                "layer": "transform",
+                "name": "tag",
+                "type": "function",
+                "value": f"{fn}.tag",
+                "inputs": {"data": "raw"},
+                "outputs": {"data": "tagged"},
+            },
             {"layer": "store", "name": "save_raw", "value": "out/raw.jsonl", "inputs": {"data": "raw"}},
         ],
         ingest_mode="reference",
@@ -186,14 +207,29 @@ def test_ingests_that_are_not_plain_files_are_still_copied(project: Project) -> 
         "kinds",
         [
             # a database: no file fingerprint covers it
-            {"layer": "ingest", "name": "from_db", "value": f"sqlite:///{db}", "params": {"table": "items"},
-             "outputs": {"data": "items"}},
+            {
+                "layer": "ingest",
+                "name": "from_db",
+                "value": f"sqlite:///{db}",
+                "params": {"table": "items"},
+                "outputs": {"data": "items"},
+            },
             # a custom reader
-            {"layer": "ingest", "name": "from_fn", "type": "function", "value": f"{reader}.make",
-             "outputs": {"data": "made"}},
+            {
+                "layer": "ingest",
+                "name": "from_fn",
+                "type": "function",
+                "value": f"{reader}.make",
+                "outputs": {"data": "made"},
+            },
             # a file whose params carry a secret: the manifest would store it in plain text
-            {"layer": "ingest", "name": "secret_opts", "value": "data/sample.csv",
-             "params": {"sep": {"secret": "ODIBI_TEST_CSV_SEP"}}, "outputs": {"data": "with_secret"}},
+            {
+                "layer": "ingest",
+                "name": "secret_opts",
+                "value": "data/sample.csv",
+                "params": {"sep": {"secret": "ODIBI_TEST_CSV_SEP"}},
+                "outputs": {"data": "with_secret"},
+            },
             # a plain file: by reference
             {"layer": "ingest", "name": "plain", "value": "data/sample.csv", "outputs": {"data": "plain"}},
         ],
@@ -205,8 +241,12 @@ def test_ingests_that_are_not_plain_files_are_still_copied(project: Project) -> 
         del os.environ["ODIBI_TEST_CSV_SEP"]
     datasets = project.datasets_dir("kinds")
     forms = {p.parent.name: p.name for p in datasets.rglob("data.*")}
-    assert forms == {"items": "data.parquet", "made": "data.parquet", "with_secret": "data.parquet",
-                     "plain": "data.source.json"}
+    assert forms == {
+        "items": "data.parquet",
+        "made": "data.parquet",
+        "with_secret": "data.parquet",
+        "plain": "data.source.json",
+    }
 
 
 def test_a_source_the_pipeline_also_writes_is_copied(project: Project) -> None:
@@ -233,7 +273,10 @@ def test_reference_datasets_cross_processes_with_the_multiprocess_executor(
         result = dg.execute_job(job, instance=instance, run_config=MULTIPROCESS_CONFIG, raise_on_error=False)
         assert result.success
         assert run_step_events(instance, result.run_id, "STEP_WORKER_STARTED") == {
-            "read_sample_csv", "filter_high_value", "write_filtered_parquet"}
+            "read_sample_csv",
+            "filter_high_value",
+            "write_filtered_parquet",
+        }
     assert (project.datasets_dir("refs") / "raw_data" / "data.source.json").exists()
     assert pd.read_parquet(project.path("output/filtered.parquet"))["id"].tolist() == HIGH_VALUE_IDS
 
@@ -244,4 +287,3 @@ def test_unknown_ingest_mode_is_a_validation_error_naming_the_field(project: Pro
         build_definitions(path)
     text = str(err.value)
     assert "refs.yaml" in text and "ingest_mode" in text and "'copy'" in text and "'reference'" in text
-

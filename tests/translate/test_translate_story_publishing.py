@@ -20,10 +20,19 @@ from odibi_dagster.observe.tracker import RunTracker
 
 def _chain(n: int) -> list[dict[str, Any]]:
     steps: list[dict[str, Any]] = [
-        {"layer": "ingest", "name": "read", "value": "data/sample.csv", "outputs": {"data": "d0"}}]
+        {"layer": "ingest", "name": "read", "value": "data/sample.csv", "outputs": {"data": "d0"}}
+    ]
     for i in range(1, n):
-        steps.append({"layer": "transform", "name": f"t{i}", "type": "sql", "value": f"SELECT * FROM d{i - 1}",
-                      "inputs": {f"d{i - 1}": f"d{i - 1}"}, "outputs": {"data": f"d{i}"}})
+        steps.append(
+            {
+                "layer": "transform",
+                "name": f"t{i}",
+                "type": "sql",
+                "value": f"SELECT * FROM d{i - 1}",
+                "inputs": {f"d{i - 1}": f"d{i - 1}"},
+                "outputs": {"data": f"d{i}"},
+            }
+        )
     return steps
 
 
@@ -44,8 +53,7 @@ def publishes(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, str]]:
 
 def _run(path: Path, job: str) -> dg.ExecuteInProcessResult:
     defs = build_definitions(path)
-    return defs.resolve_job_def(job).execute_in_process(instance=dg.DagsterInstance.ephemeral(),
-                                                        raise_on_error=False)
+    return defs.resolve_job_def(job).execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
 
 
 def _lineage(project: Project, pipeline: str, run_id: str) -> dict[str, Any]:
@@ -59,7 +67,8 @@ def _final(project: Project, pipeline: str, run_id: str) -> tuple[dict[str, str]
 
 
 def test_a_long_run_publishes_at_its_first_step_and_when_its_last_step_ends(
-        project: Project, publishes: list[dict[str, str]]) -> None:
+    project: Project, publishes: list[dict[str, str]]
+) -> None:
     project.sample_csv()
     path = project.pipeline("longrun", _chain(12), story={"refresh_seconds": 3600})
     result = _run(path, "longrun")
@@ -74,7 +83,8 @@ def test_a_long_run_publishes_at_its_first_step_and_when_its_last_step_ends(
 
 
 def test_refresh_seconds_zero_publishes_at_every_step_start_and_end(
-        project: Project, publishes: list[dict[str, str]]) -> None:
+    project: Project, publishes: list[dict[str, str]]
+) -> None:
     project.sample_csv()
     path = project.pipeline("eager", _chain(3), story={"refresh_seconds": 0})
     assert _run(path, "eager").success
@@ -83,16 +93,35 @@ def test_refresh_seconds_zero_publishes_at_every_step_start_and_end(
 
 
 def test_a_failed_step_publishes_and_the_other_branch_ends_the_run(
-        project: Project, publishes: list[dict[str, str]]) -> None:
+    project: Project, publishes: list[dict[str, str]]
+) -> None:
     project.sample_csv()
     steps = [
         {"layer": "ingest", "name": "read", "value": "data/sample.csv", "outputs": {"data": "raw"}},
-        {"layer": "transform", "name": "broken", "type": "sql", "value": "SELECT no_such_column FROM raw",
-         "inputs": {"raw": "raw"}, "outputs": {"data": "bad"}},
-        {"layer": "transform", "name": "after_broken", "type": "sql", "value": "SELECT * FROM bad",
-         "inputs": {"bad": "bad"}, "outputs": {"data": "worse"}},
-        {"layer": "transform", "name": "fine", "type": "sql", "value": "SELECT * FROM raw",
-         "inputs": {"raw": "raw"}, "outputs": {"data": "good"}},
+        {
+            "layer": "transform",
+            "name": "broken",
+            "type": "sql",
+            "value": "SELECT no_such_column FROM raw",
+            "inputs": {"raw": "raw"},
+            "outputs": {"data": "bad"},
+        },
+        {
+            "layer": "transform",
+            "name": "after_broken",
+            "type": "sql",
+            "value": "SELECT * FROM bad",
+            "inputs": {"bad": "bad"},
+            "outputs": {"data": "worse"},
+        },
+        {
+            "layer": "transform",
+            "name": "fine",
+            "type": "sql",
+            "value": "SELECT * FROM raw",
+            "inputs": {"raw": "raw"},
+            "outputs": {"data": "good"},
+        },
     ]
     path = project.pipeline("branches", steps, story={"refresh_seconds": 3600})
     result = _run(path, "branches")
@@ -104,14 +133,24 @@ def test_a_failed_step_publishes_and_the_other_branch_ends_the_run(
     assert len(publishes) <= 3  # first start, the failure, the end
 
 
-def test_a_failing_blocking_check_is_recorded_and_published(
-        project: Project, publishes: list[dict[str, str]]) -> None:
+def test_a_failing_blocking_check_is_recorded_and_published(project: Project, publishes: list[dict[str, str]]) -> None:
     project.sample_csv()
     steps = [
-        {"layer": "ingest", "name": "read", "value": "data/sample.csv", "outputs": {"data": "raw"},
-         "checks": [{"row_count": {"min": 1000000}, "severity": "error"}]},
-        {"layer": "transform", "name": "next", "type": "sql", "value": "SELECT * FROM raw",
-         "inputs": {"raw": "raw"}, "outputs": {"data": "clean"}},
+        {
+            "layer": "ingest",
+            "name": "read",
+            "value": "data/sample.csv",
+            "outputs": {"data": "raw"},
+            "checks": [{"row_count": {"min": 1000000}, "severity": "error"}],
+        },
+        {
+            "layer": "transform",
+            "name": "next",
+            "type": "sql",
+            "value": "SELECT * FROM raw",
+            "inputs": {"raw": "raw"},
+            "outputs": {"data": "clean"},
+        },
         {"layer": "ingest", "name": "other", "value": "data/sample.csv", "outputs": {"data": "other"}},
     ]
     path = project.pipeline("blocked", steps, story={"refresh_seconds": 3600})
@@ -128,15 +167,14 @@ def test_a_failing_blocking_check_is_recorded_and_published(
     assert "blocking asset check failed" in story
 
 
-def test_an_input_that_cannot_load_is_recorded_and_published(
-        project: Project, publishes: list[dict[str, str]]) -> None:
+def test_an_input_that_cannot_load_is_recorded_and_published(project: Project, publishes: list[dict[str, str]]) -> None:
     project.sample_csv()
     path = project.pipeline("unloaded", _chain(2), story={"refresh_seconds": 3600})
     defs = build_definitions(path)
     # Only the transform, whose input was never materialized: it fails before its body runs.
     result = defs.resolve_job_def("unloaded").execute_in_process(
-        instance=dg.DagsterInstance.ephemeral(), asset_selection=[dg.AssetKey(["unloaded", "d1"])],
-        raise_on_error=False)
+        instance=dg.DagsterInstance.ephemeral(), asset_selection=[dg.AssetKey(["unloaded", "d1"])], raise_on_error=False
+    )
     assert not result.success
     statuses, story = _final(project, "unloaded", result.run_id)
     assert statuses == {"t1": "failed"}
@@ -145,7 +183,8 @@ def test_an_input_that_cannot_load_is_recorded_and_published(
 
 
 def test_steps_in_their_own_processes_leave_a_complete_story(
-        project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli_job_env: None) -> None:
+    project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli_job_env: None
+) -> None:
     project.sample_csv()
     path = project.pipeline("procs", _chain(3), story={"refresh_seconds": 3600})
     job = reconstructable_job(monkeypatch, path, "procs")
@@ -184,8 +223,11 @@ def test_a_successful_run_logs_no_hook_events_and_no_warnings(project: Project) 
     result = build_definitions(path).resolve_job_def("quiet").execute_in_process(instance=instance)
     assert result.success
     entries = instance.all_logs(result.run_id)
-    hooks = [e.dagster_event.event_type_value for e in entries
-             if e.dagster_event is not None and e.dagster_event.event_type_value.startswith("HOOK_")]
+    hooks = [
+        e.dagster_event.event_type_value
+        for e in entries
+        if e.dagster_event is not None and e.dagster_event.event_type_value.startswith("HOOK_")
+    ]
     assert hooks == []
     warnings = [e.user_message for e in entries if e.level >= logging.WARNING]
     assert warnings == []

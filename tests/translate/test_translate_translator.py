@@ -110,8 +110,7 @@ def test_default_specs_follow_the_design(project: Project) -> None:
 
     # keys: [pipeline, dataset] for ingest/transform outputs, [pipeline, step] for store/publish
     assert set(specs) == {
-        dg.AssetKey(["shop", k])
-        for k in ("raw", "filtered", "picked", "others", "save_filtered", "publish_picked")
+        dg.AssetKey(["shop", k]) for k in ("raw", "filtered", "picked", "others", "save_filtered", "publish_picked")
     }
     for spec in specs.values():
         assert spec.group_name == "shop"
@@ -201,13 +200,12 @@ def test_code_version_is_a_hash_of_value_params_and_engine(project: Project) -> 
     step = pipeline.step("filter_high_value")
     tr = OdibiTranslator()
     pandas_v = tr.get_code_version(OdibiStep(pipeline, step, "filtered_data"))
-    spark_v = tr.get_code_version(
-        OdibiStep(pipeline, step.model_copy(update={"engine": "spark"}), "filtered_data")
-    )
+    spark_v = tr.get_code_version(OdibiStep(pipeline, step.model_copy(update={"engine": "spark"}), "filtered_data"))
     assert pandas_v != spark_v
-    assert tr.get_kinds(
-        OdibiStep(pipeline, step.model_copy(update={"engine": "spark"}), "filtered_data")
-    ) >= {"odibi", "spark"}
+    assert tr.get_kinds(OdibiStep(pipeline, step.model_copy(update={"engine": "spark"}), "filtered_data")) >= {
+        "odibi",
+        "spark",
+    }
 
 
 # ----------------------------------------------------------------------------- overrides
@@ -308,8 +306,7 @@ def test_key_prefix_prefixes_every_key_and_runs(project: Project) -> None:
         for k in ("raw_data", "filtered_data", "write_filtered_parquet")
     }
     assert set(build_definitions(path, key_prefix="lake").resolve_all_asset_keys()) == {
-        dg.AssetKey(["lake", "simple_pipeline", k])
-        for k in ("raw_data", "filtered_data", "write_filtered_parquet")
+        dg.AssetKey(["lake", "simple_pipeline", k]) for k in ("raw_data", "filtered_data", "write_filtered_parquet")
     }
     result = defs.resolve_job_def("simple_pipeline").execute_in_process(raise_on_error=False)
     assert result.success

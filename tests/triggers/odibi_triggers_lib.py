@@ -47,9 +47,7 @@ def sales_rows(day: str, n: int, first_id: int = 0) -> list[list[Any]]:
     return [[first_id + i, STORES[i % 4], round(10 + i * 1.5, 2), day] for i in range(n)]
 
 
-def write_daily_data(
-    root: Path, days: Sequence[str], rows_per_day: Callable[[int], int] = lambda i: 5 + i
-) -> None:
+def write_daily_data(root: Path, days: Sequence[str], rows_per_day: Callable[[int], int] = lambda i: 5 + i) -> None:
     """``data/daily/<day>/sales.csv`` with ``rows_per_day(i)`` rows on the i-th day."""
     for i, day in enumerate(days):
         write_csv(
@@ -66,9 +64,7 @@ def days(start: str, n: int) -> list[str]:
     return [(first + dt.timedelta(days=i)).isoformat() for i in range(n)]
 
 
-def daily_pipeline(
-    root: Path, name: str = "daily", extra_steps: Sequence[dict[str, Any]] = (), **extra: Any
-) -> Path:
+def daily_pipeline(root: Path, name: str = "daily", extra_steps: Sequence[dict[str, Any]] = (), **extra: Any) -> Path:
     """A daily-partitioned pipeline: ingest the day's CSV, summarise it (SQL with the partition
     variables), store one CSV per day."""
     doc: dict[str, Any] = {
@@ -109,14 +105,10 @@ def materializations(instance: dg.DagsterInstance, key: dg.AssetKey) -> list[dg.
 
 
 def event_types(instance: dg.DagsterInstance, run_id: str) -> list[str]:
-    return [
-        r.dagster_event.event_type_value for r in instance.all_logs(run_id) if r.dagster_event is not None
-    ]
+    return [r.dagster_event.event_type_value for r in instance.all_logs(run_id) if r.dagster_event is not None]
 
 
-def evaluate_sensor(
-    defs: dg.Definitions, name: str, instance: dg.DagsterInstance, cursor: str | None = None
-) -> Any:
+def evaluate_sensor(defs: dg.Definitions, name: str, instance: dg.DagsterInstance, cursor: str | None = None) -> Any:
     """One tick of sensor ``name`` (run requests, cursor, skip message, dynamic partition requests)."""
     sensor = defs.resolve_sensor_def(name)
     # Like the daemon, a persistent instance comes with its ref (dynamic partitions need it).
@@ -146,9 +138,7 @@ def build(*paths: Path | str) -> dg.Definitions:
 # --------------------------------------------------------------------------- real Dagster processes
 
 
-def wait_for(
-    predicate: Callable[[], Any], timeout: float, interval: float = 0.5, what: str = "condition"
-) -> Any:
+def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.5, what: str = "condition") -> Any:
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -217,9 +207,7 @@ def start_webserver(home: Path, workspace: Path, port: int, log: Path) -> Dagste
 
 
 def start_daemon(home: Path, workspace: Path, log: Path) -> DagsterProcess:
-    return DagsterProcess(
-        [str(VENV_BIN / "dagster-daemon"), "run", "-w", str(workspace)], home, workspace.parent, log
-    )
+    return DagsterProcess([str(VENV_BIN / "dagster-daemon"), "run", "-w", str(workspace)], home, workspace.parent, log)
 
 
 def _http_ok(url: str) -> bool:

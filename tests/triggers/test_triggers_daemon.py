@@ -269,9 +269,7 @@ def test_file_watch_sensor_in_the_daemon_three_files_three_runs(deployment: Depl
         assert len(runs) == 3, dep.logs()
         assert {r.status for r in runs} == {dg.DagsterRunStatus.SUCCESS}, dep.logs()
         assert sorted(r.tags["odibi/file"] for r in runs) == sorted(["a.csv", "b c.csv", "é'; x.csv"])
-        assert sorted(instance.get_dynamic_partitions("landed_files")) == sorted(
-            ["a.csv", "b c.csv", "é'; x.csv"]
-        )
+        assert sorted(instance.get_dynamic_partitions("landed_files")) == sorted(["a.csv", "b c.csv", "é'; x.csv"])
     for i, name in enumerate(["a.csv", "b c.csv", "é'; x.csv"]):
         assert pd.read_csv(dep.root / "landed" / name)["file"].tolist() == [name] * (i + 1)
 
@@ -287,9 +285,7 @@ def test_file_watch_cursor_survives_a_daemon_restart(deployment: Deployment) -> 
     with dep.instance() as fresh:
         from dagster._core.definitions.run_request import InstigatorType
 
-        states = {
-            s.instigator_name: s for s in fresh.all_instigator_state(instigator_type=InstigatorType.SENSOR)
-        }
+        states = {s.instigator_name: s for s in fresh.all_instigator_state(instigator_type=InstigatorType.SENSOR)}
         cursor = states[FILE_SENSOR].instigator_data.cursor
         assert json.loads(cursor)["v"] == 1 and len(cursor) < 1000
     dep.ensure_daemon()
@@ -362,10 +358,7 @@ def test_pipeline_hooks_are_called_by_the_daemon(deployment: Deployment) -> None
     complete = [e for e in events if e["event"] == "pipeline_complete" and e["run_id"] in runs]
     assert len(complete) == len(runs)  # once per run, even across the daemon restart
     assert all(
-        e["pipeline_name"] == "landing"
-        and e["success_count"] == 2
-        and e["failed_count"] == 0
-        and e["duration_ms"] > 0
+        e["pipeline_name"] == "landing" and e["success_count"] == 2 and e["failed_count"] == 0 and e["duration_ms"] > 0
         for e in complete
     )
     starts = [e for e in events if e["event"] == "pipeline_start"]
@@ -392,15 +385,24 @@ def test_a_link_loop_and_a_link_out_of_the_folder_never_stop_the_daemon_sensor(d
     _drop(dep, "after_links.csv", rows=2)
     with dep.instance() as instance:
         try:
-            wait_for(lambda: [r for r in _sensor_runs(instance)
-                              if r.tags.get("odibi/file") == "after_links.csv" and r.is_finished] or None,
-                     180, 1, "the run of after_links.csv")
+            wait_for(
+                lambda: (
+                    [
+                        r
+                        for r in _sensor_runs(instance)
+                        if r.tags.get("odibi/file") == "after_links.csv" and r.is_finished
+                    ]
+                    or None
+                ),
+                180,
+                1,
+                "the run of after_links.csv",
+            )
         except TimeoutError:
             pytest.fail(dep.logs())
         files = [r.tags.get("odibi/file") for r in _sensor_runs(instance)]
     assert "outside.csv" not in files and "loop.csv" not in files
-    selector = {"repositoryLocationName": "odibi_test", "repositoryName": "__repository__",
-                "sensorName": FILE_SENSOR}
+    selector = {"repositoryLocationName": "odibi_test", "repositoryName": "__repository__", "sensorName": FILE_SENSOR}
     ticks = graphql(dep.port, SENSOR_TICK_LOGS, {"selector": selector})["sensorOrError"]["sensorState"]["ticks"]
     assert all(t["status"] != "FAILURE" for t in ticks), [t["error"] for t in ticks if t["error"]]
     messages = [e["message"] for t in ticks for e in t["logEvents"]["events"]]

@@ -70,9 +70,7 @@ def counted(root: Path, partition: str | None = None) -> list[dict[str, Any]]:
     return pd.read_parquet(folder / f"{partition_file_stem(partition)}.parquet").to_dict("records")
 
 
-def test_new_file_starts_one_run_and_the_same_file_never_again(
-    project: Path, instance: dg.DagsterInstance
-) -> None:
+def test_new_file_starts_one_run_and_the_same_file_never_again(project: Path, instance: dg.DagsterInstance) -> None:
     defs = build(landing_pipeline(project))
     path = drop(project, "sales 1.csv", rows=4)
     tick = evaluate_sensor(defs, SENSOR, instance)
@@ -111,9 +109,7 @@ def test_rewritten_file_starts_exactly_one_new_run(project: Path, instance: dg.D
     assert evaluate_sensor(defs, SENSOR, instance, second.cursor).run_requests == []
 
 
-def test_file_being_written_waits_until_its_size_is_stable(
-    project: Path, instance: dg.DagsterInstance
-) -> None:
+def test_file_being_written_waits_until_its_size_is_stable(project: Path, instance: dg.DagsterInstance) -> None:
     defs = build(landing_pipeline(project))  # settle_seconds: 60 (default)
     path = project / "incoming" / "big.csv"
     with open(path, "w") as fh:
@@ -205,9 +201,7 @@ def test_file_names_with_spaces_quotes_semicolons_and_unicode_reach_the_step(
     assert evaluate_sensor(defs, SENSOR, instance, cursor).run_requests == []
 
 
-def test_unpartitioned_pipelines_get_one_file_watch_run_at_a_time(
-    project: Path, instance: dg.DagsterInstance
-) -> None:
+def test_unpartitioned_pipelines_get_one_file_watch_run_at_a_time(project: Path, instance: dg.DagsterInstance) -> None:
     """Runs of an unpartitioned pipeline share its datasets: a second file waits in the cursor
     while the first file's run is in flight, then gets its own run."""
     defs = build(landing_pipeline(project))
@@ -217,8 +211,12 @@ def test_unpartitioned_pipelines_get_one_file_watch_run_at_a_time(
     (request,) = first.run_requests
     assert request.tags["odibi/file"] == "a.csv"
     # what the daemon does with the request: a run that is now in flight
-    run = instance.create_run_for_job(defs.resolve_job_def("landing"), run_config=request.run_config,
-                                      tags=dict(request.tags), status=dg.DagsterRunStatus.STARTED)
+    run = instance.create_run_for_job(
+        defs.resolve_job_def("landing"),
+        run_config=request.run_config,
+        tags=dict(request.tags),
+        status=dg.DagsterRunStatus.STARTED,
+    )
     waiting = evaluate_sensor(defs, SENSOR, instance, first.cursor)
     assert waiting.run_requests == []
     assert f"1 file(s) wait for run {run.run_id} to finish" in (waiting.skip_message or "")
@@ -268,9 +266,7 @@ def test_dynamic_partitions_one_per_file_and_reprocessing_one_file_alone(
 def test_time_partitioned_pipeline_takes_the_partition_from_the_file_name(
     project: Path, instance: dg.DagsterInstance
 ) -> None:
-    defs = build(
-        landing_pipeline(project, partitions={"type": "daily", "start": "2024-01-01", "end": "2024-01-10"})
-    )
+    defs = build(landing_pipeline(project, partitions={"type": "daily", "start": "2024-01-01", "end": "2024-01-10"}))
     drop(project, "sales_2024-01-03.csv")
     drop(project, "undated.csv")
     tick = evaluate_sensor(defs, SENSOR, instance)
@@ -284,15 +280,11 @@ def test_time_partitioned_pipeline_takes_the_partition_from_the_file_name(
 def test_static_partitioned_pipeline_skips_files_naming_no_partition(
     project: Path, instance: dg.DagsterInstance
 ) -> None:
-    defs = build(
-        landing_pipeline(project, partitions={"type": "static", "values": ["north", "south"]}, recursive=True)
-    )
+    defs = build(landing_pipeline(project, partitions={"type": "static", "values": ["north", "south"]}, recursive=True))
     drop(project, "south/day1.csv")
     drop(project, "east/day1.csv")
     tick = evaluate_sensor(defs, SENSOR, instance)
-    assert [(r.tags["odibi/file"], r.partition_key) for r in tick.run_requests] == [
-        ("south/day1.csv", "south")
-    ]
+    assert [(r.tags["odibi/file"], r.partition_key) for r in tick.run_requests] == [("south/day1.csv", "south")]
 
 
 def test_pattern_recursion_and_hidden_files(project: Path) -> None:
@@ -320,9 +312,7 @@ def test_missing_directory_skips_and_relative_path_resolves_against_the_config(
     assert tick.run_requests == [] and f"{cfg_dir / 'incoming'} does not exist" in tick.skip_message
     drop(cfg_dir, "late.csv")
     (request,) = evaluate_sensor(defs, SENSOR, instance, tick.cursor).run_requests
-    assert request.run_config["ops"]["landing__ingest"]["config"]["source"] == str(
-        cfg_dir / "incoming" / "late.csv"
-    )
+    assert request.run_config["ops"]["landing__ingest"]["config"]["source"] == str(cfg_dir / "incoming" / "late.csv")
 
 
 def test_sensor_definition_settings(project: Path) -> None:
@@ -428,12 +418,18 @@ def test_links_leaving_the_folder_are_skipped_and_loops_never_stop_the_scan(tmp_
     assert any(s.startswith("gone.csv: a link to nothing") for s in skipped)
     # Following links out of the folder is an explicit choice.
     followed = scan_files(str(root), "*.csv", recursive=True, follow_symlinks=True)
-    assert sorted(f.rel for f in followed) == ["good.csv", "inside_link.csv", "secret.csv", "sub/away/more.csv",
-                                               "sub/nested.csv"]
+    assert sorted(f.rel for f in followed) == [
+        "good.csv",
+        "inside_link.csv",
+        "secret.csv",
+        "sub/away/more.csv",
+        "sub/nested.csv",
+    ]
 
 
-def test_a_bad_entry_is_skipped_with_a_warning_and_the_other_files_still_run(project: Path,
-                                                                             instance: dg.DagsterInstance) -> None:
+def test_a_bad_entry_is_skipped_with_a_warning_and_the_other_files_still_run(
+    project: Path, instance: dg.DagsterInstance
+) -> None:
     defs = build(landing_pipeline(project))
     drop(project, "a.csv")
     (project / "incoming" / "loop.csv").symlink_to("loop.csv")

@@ -95,9 +95,7 @@ def test_partition_variables_reach_sql_and_paths(project: Path, instance: dg.Dag
     ]
     # Partitioned assets report the partition's rows.
     mats = materializations(instance, dg.AssetKey(["daily", "bronze"]))
-    assert [(m.partition, m.metadata["dagster/partition_row_count"].value) for m in mats] == [
-        ("2024-01-02", 6)
-    ]
+    assert [(m.partition, m.metadata["dagster/partition_row_count"].value) for m in mats] == [("2024-01-02", 6)]
 
 
 def test_one_file_per_partition_and_rerun_replaces_only_that_partition(
@@ -133,9 +131,7 @@ def test_one_file_per_partition_and_rerun_replaces_only_that_partition(
     assert pd.read_csv(project / "out" / "2024-01-01.csv")["n"].tolist() == [5]
 
 
-def test_window_partition_mapping_reads_trailing_partitions(
-    project: Path, instance: dg.DagsterInstance
-) -> None:
+def test_window_partition_mapping_reads_trailing_partitions(project: Path, instance: dg.DagsterInstance) -> None:
     write_daily_data(project, days("2024-01-01", 4), rows_per_day=lambda i: 1)
     path = daily_pipeline(
         project,
@@ -200,14 +196,14 @@ def test_reference_ingest_keeps_one_manifest_per_partition_and_windows_read_them
     folder = project / ".odibi" / "datasets" / "daily" / "trailing"
     rows = duckdb.sql(f"SELECT pk, n FROM '{folder}/*.parquet' ORDER BY pk").fetchall()
     assert rows == [("2024-01-01", 1), ("2024-01-02", 3), ("2024-01-03", 5)]
-    counts = [m.metadata["dagster/partition_row_count"].value
-              for m in materializations(instance, dg.AssetKey(["daily", "bronze"]))]
+    counts = [
+        m.metadata["dagster/partition_row_count"].value
+        for m in materializations(instance, dg.AssetKey(["daily", "bronze"]))
+    ]
     assert sorted(counts) == [1, 2, 3]
 
 
-def test_missing_upstream_partition_fails_clearly_without_retrying(
-    project: Path, instance: dg.DagsterInstance
-) -> None:
+def test_missing_upstream_partition_fails_clearly_without_retrying(project: Path, instance: dg.DagsterInstance) -> None:
     write_daily_data(project, days("2024-01-01", 2))
     path = daily_pipeline(project, retry={"max_retries": 3, "delay_seconds": 0})
     job = build(path).resolve_job_def("daily")
@@ -230,9 +226,7 @@ def test_backfill_policy_from_config(project: Path, policy: str) -> None:
         assert bp.max_partitions_per_run == (None if policy == "single_run" else 3)
 
 
-def test_single_run_over_a_range_materializes_every_partition(
-    project: Path, instance: dg.DagsterInstance
-) -> None:
+def test_single_run_over_a_range_materializes_every_partition(project: Path, instance: dg.DagsterInstance) -> None:
     write_daily_data(project, days("2024-01-01", 4))
     keys_step = {
         "layer": "transform",
@@ -313,9 +307,7 @@ def test_injection_through_partition_keys_cannot_change_the_query(
     project: Path, instance: dg.DagsterInstance, kind: str
 ) -> None:
     partitions = (
-        {"type": "static", "values": ["north", INJECTION]}
-        if kind == "static"
-        else {"type": "dynamic", "name": "keys"}
+        {"type": "static", "values": ["north", INJECTION]} if kind == "static" else {"type": "dynamic", "name": "keys"}
     )
     defs = build(_injection_pipeline(project, partitions))
     if kind == "dynamic":
@@ -335,9 +327,7 @@ def test_partition_keys_render_as_sql_literals() -> None:
         "SELECT * FROM t WHERE k = {{ partition_key }} AND k IN {{ partition_keys }}",
         {"partition_key": INJECTION, "partition_keys": [INJECTION, "b"]},
     )
-    assert sql == (
-        "SELECT * FROM t WHERE k = 'x''; DROP TABLE t; --' AND k IN ('x''; DROP TABLE t; --', 'b')"
-    )
+    assert sql == ("SELECT * FROM t WHERE k = 'x''; DROP TABLE t; --' AND k IN ('x''; DROP TABLE t; --', 'b')")
     assert duckdb.sql(sql.replace("FROM t", "FROM (SELECT 'x''; DROP TABLE t; --' AS k) t")).fetchall() == [
         (INJECTION,)
     ]
@@ -438,8 +428,7 @@ def test_hourly_partitions_run_with_date_only_start(project: Path, instance: dg.
                     "layer": "transform",
                     "name": "stamp",
                     "type": "sql",
-                    "value": "SELECT {{ partition_start }} AS s, {{ partition_end }} AS e, COUNT(*) AS n "
-                    "FROM raw",
+                    "value": "SELECT {{ partition_start }} AS s, {{ partition_end }} AS e, COUNT(*) AS n FROM raw",
                     "inputs": {"raw": "raw"},
                     "outputs": {"data": "stamped"},
                 },

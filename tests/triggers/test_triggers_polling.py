@@ -26,8 +26,7 @@ RANGE_QUERY = (
 def make_db(path: Path, rows: list[tuple[int, str, float, str]]) -> Path:
     with sqlite3.connect(path) as conn:
         conn.execute(
-            "CREATE TABLE IF NOT EXISTS orders (order_id INTEGER, customer TEXT, amount REAL, "
-            "updated_at TEXT)"
+            "CREATE TABLE IF NOT EXISTS orders (order_id INTEGER, customer TEXT, amount REAL, updated_at TEXT)"
         )
         conn.executemany("INSERT INTO orders VALUES (?, ?, ?, ?)", rows)
     return path
@@ -83,9 +82,7 @@ def loaded(root: Path) -> list[int]:
     return pd.read_csv(root / "out" / "orders.csv")["order_id"].tolist()
 
 
-def test_each_new_range_starts_one_run_that_reads_only_those_rows(
-    project: Path, instance: dg.DagsterInstance
-) -> None:
+def test_each_new_range_starts_one_run_that_reads_only_those_rows(project: Path, instance: dg.DagsterInstance) -> None:
     make_db(project / "src.db", [order(i) for i in range(1, 6)])
     defs = build(orders_pipeline(project, sensor={"start_value": 2}))
     sensor = defs.resolve_sensor_def(SENSOR)
@@ -129,9 +126,7 @@ def test_no_start_value_reads_from_the_beginning_and_manual_runs_read_everything
     assert loaded(project) == [1, 2, 3, 1, 2, 3]
 
 
-def test_no_new_range_while_the_previous_run_is_in_progress(
-    project: Path, instance: dg.DagsterInstance
-) -> None:
+def test_no_new_range_while_the_previous_run_is_in_progress(project: Path, instance: dg.DagsterInstance) -> None:
     from dagster._core.storage.dagster_run import DagsterRun
 
     make_db(project / "src.db", [order(1)])
@@ -166,9 +161,7 @@ def test_text_watermarks_with_quotes_cannot_inject(project: Path, instance: dg.D
     assert loaded(project) == [2, 3, 4]
 
 
-def test_url_source_with_a_query_and_a_timestamp_watermark(
-    project: Path, instance: dg.DagsterInstance
-) -> None:
+def test_url_source_with_a_query_and_a_timestamp_watermark(project: Path, instance: dg.DagsterInstance) -> None:
     make_db(project / "src.db", [order(i, "acme" if i % 2 else "x:y") for i in range(1, 7)])
     defs = build(
         orders_pipeline(
@@ -189,13 +182,9 @@ def test_url_source_with_a_query_and_a_timestamp_watermark(
     assert json.loads(tick.cursor)["watermark"] == "2024-01-01 10:05:00"
 
 
-def test_time_partitioned_pipeline_polls_into_the_latest_partition(
-    project: Path, instance: dg.DagsterInstance
-) -> None:
+def test_time_partitioned_pipeline_polls_into_the_latest_partition(project: Path, instance: dg.DagsterInstance) -> None:
     make_db(project / "src.db", [order(1)])
-    defs = build(
-        orders_pipeline(project, partitions={"type": "daily", "start": "2024-01-01", "end": "2024-01-05"})
-    )
+    defs = build(orders_pipeline(project, partitions={"type": "daily", "start": "2024-01-01", "end": "2024-01-05"}))
     (request,) = evaluate_sensor(defs, SENSOR, instance).run_requests
     assert request.partition_key == "2024-01-04"
 

@@ -193,9 +193,7 @@ def _events(root: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-def test_pipeline_events_reach_the_hooks_with_odibi_event_data(
-    project: Path, instance: dg.DagsterInstance
-) -> None:
+def test_pipeline_events_reach_the_hooks_with_odibi_event_data(project: Path, instance: dg.DagsterInstance) -> None:
     defs = build(project_with(project, retry={"max_retries": 1}, hooks=ALL_HOOKS))
     result = defs.resolve_job_def("flaky").execute_in_process(instance=instance)
     assert result.success
@@ -209,9 +207,7 @@ def test_pipeline_events_reach_the_hooks_with_odibi_event_data(
     assert complete["duration_ms"] > 0
 
 
-def test_pipeline_error_carries_the_failed_step_and_message(
-    project: Path, instance: dg.DagsterInstance
-) -> None:
+def test_pipeline_error_carries_the_failed_step_and_message(project: Path, instance: dg.DagsterInstance) -> None:
     defs = build(project_with(project, fn="always_fail", hooks=ALL_HOOKS))
     result = defs.resolve_job_def("flaky").execute_in_process(instance=instance, raise_on_error=False)
     assert not result.success
@@ -228,9 +224,7 @@ def test_materialize_runs_of_the_pipeline_assets_fire_the_hooks_too(
         project / "other.yaml",
         {
             "pipeline": "other",
-            "steps": [
-                {"layer": "ingest", "name": "ingest", "value": "data/in.csv", "outputs": {"data": "o"}}
-            ],
+            "steps": [{"layer": "ingest", "name": "ingest", "value": "data/in.csv", "outputs": {"data": "o"}}],
         },
     )
     defs = build(
@@ -272,7 +266,5 @@ def test_backoff_or_jitter_without_a_delay_is_a_validation_error(project: Path) 
 
     with pytest.raises(ConfigValidationError, match="backoff needs a delay"):
         build(project_with(project, retry={"max_retries": 2, "backoff": "exponential"}))
-    defs = build(
-        project_with(project / "ok", retry={"max_retries": 2, "delay_seconds": 1, "backoff": "linear"})
-    )
+    defs = build(project_with(project / "ok", retry={"max_retries": 2, "delay_seconds": 1, "backoff": "linear"}))
     assert op_retry(defs, "ingest") == dg.RetryPolicy(max_retries=2, delay=1, backoff=dg.Backoff.LINEAR)

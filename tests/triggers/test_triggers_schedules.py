@@ -46,9 +46,7 @@ def simple(project: Path, **extra: Any) -> Path:
         {
             "pipeline": "simple",
             **extra,
-            "steps": [
-                {"layer": "ingest", "name": "ingest", "value": "data/x.csv", "outputs": {"data": "raw"}}
-            ],
+            "steps": [{"layer": "ingest", "name": "ingest", "value": "data/x.csv", "outputs": {"data": "raw"}}],
         },
     )
 
@@ -121,9 +119,7 @@ def test_time_partitioned_schedule_runs_the_latest_complete_partition(
     assert pd.read_csv(project / "out" / "2024-01-03.csv")["pk"].tolist() == ["2024-01-03"]
 
 
-def test_partitions_timezone_decides_which_day_is_complete(
-    project: Path, instance: dg.DagsterInstance
-) -> None:
+def test_partitions_timezone_decides_which_day_is_complete(project: Path, instance: dg.DagsterInstance) -> None:
     path = daily_pipeline(project, schedule={"cron": "0 * * * *", "timezone": "UTC"})
     text = path.read_text().replace("end: '2024-01-11'", "end: '2024-01-11'\n  timezone: America/New_York")
     path.write_text(text)
@@ -195,14 +191,10 @@ def test_static_and_dynamic_partitions_run_every_key_on_each_tick(
     empty = tick(defs, "d_schedule", at, persistent_instance)
     assert empty.run_requests == [] and "no partitions yet" in empty.skip_message
     persistent_instance.add_dynamic_partitions("d_keys", ["a", "b"])
-    assert sorted(
-        r.partition_key for r in tick(defs, "d_schedule", at, persistent_instance).run_requests
-    ) == ["a", "b"]
+    assert sorted(r.partition_key for r in tick(defs, "d_schedule", at, persistent_instance).run_requests) == ["a", "b"]
 
 
-def test_interval_mode_is_a_sensor_with_that_minimum_interval(
-    project: Path, instance: dg.DagsterInstance
-) -> None:
+def test_interval_mode_is_a_sensor_with_that_minimum_interval(project: Path, instance: dg.DagsterInstance) -> None:
     defs = build(simple(project, schedule={"every": "5m"}))
     assert list(defs.schedules or []) == []
     sensor = defs.resolve_sensor_def("simple_every_300s")

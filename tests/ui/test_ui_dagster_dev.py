@@ -20,9 +20,7 @@ from support import graphql, npm_install
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
-PLAYWRIGHT_DIR = Path(
-    os.environ.get("ODIBI_PLAYWRIGHT_DIR", Path.home() / ".cache" / "odibi_dagster" / "playwright")
-)
+PLAYWRIGHT_DIR = Path(os.environ.get("ODIBI_PLAYWRIGHT_DIR", Path.home() / ".cache" / "odibi_dagster" / "playwright"))
 DAGSTER = str(Path(sys.executable).parent / "dagster")
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]

@@ -48,8 +48,9 @@ def _launch(base: str, params: dict[str, Any]) -> str:
 def _wait_run(base: str, run_id: str, timeout: float = 180) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        status = graphql(base, "query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }",
-                         {"id": run_id})["runOrError"]["status"]
+        status = graphql(base, "query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }", {"id": run_id})[
+            "runOrError"
+        ]["status"]
         if status in ("SUCCESS", "FAILURE", "CANCELED"):
             return str(status)
         time.sleep(0.25)
@@ -82,25 +83,42 @@ def test_ui_launches_run_in_process_and_a_backfill_records_each_partition(tmp_pa
         job_run = _launch(base, {"selector": {**REPO_SELECTOR, "jobName": "sales_medallion"}, "runConfigData": {}})
         assert _wait_run(base, job_run) == "SUCCESS"
         nodes = _group(base, "sales_medallion")
-        checks = [{"assetKey": {"path": n["assetKey"]["path"]}, "name": c["name"]}
-                  for n in nodes for c in n["assetChecksOrError"]["checks"]]
+        checks = [
+            {"assetKey": {"path": n["assetKey"]["path"]}, "name": c["name"]}
+            for n in nodes
+            for c in n["assetChecksOrError"]["checks"]
+        ]
         assert len(checks) == 4
-        all_run = _launch(base, {"selector": {**REPO_SELECTOR, "jobName": "__ASSET_JOB",
-                                              "assetSelection": [{"path": n["assetKey"]["path"]} for n in nodes],
-                                              "assetCheckSelection": checks}, "runConfigData": {}})
+        all_run = _launch(
+            base,
+            {
+                "selector": {
+                    **REPO_SELECTOR,
+                    "jobName": "__ASSET_JOB",
+                    "assetSelection": [{"path": n["assetKey"]["path"]} for n in nodes],
+                    "assetCheckSelection": checks,
+                },
+                "runConfigData": {},
+            },
+        )
         assert _wait_run(base, all_run) == "SUCCESS"
 
         # 2. A backfill of all 14 days (single_run: one run for the range), then two days alone.
         daily = [{"path": n["assetKey"]["path"]} for n in _group(base, "daily_sales")]
-        result = graphql(base, BACKFILL, {"p": {"partitionNames": DAYS, "assetSelection": daily,
-                                                "fromFailure": False}})["launchPartitionBackfill"]
+        result = graphql(
+            base, BACKFILL, {"p": {"partitionNames": DAYS, "assetSelection": daily, "fromFailure": False}}
+        )["launchPartitionBackfill"]
         assert result["__typename"] == "LaunchBackfillSuccess", result
         backfill_id = result["backfillId"]
         deadline = time.monotonic() + 240
         status = "REQUESTED"
         while time.monotonic() < deadline:
-            backfill = graphql(base, """query($id: String!) { partitionBackfillOrError(backfillId: $id) {
-                ... on PartitionBackfill { status runs { runId status } } } }""", {"id": backfill_id})
+            backfill = graphql(
+                base,
+                """query($id: String!) { partitionBackfillOrError(backfillId: $id) {
+                ... on PartitionBackfill { status runs { runId status } } } }""",
+                {"id": backfill_id},
+            )
             status = backfill["partitionBackfillOrError"]["status"]
             if status not in ("REQUESTED", "CANCELING", "FAILING"):
                 break
@@ -110,8 +128,14 @@ def test_ui_launches_run_in_process_and_a_backfill_records_each_partition(tmp_pa
         assert range_run["status"] == "SUCCESS"
         alone = {}
         for day in ALONE:
-            run_id = _launch(base, {"selector": {**REPO_SELECTOR, "jobName": "daily_sales"}, "runConfigData": {},
-                                    "executionMetadata": {"tags": [{"key": "dagster/partition", "value": day}]}})
+            run_id = _launch(
+                base,
+                {
+                    "selector": {**REPO_SELECTOR, "jobName": "daily_sales"},
+                    "runConfigData": {},
+                    "executionMetadata": {"tags": [{"key": "dagster/partition", "value": day}]},
+                },
+            )
             assert _wait_run(base, run_id) == "SUCCESS"
             alone[day] = run_id
 
@@ -125,7 +149,8 @@ def test_ui_launches_run_in_process_and_a_backfill_records_each_partition(tmp_pa
             key = dg.AssetKey(node["path"])
             records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key), limit=100).records
             by_run: dict[tuple[str, str | None], dg.AssetMaterialization] = {
-                (r.run_id, r.asset_materialization.partition): r.asset_materialization for r in records}
+                (r.run_id, r.asset_materialization.partition): r.asset_materialization for r in records
+            }
             assert {p for (run, p) in by_run if run == range_run["runId"]} == set(DAYS), key
             for day, run_id in alone.items():
                 ranged, single = _metadata(by_run[(range_run["runId"], day)]), _metadata(by_run[(run_id, day)])
@@ -145,7 +170,8 @@ def test_ui_launches_run_in_process_and_a_backfill_records_each_partition(tmp_pa
     for record in lineage["steps"]:
         assert record["status"] == "success" and record["attempt"] == 1, record["step_name"]
         per_step.setdefault(record["step_name"], set()).add(record["partition_key"])
-    assert per_step == {s: set(DAYS) for s in ("ingest_daily_sales", "summarise_day", "trailing_week",
-                                                 "save_daily_revenue")}
+    assert per_step == {
+        s: set(DAYS) for s in ("ingest_daily_sales", "summarise_day", "trailing_week", "save_daily_revenue")
+    }
     story = (run_dir / "story.html").read_text()
     assert all(f"partition {day}" in story for day in DAYS)

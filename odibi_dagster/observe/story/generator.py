@@ -181,8 +181,7 @@ def graph_layout(
         if d > 0:
             col.sort(
                 key=lambda n: (
-                    sum(row_of[p] for p in preds[n] if p in row_of)
-                    / max(len([p for p in preds[n] if p in row_of]), 1)
+                    sum(row_of[p] for p in preds[n] if p in row_of) / max(len([p for p in preds[n] if p in row_of]), 1)
                     if any(p in row_of for p in preds[n])
                     else float("inf"),
                     order.index(n),
@@ -390,9 +389,7 @@ class StoryGenerator:
             "after_snapshot", "schema_diff", "row_delta", "error_message", "inputs", "outputs", "sql",
             "explanation", "pid", "partition_key",
         }  # fmt: skip
-        extra = [
-            (str(k), _text(v)) for k, v in step.items() if k not in known and v not in (None, "", [], {})
-        ]
+        extra = [(str(k), _text(v)) for k, v in step.items() if k not in known and v not in (None, "", [], {})]
         return {
             "anchor": f"step-{index + 1}",
             "name": name,
