@@ -40,10 +40,10 @@ def _partition_variables(pipeline: PipelineConfig) -> dict[str, Any] | None:
     from odibi_dagster.triggers.partitions import build_partitions_def
 
     pdef = build_partitions_def(pipeline.partitions, pipeline.name)
-    keys = pdef.get_partition_keys() if pdef is not None else []
-    if not keys:
+    first = pdef.get_first_partition_key() if pdef is not None else None  # not every key: hourly lists are long
+    if first is None:
         return None
-    variables.update(partition_key=keys[0], partition_keys=[keys[0]])
+    variables.update(partition_key=first, partition_keys=[first])
     return variables
 
 
