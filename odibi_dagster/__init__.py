@@ -15,10 +15,10 @@ if TYPE_CHECKING:
     from odibi_dagster.config.models import PipelineConfig, Step
     from odibi_dagster.config.validation import load_pipeline, load_pipelines, validate_pipeline
     from odibi_dagster.engines.base import DatasetRef, EngineContext, Snapshot, WriteInfo
-    from odibi_dagster.engines.connections import OdibiConnection
     from odibi_dagster.engines.pandas_duckdb import PandasDuckDBEngine
     from odibi_dagster.engines.spark import SparkEngine
     from odibi_dagster.io.dataset_io_manager import OdibiIOManager
+    from odibi_dagster.translate.connections import OdibiConnection
     from odibi_dagster.translate.definitions import build_definitions
     from odibi_dagster.translate.translator import OdibiStep, OdibiTranslator
 
@@ -38,7 +38,7 @@ _EXPORTS = {
     "EngineContext": "odibi_dagster.engines.base",
     "Snapshot": "odibi_dagster.engines.base",
     "WriteInfo": "odibi_dagster.engines.base",
-    "OdibiConnection": "odibi_dagster.engines.connections",
+    "OdibiConnection": "odibi_dagster.translate.connections",
     "PandasDuckDBEngine": "odibi_dagster.engines.pandas_duckdb",
     "OdibiIOManager": "odibi_dagster.io.dataset_io_manager",
     "build_definitions": "odibi_dagster.translate.definitions",

@@ -21,7 +21,8 @@ from odibi_dagster.config.errors import ConfigValidationError
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     from odibi_dagster.config.loaders import discover
-    from odibi_dagster.config.validation import checking_sources, load_pipelines
+    from odibi_dagster.config.validation import load_pipelines
+    from odibi_dagster.engines.preflight import check_data
 
     failed = False
     names: dict[str, str] = {}
@@ -29,8 +30,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     files = [f for path in args.paths for f in (discover(path) if Path(path).is_dir() and discover(path) else [path])]
     for path in files:
         try:
-            with checking_sources(remote=args.check_sources):
-                pipelines = load_pipelines(path, project=args.project, enabled_only=not args.all_rows)
+            pipelines = load_pipelines(path, project=args.project, enabled_only=not args.all_rows)
+            check_data(pipelines, remote=args.check_sources)  # sources exist, SQL binds to their columns
         except ConfigValidationError as exc:
             failed = True
             for problem in exc.problems:
@@ -93,11 +94,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         os.environ[cli_run.EXECUTOR_ENV] = args.executor
     if args.base_dir:
         os.environ["ODIBI_BASE_DIR"] = str(Path(args.base_dir).resolve())
-    from odibi_dagster.config.validation import checking_sources
+    from odibi_dagster.engines.preflight import check_data
 
     try:
-        with checking_sources():  # a missing source or column stops the run before it starts
-            defs = cli_run.cli_definitions()
+        defs = cli_run.cli_definitions()
+        # A missing source or column stops the run before it starts.
+        check_data([cli_run.plan_for(job).pipeline for job in cli_run.pipeline_jobs()])
     except ConfigValidationError as exc:
         for problem in exc.problems:
             print(problem)
@@ -201,6 +203,7 @@ def _run_each(
 ) -> int:
     import dagster as dg
 
+    from odibi_dagster.observe.run_summary import summarize_run
     from odibi_dagster.translate import cli_run
 
     failures = 0
@@ -236,7 +239,7 @@ def _run_each(
                 raise_on_error=False,
             )
         run_id, success = result.run_id, result.success
-        summary = cli_run.summarize_run(instance, run_id, plan)
+        summary = summarize_run(instance, run_id, plan.steps_by_op)
         elapsed = (time.perf_counter() - started) * 1000
         failed = [s for s in summary if s["status"] == "failed"]
         cli_run.pipeline_event(

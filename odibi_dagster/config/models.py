@@ -377,6 +377,8 @@ class PipelineConfig(_Strict):
     _data_root_alternatives: tuple[Path, ...] = PrivateAttr(default=())
     # Where this config depends on a documented difference from ODIBI CORE (`validate` prints them).
     _warnings: tuple[tuple[str | None, str, str], ...] = PrivateAttr(default=())
+    # ODIBI's own config forms: rows of a CSV table skipped for enabled = 0 (None: not that form).
+    _odibi_origin: int | None = PrivateAttr(default=None)
 
     @property
     def source(self) -> Path | None:
@@ -417,6 +419,20 @@ class PipelineConfig(_Strict):
     def compatibility_warnings(self) -> tuple[tuple[str | None, str, str], ...]:
         """``(step, field, message)`` where the config relies on a documented difference from ODIBI."""
         return self._warnings
+
+    @property
+    def odibi_form(self) -> bool:
+        """Whether this came from ODIBI's own forms (a bare list of steps, a SQLite or CSV table)."""
+        return self._odibi_origin is not None
+
+    @property
+    def disabled_csv_rows(self) -> int:
+        """Rows of its CSV config table skipped for enabled = 0."""
+        return self._odibi_origin or 0
+
+    def with_odibi_origin(self, disabled_csv_rows: int = 0) -> PipelineConfig:
+        self._odibi_origin = disabled_csv_rows
+        return self
 
     def with_warnings(self, warnings: list[tuple[str | None, str, str]]) -> PipelineConfig:
         self._warnings = tuple(warnings)

@@ -7,13 +7,11 @@ names found", "Circular dependency: a → b → a", "has invalid layer").
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import datetime as dt
 import re
 import zoneinfo
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +37,6 @@ from odibi_dagster.config.models import (
 )
 from odibi_dagster.config.names import dagster_name
 from odibi_dagster.config.roots import odibi_project_root
-from odibi_dagster.config.sources import check_columns, check_sources
 from odibi_dagster.config.sql import dialect_for, parse_sql, referenced_tables
 from odibi_dagster.config.templating import (
     KNOWN_VARIABLES,
@@ -50,23 +47,6 @@ from odibi_dagster.config.templating import (
     sample_variables,
     template_variables,
 )
-
-# Whether validation also checks that sources exist and SQL columns bind (None: no; "local";
-# "all": remote paths too). `odibi-dagster validate` and `run` do; build_definitions does not,
-# so code servers and CI load definitions without the data (see checking_sources).
-_SOURCE_CHECKS: contextvars.ContextVar[str | None] = contextvars.ContextVar("odibi_source_checks", default=None)
-
-
-@contextlib.contextmanager
-def checking_sources(remote: bool = False) -> Iterator[None]:
-    """Within this block, validation also checks every file source exists (remote ones too if
-    ``remote``) and binds every SQL step against the columns of its inputs."""
-    token = _SOURCE_CHECKS.set("all" if remote else "local")
-    try:
-        yield
-    finally:
-        _SOURCE_CHECKS.reset(token)
-
 
 # Longest chain of dependent steps a pipeline may have: Dagster walks its graph recursively,
 # and build_definitions raises the recursion limit to match (see translate.definitions).
@@ -492,31 +472,6 @@ def _parses(sql: str, dialect: str) -> bool:
     return True
 
 
-def _check_io_params(pipeline: PipelineConfig, step: Step, col: _Collector) -> None:
-    """Reader/writer params of a file ingest or store on the pandas engine must be ones its
-    format accepts (the format from ``format``/``source_type`` or the path's extension)."""
-    from odibi_dagster.engines import formats
-
-    kind = {"ingest": "reader", "store": "writer", "publish": "writer"}.get(step.layer)
-    engine = step.engine or pipeline.engine
-    if kind is None or engine != "pandas" or step.type in ("function", "api", "sql") or "connection" in step.params:
-        return
-    explicit = step.params.get("format") or step.params.get("source_type")
-    try:
-        fmt = formats.resolve_format(step.value, step.params) if explicit or formats._ext_format(step.value) else None
-    except ValueError as exc:
-        col.add(step, "params.format" if explicit else "value", str(exc))
-        return
-    accepted = formats.accepted_params(fmt, kind) if fmt else None
-    if accepted is None:
-        return
-    for key in step.params:
-        if key not in accepted:
-            col.add(
-                step, f"params.{key}", f"unknown {fmt} {kind} param '{key}'; supported: {', '.join(sorted(accepted))}"
-            )
-
-
 def _check_step_details(pipeline: PipelineConfig, steps: list[Step], col: _Collector) -> None:
     partitioned = pipeline.partitions is not None
     connect_steps = {s.name for s in steps if s.layer == "connect"}
@@ -546,7 +501,6 @@ def _check_step_details(pipeline: PipelineConfig, steps: list[Step], col: _Colle
                     problem = None if "connection" in s.params else binding_problem(fn, list(s.inputs), list(s.params))
                     if problem is not None:
                         col.add(s, "inputs" if s.inputs and "input" in problem else "value", problem)
-        _check_io_params(pipeline, s, col)
         conn = s.params.get("connection")
         if conn is not None and (not isinstance(conn, str) or conn not in connect_steps):
             known = ", ".join(sorted(connect_steps)) or "none"
@@ -646,8 +600,8 @@ def _check_retry(retry: RetryConfig | None, step: Step | None, where: str, col: 
 
 
 def _check_pipeline(pipeline: PipelineConfig, steps: list[Step], col: _Collector) -> None:
-    from odibi_dagster.triggers.partitions import build_partitions_def
-    from odibi_dagster.triggers.schedules import interval_seconds, is_valid_cron
+    from odibi_dagster.config.partitions import build_partitions_def
+    from odibi_dagster.config.schedules import interval_seconds, is_valid_cron
 
     if pipeline.engine not in VALID_ENGINES:
         col.add(
@@ -762,56 +716,6 @@ def _check_pipeline(pipeline: PipelineConfig, steps: list[Step], col: _Collector
                 )
 
 
-def _compatibility_warnings(
-    pipeline: PipelineConfig, raw: RawPipeline, schemas: dict[str, list[tuple[str, str]]]
-) -> list[tuple[str | None, str, str]]:
-    """Where an ODIBI-form config relies on a documented difference from ODIBI CORE (README):
-    a store that writes timestamps to JSON or booleans to CSV (known from the schemas that
-    validation propagated), and CSV config rows skipped for enabled = 0."""
-    from odibi_dagster.engines import formats
-
-    out: list[tuple[str | None, str, str]] = []
-    if raw.disabled_csv_rows:
-        out.append(
-            (
-                None,
-                "enabled",
-                f"{raw.disabled_csv_rows} row(s) with enabled = 0 are skipped; ODIBI CORE's "
-                "CSV loader runs them (validate/run --all-rows includes them)",
-            )
-        )
-    for step in pipeline.steps:
-        if step.layer not in SINK_LAYERS or (step.engine or pipeline.engine) != "pandas" or "connection" in step.params:
-            continue
-        try:
-            fmt = (
-                formats.resolve_format(step.value, step.params)
-                if formats._ext_format(step.value) or step.params.get("format") or step.params.get("source_type")
-                else None
-            )
-        except ValueError:
-            continue
-        types = [t.upper() for ds in step.inputs.values() for _, t in schemas.get(ds, [])]
-        if (
-            fmt in ("json", "jsonl")
-            and "date_format" not in step.params
-            and any(t.startswith(("TIMESTAMP", "DATE")) for t in types)
-        ):
-            out.append(
-                (
-                    step.name,
-                    "value",
-                    "timestamps are written as ISO 8601 text; ODIBI CORE's pandas engine "
-                    "writes epoch milliseconds (params.date_format: epoch writes those)",
-                )
-            )
-        elif fmt == "csv" and "BOOLEAN" in types:
-            out.append(
-                (step.name, "value", "booleans are written true/false; ODIBI CORE's pandas engine writes True/False")
-            )
-    return out
-
-
 def validate_raw(raw: RawPipeline) -> tuple[PipelineConfig | None, list[Problem]]:
     """Validate one raw config; returns the model (when valid) and every problem found."""
     col = _Collector(raw)
@@ -831,15 +735,8 @@ def validate_raw(raw: RawPipeline) -> tuple[PipelineConfig | None, list[Problem]
         _check_pipeline(pipeline, steps, col)
     if raw.document.get("steps") and not steps and not col.problems:
         col.add(None, "steps", "Config is empty - no enabled steps found")
-    if pipeline is not None and not col.problems and _SOURCE_CHECKS.get() is not None:
-        # Before any run: sources exist, and SQL binds against the columns flowing into it.
-        def report(step: Step, field: str, message: str) -> None:
-            col.add(step, field, message)
-
-        schemas = check_sources(pipeline, steps, report, check_remote=_SOURCE_CHECKS.get() == "all")
-        check_columns(pipeline, steps, schemas, report)
-        if raw.odibi_format:
-            pipeline.with_warnings(_compatibility_warnings(pipeline, raw, schemas))
+    if pipeline is not None and raw.odibi_format:
+        pipeline.with_odibi_origin(raw.disabled_csv_rows)
     if col.problems:
         return None, col.problems
     return pipeline, []

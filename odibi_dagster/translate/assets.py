@@ -14,7 +14,7 @@ from odibi_dagster.config.models import DATA_LAYERS, SINK_LAYERS, PartitionMappi
 from odibi_dagster.config.names import dagster_name
 from odibi_dagster.engines.base import DatasetRef
 from odibi_dagster.io.dataset_io_manager import LOAD_FAILURE_LISTENERS
-from odibi_dagster.translate.plan import PipelinePlan
+from odibi_dagster.plan import PipelinePlan
 from odibi_dagster.translate.runtime import (
     StepExecution,
     StepRunConfig,

@@ -12,7 +12,8 @@ from typing import Any
 
 import dagster as dg
 
-from odibi_dagster.translate.plan import PipelinePlan
+from odibi_dagster.observe.run_summary import headline
+from odibi_dagster.plan import PipelinePlan
 
 PATHS_ENV = "ODIBI_CLI_PATHS"
 JOB_ENV = "ODIBI_CLI_JOB"
@@ -66,7 +67,7 @@ class _ProgressHandler(logging.Handler):
             while err is not None and err.cause is not None:  # show the step's own error, not the retry wrapper
                 err = err.cause
             interrupted = err is not None and err.cls_name == "DagsterExecutionInterruptedError"
-            message = "interrupted (SIGINT/SIGTERM)" if interrupted else _headline(err.message if err else "")
+            message = "interrupted (SIGINT/SIGTERM)" if interrupted else headline(err.message if err else "")
             print(f"  FAIL  {name:<32} {message}", flush=True)
         elif kind == "STEP_UP_FOR_RETRY":
             print(f"  retry {name}", flush=True)
@@ -86,12 +87,6 @@ def _display_name(op_name: str) -> str:
     return "".join(
         ch if unicodedata.category(ch) not in ("Cc", "Cf") else ch.encode("unicode_escape").decode() for ch in name
     )
-
-
-def _headline(message: str) -> str:
-    """The line of an error that says what went wrong (DuckDB puts hints on later lines)."""
-    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
-    return lines[0] if lines else ""
 
 
 @cache
@@ -203,38 +198,9 @@ def run_tag_sets(
 
 
 def pipeline_event(plan: PipelinePlan, event: str, data: dict[str, Any]) -> None:
-    from odibi_dagster.translate.events import deliver
+    from odibi_dagster.observe.events import deliver
 
     deliver(plan.pipeline, event, data)
-
-
-def summarize_run(instance: dg.DagsterInstance, run_id: str, plan: PipelinePlan | None = None) -> list[dict[str, Any]]:
-    """Per step (named as in the config): status and the error message of failures (read from
-    the event log). Step names come from ``plan``, else from the CLI's pipelines."""
-    names = plan.steps_by_op if plan is not None else _step_names()
-    out: dict[str, dict[str, Any]] = {}
-    for record in instance.all_logs(run_id):
-        ev = record.dagster_event
-        if ev is None or not ev.step_key:
-            continue
-        name = names.get(ev.step_key, ev.step_key)
-        if ev.event_type_value == "STEP_SUCCESS":
-            out[name] = {"step": name, "status": "success", "error": None, "interrupted": False}
-        elif ev.event_type_value == "STEP_FAILURE":
-            err = ev.event_specific_data.error
-            while err is not None and err.cause is not None:
-                err = err.cause
-            interrupted = err is not None and err.cls_name == "DagsterExecutionInterruptedError"
-            msg = "interrupted (SIGINT/SIGTERM)" if interrupted else (err.message.strip() if err else "failed")
-            out[name] = {
-                "step": name,
-                "status": "failed",
-                "error": _headline(msg) or "failed",
-                "interrupted": interrupted,
-            }
-        elif ev.event_type_value == "STEP_SKIPPED":
-            out.setdefault(name, {"step": name, "status": "skipped", "error": None, "interrupted": False})
-    return list(out.values())
 
 
 # A run in one of these has not ended (QUEUED runs are the daemon's, not a CLI process's).

@@ -11,10 +11,10 @@ import dagster as dg
 from odibi_dagster.config.errors import ConfigValidationError, Problem
 from odibi_dagster.config.models import PipelineConfig
 from odibi_dagster.config.validation import load_pipelines, validate_pipeline
-from odibi_dagster.engines.connections import OdibiConnection
 from odibi_dagster.io.dataset_io_manager import OdibiIOManager
+from odibi_dagster.plan import PANDAS_ENGINE_KEY, SPARK_ENGINE_KEY, PipelinePlan, make_plan
 from odibi_dagster.translate.assets import build_step_assets
-from odibi_dagster.translate.plan import PANDAS_ENGINE_KEY, SPARK_ENGINE_KEY, PipelinePlan, make_plan
+from odibi_dagster.translate.connections import OdibiConnection
 from odibi_dagster.translate.translator import OdibiStep, OdibiTranslator
 
 PathOrConfig = str | os.PathLike[str] | PipelineConfig

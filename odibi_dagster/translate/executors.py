@@ -37,7 +37,7 @@ from dagster._core.executor.multiprocess import MultiprocessExecutor
 from odibi_dagster.config.models import ExecutorConfig
 
 if TYPE_CHECKING:
-    from odibi_dagster.translate.plan import PipelinePlan
+    from odibi_dagster.plan import PipelinePlan
 
 #: ``<pid of the run process>:<file>``: the plans a run process shares with its step processes.
 STEP_PLANS_ENV = "ODIBI_STEP_PLANS"

@@ -34,14 +34,14 @@ from odibi_dagster.engines.source_ref import (
     verified_manifest,
 )
 from odibi_dagster.io.dataset_io_manager import OdibiIOManager
+from odibi_dagster.observe import events
 from odibi_dagster.observe.lineage import sql_column_lineage
 from odibi_dagster.observe.metadata import column_schema, dataset_metadata
 from odibi_dagster.observe.redact import Redactor, redact_url
 from odibi_dagster.observe.snapshot import normalize_type, snapshot_ref
 from odibi_dagster.observe.story.generator import StoryGenerator
 from odibi_dagster.observe.tracker import RunTracker
-from odibi_dagster.translate import events
-from odibi_dagster.translate.plan import PipelinePlan
+from odibi_dagster.plan import PipelinePlan
 from odibi_dagster.triggers.sensors import dynamic_file_source
 
 

@@ -18,8 +18,8 @@ import dagster as dg
 
 from odibi_dagster.config.models import SINK_LAYERS, PipelineConfig, Step
 from odibi_dagster.config.names import asset_key_part, dagster_name
+from odibi_dagster.config.partitions import build_partitions_def
 from odibi_dagster.observe.redact import redact_params, redact_url
-from odibi_dagster.triggers.partitions import build_partitions_def
 
 _TAG_VALUE = re.compile(r"[^A-Za-z0-9_.-]")
 

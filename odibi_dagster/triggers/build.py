@@ -6,7 +6,7 @@ from typing import Any
 
 import dagster as dg
 
-from odibi_dagster.translate.plan import PipelinePlan
+from odibi_dagster.plan import PipelinePlan
 from odibi_dagster.triggers.schedules import build_schedule
 from odibi_dagster.triggers.sensors import build_sensors
 

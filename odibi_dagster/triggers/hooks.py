@@ -14,8 +14,8 @@ from typing import Any
 
 import dagster as dg
 
-from odibi_dagster.translate import events
-from odibi_dagster.translate.plan import PipelinePlan
+from odibi_dagster.observe import events
+from odibi_dagster.plan import PipelinePlan
 
 #: How often the run-status sensors look for finished runs (Dagster's default is 30s): hooks
 #: fire within about this long of the run's status change.
@@ -51,7 +51,7 @@ def event_data(
     """ODIBI's event data for ``event`` of ``run``: ``start_time`` for pipeline_start;
     ``success_count``, ``failed_count``, ``duration_ms`` for pipeline_complete and
     pipeline_error, which also carries ``error_message``."""
-    from odibi_dagster.translate.cli_run import summarize_run
+    from odibi_dagster.observe.run_summary import summarize_run
 
     record = instance.get_run_record_by_id(run.run_id)
     start_ts = record.start_time if record is not None else None
@@ -61,7 +61,7 @@ def event_data(
     if event == "pipeline_start":
         data["start_time"] = _iso(start_ts) or dt.datetime.now(dt.UTC).isoformat()
         return data
-    steps = summarize_run(instance, run.run_id, plan)
+    steps = summarize_run(instance, run.run_id, plan.steps_by_op if plan is not None else {})
     end_ts = record.end_time if record is not None else None
     data.update(
         start_time=_iso(start_ts),

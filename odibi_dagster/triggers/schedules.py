@@ -1,46 +1,15 @@
-"""Schedules of a pipeline (``schedule: {cron, timezone}``) and the cron / interval helpers
-shared by validation and the schedule builders."""
+"""Schedules of a pipeline (``schedule: {cron, timezone}``); the cron and interval rules
+live in ``config.schedules``, shared with validation."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import dagster as dg
 
-# Dagster's own cron parser (the one its schedules use), so validation and the
-# daemon agree on what a valid expression is.
-from dagster._utils.schedules import is_valid_cron_string
-
 from odibi_dagster.config.names import dagster_name
-from odibi_dagster.translate.plan import PipelinePlan
-from odibi_dagster.triggers.partitions import build_partitions_def, latest_complete_partition
-
-_UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600, "d": 86400}
-
-
-def is_valid_cron(expr: str) -> bool:
-    """Whether Dagster accepts ``expr`` as a cron schedule."""
-    try:
-        return bool(is_valid_cron_string(expr))
-    except Exception:
-        return False
-
-
-def interval_seconds(every: str | int) -> int:
-    """Seconds of ODIBI's interval mode: ``300``, ``"300s"``, ``"5m"``, ``"1h"``."""
-    if isinstance(every, bool):
-        raise ValueError(f"'{every}' is not an interval")
-    if isinstance(every, int):
-        seconds = every
-    else:
-        m = re.fullmatch(r"\s*(\d+)\s*(s|sec|m|min|h|hr|d)?\s*", str(every))
-        if not m:
-            raise ValueError(f"'{every}' is not an interval (use e.g. 300, '300s', '5m', '1h')")
-        seconds = int(m.group(1)) * _UNITS[m.group(2) or "s"]
-    if seconds < 30:
-        raise ValueError(f"interval of {seconds}s is shorter than Dagster's 30s minimum tick interval")
-    return seconds
+from odibi_dagster.config.partitions import build_partitions_def, latest_complete_partition
+from odibi_dagster.plan import PipelinePlan
 
 
 def schedule_name(plan: PipelinePlan) -> str:

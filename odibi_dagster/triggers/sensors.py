@@ -36,15 +36,15 @@ import dagster as dg
 
 from odibi_dagster.config.models import FileWatchSensorConfig, PollingSensorConfig, Step
 from odibi_dagster.config.names import dagster_name
-from odibi_dagster.engines import paths
-from odibi_dagster.translate.plan import PipelinePlan
-from odibi_dagster.triggers.partitions import (
+from odibi_dagster.config.partitions import (
     build_partitions_def,
     file_from_partition_key,
     file_partition_key,
     latest_complete_partition,
     partition_for_path,
 )
+from odibi_dagster.engines import paths
+from odibi_dagster.plan import PipelinePlan
 
 SENSOR_TAG = "odibi/sensor"
 FILE_TAG = "odibi/file"
@@ -512,10 +512,10 @@ def _jsonable(value: Any) -> Any:
 def polling_source_url(plan: PipelinePlan, cfg: PollingSensorConfig) -> str:
     """The SQLAlchemy URL a polling sensor queries: ``source`` itself or its connect step's URL
     (``{{ env.NAME }}`` filled in, relative SQLite paths against the config's directory)."""
-    from odibi_dagster.engines.connections import OdibiConnection
+    from odibi_dagster.config.templating import EnvNamespace, render_text
 
     url = cfg.source if "://" in cfg.source else plan.pipeline.step(cfg.source).value
-    resolved, _secrets = OdibiConnection(url=url).resolved()
+    resolved = render_text(url, {"env": EnvNamespace()})
     return plan.resolve_path(resolved)
 
 
@@ -625,8 +625,8 @@ def sensor_names(plan: PipelinePlan) -> Iterator[tuple[FileWatchSensorConfig | P
 def build_sensors(plan: PipelinePlan, job: Any) -> list[Any]:
     """File-watch and polling sensors from ``sensors:``, the interval sensor of
     ``schedule: {every: ...}``, and run-status sensors for pipeline hooks."""
+    from odibi_dagster.config.schedules import interval_seconds
     from odibi_dagster.triggers.hooks import build_hook_sensors
-    from odibi_dagster.triggers.schedules import interval_seconds
 
     out: list[Any] = []
     for cfg, name in sensor_names(plan):

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from odibi_dagster import ConfigValidationError, build_definitions, load_pipelines
-from odibi_dagster.config.validation import checking_sources
+from odibi_dagster.engines.preflight import check_data
 
 CLI = str(Path(sys.executable).parent / "odibi-dagster")
 ODIBI_COLUMNS = ["Layer", "StepName", "StepType", "Engine", "Value", "Params", "Inputs", "Outputs"]
@@ -282,7 +282,7 @@ def test_pandas_json_writer_options_are_honoured_and_unknown_ones_rejected(tmp_p
     steps[1]["params"] = {"orient": "records", "indnt": 2}
     config.write_text(yaml.safe_dump({"pipeline": "writers", "steps": steps}))
     with pytest.raises(ConfigValidationError) as err:
-        load_pipelines(config)
+        check_data(load_pipelines(config))
     [problem] = err.value.problems
     assert (problem.step, problem.field) == ("save", "params.indnt")
     assert "unknown json writer param 'indnt'; supported:" in problem.message and "indent" in problem.message
@@ -345,8 +345,7 @@ def test_validate_reports_a_missing_source_and_misspelled_columns_before_any_run
         start="2024-01-01",
         end="2024-01-03",
     )
-    with checking_sources():
-        load_pipelines(_fix_again(templated))
+    check_data(load_pipelines(_fix_again(templated)))
     glob_missing = _two_step(
         tmp_path,
         "days/{{ partition_key }}/sales-*.csv",
@@ -355,8 +354,8 @@ def test_validate_reports_a_missing_source_and_misspelled_columns_before_any_run
         start="2024-01-01",
         end="2024-01-03",
     )
-    with checking_sources(), pytest.raises(ConfigValidationError) as err:
-        load_pipelines(_fix_again(glob_missing))
+    with pytest.raises(ConfigValidationError) as err:
+        check_data(load_pipelines(_fix_again(glob_missing)))
     assert "no file matches" in str(err.value) and "rendered with the first partition key" in str(err.value)
 
 
@@ -480,8 +479,8 @@ def test_spark_sql_columns_are_checked_against_the_propagated_schema(tmp_path: P
         )
     )
     load_pipelines(config)  # without the data checks: valid
-    with checking_sources(), pytest.raises(ConfigValidationError) as err:
-        load_pipelines(config)
+    with pytest.raises(ConfigValidationError) as err:
+        check_data(load_pipelines(config))
     [problem] = err.value.problems
     assert (problem.step, problem.field) == ("pick", "value")
     assert problem.message == "column 'amont' not found in the step's inputs; did you mean 'amount'?"
@@ -494,16 +493,14 @@ def test_remote_sources_are_checked_only_when_asked(tmp_path: Path) -> None:
     fs.pipe("/odibi-compat/here.csv", b"id\n1\n")
     config = _two_step(tmp_path, "memory://odibi-compat/missing.csv", "SELECT id AS k, id AS total FROM data")
     _fix_again(config)
-    with checking_sources():
-        load_pipelines(config)  # remote: not checked by default (listing a blob store costs)
-    with checking_sources(remote=True), pytest.raises(ConfigValidationError) as err:
-        load_pipelines(config)
+    check_data(load_pipelines(config))  # remote: not checked by default (listing a blob store costs)
+    with pytest.raises(ConfigValidationError) as err:
+        check_data(load_pipelines(config), remote=True)
     assert "source not found: memory://odibi-compat/missing.csv" in str(err.value)
     doc = yaml.safe_load(config.read_text())
     doc["steps"][0]["value"] = "memory://odibi-compat/here.csv"
     config.write_text(yaml.safe_dump(doc))
-    with checking_sources(remote=True):
-        load_pipelines(config)
+    check_data(load_pipelines(config), remote=True)
 
 
 def test_run_on_a_folder_runs_every_pipeline_and_validate_lists_the_valid_ones(tmp_path: Path) -> None:

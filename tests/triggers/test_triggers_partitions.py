@@ -25,14 +25,14 @@ from odibi_triggers_lib import (
 
 from odibi_dagster.config.errors import ConfigValidationError
 from odibi_dagster.config.models import PartitionsConfig
-from odibi_dagster.config.templating import render_sql
-from odibi_dagster.io.dataset_io_manager import partition_file_stem
-from odibi_dagster.triggers.partitions import (
+from odibi_dagster.config.partitions import (
     build_partitions_def,
     file_from_partition_key,
     file_partition_key,
     partition_for_path,
 )
+from odibi_dagster.config.templating import render_sql
+from odibi_dagster.io.dataset_io_manager import partition_file_stem
 
 INJECTION = "x'; DROP TABLE t; --"
 

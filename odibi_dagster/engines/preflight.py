@@ -1,4 +1,7 @@
-"""Validation before the run: every file source exists, and every SQL step's columns exist.
+"""Checks of the data before a run (``odibi-dagster validate`` and ``run``; not
+``build_definitions``, so definitions load where the data is not): every file source exists,
+every SQL step's columns exist, reader/writer params suit the file format, and where an
+ODIBI-form config relies on a documented difference from ODIBI CORE.
 
 Sources are the ingest steps' local paths, rendered with the pipeline's first partition key;
 globs must match a file; remote paths are checked only when asked (``validate
@@ -18,9 +21,11 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from odibi_dagster.config.models import PipelineConfig, Step
+from odibi_dagster.config.errors import ConfigValidationError, Problem
+from odibi_dagster.config.models import SINK_LAYERS, PipelineConfig, Step
 from odibi_dagster.config.sql import dialect_for
 from odibi_dagster.config.templating import has_template, render_params, render_sql, render_text, sample_variables
+from odibi_dagster.engines import formats, paths
 
 # (step, field, message) -> recorded by the caller's collector
 Report = Callable[[Step, str, str], None]
@@ -37,7 +42,7 @@ def _partition_variables(pipeline: PipelineConfig) -> dict[str, Any] | None:
         return variables
     if pipeline.partitions.type == "dynamic":
         return None
-    from odibi_dagster.triggers.partitions import build_partitions_def
+    from odibi_dagster.config.partitions import build_partitions_def
 
     pdef = build_partitions_def(pipeline.partitions, pipeline.name)
     first = pdef.get_first_partition_key() if pdef is not None else None  # not every key: hourly lists are long
@@ -117,8 +122,6 @@ def check_sources(
         return known
     import duckdb
 
-    from odibi_dagster.engines import formats
-
     conn = duckdb.connect()
     try:
         for step in steps:
@@ -138,8 +141,6 @@ def check_sources(
 
 
 def _remote_exists(path: str) -> bool:
-    from odibi_dagster.engines import paths
-
     try:
         fs = paths.fs_for(path)
         return bool(fs.glob(path)) if any(c in path for c in "*?[") else bool(fs.exists(path))
@@ -255,3 +256,97 @@ def _qualify_spark(step: Step, sql: str, known: dict[str, Schema], report: Repor
     if not selects or any(s.alias_or_name == "*" for s in selects):
         return None
     return [(s.alias_or_name, "VARCHAR") for s in selects]
+
+
+def check_io_params(pipeline: PipelineConfig, step: Step, report: Report) -> None:
+    """Reader/writer params of a file ingest or store on the pandas engine must be ones its
+    format accepts (the format from ``format``/``source_type`` or the path's extension)."""
+    kind = {"ingest": "reader", "store": "writer", "publish": "writer"}.get(step.layer)
+    engine = step.engine or pipeline.engine
+    if kind is None or engine != "pandas" or step.type in ("function", "api", "sql") or "connection" in step.params:
+        return
+    explicit = step.params.get("format") or step.params.get("source_type")
+    try:
+        fmt = formats.resolve_format(step.value, step.params) if explicit or formats._ext_format(step.value) else None
+    except ValueError as exc:
+        report(step, "params.format" if explicit else "value", str(exc))
+        return
+    accepted = formats.accepted_params(fmt, kind) if fmt else None
+    if accepted is None:
+        return
+    for key in step.params:
+        if key not in accepted:
+            report(
+                step, f"params.{key}", f"unknown {fmt} {kind} param '{key}'; supported: {', '.join(sorted(accepted))}"
+            )
+
+
+def compatibility_warnings(
+    pipeline: PipelineConfig, schemas: dict[str, list[tuple[str, str]]]
+) -> list[tuple[str | None, str, str]]:
+    """Where an ODIBI-form config relies on a documented difference from ODIBI CORE (README):
+    a store that writes timestamps to JSON or booleans to CSV (known from the schemas that
+    validation propagated), and CSV config rows skipped for enabled = 0."""
+    out: list[tuple[str | None, str, str]] = []
+    if pipeline.disabled_csv_rows:
+        out.append(
+            (
+                None,
+                "enabled",
+                f"{pipeline.disabled_csv_rows} row(s) with enabled = 0 are skipped; ODIBI CORE's "
+                "CSV loader runs them (validate/run --all-rows includes them)",
+            )
+        )
+    for step in pipeline.steps:
+        if step.layer not in SINK_LAYERS or (step.engine or pipeline.engine) != "pandas" or "connection" in step.params:
+            continue
+        try:
+            fmt = (
+                formats.resolve_format(step.value, step.params)
+                if formats._ext_format(step.value) or step.params.get("format") or step.params.get("source_type")
+                else None
+            )
+        except ValueError:
+            continue
+        types = [t.upper() for ds in step.inputs.values() for _, t in schemas.get(ds, [])]
+        if (
+            fmt in ("json", "jsonl")
+            and "date_format" not in step.params
+            and any(t.startswith(("TIMESTAMP", "DATE")) for t in types)
+        ):
+            out.append(
+                (
+                    step.name,
+                    "value",
+                    "timestamps are written as ISO 8601 text; ODIBI CORE's pandas engine "
+                    "writes epoch milliseconds (params.date_format: epoch writes those)",
+                )
+            )
+        elif fmt == "csv" and "BOOLEAN" in types:
+            out.append(
+                (step.name, "value", "booleans are written true/false; ODIBI CORE's pandas engine writes True/False")
+            )
+    return out
+
+
+def check_data(pipelines: list[PipelineConfig], *, remote: bool = False) -> None:
+    """Check the data of validated ``pipelines`` before a run; raises ``ConfigValidationError``
+    listing every problem (file, line, step, field). Sets each pipeline's compatibility warnings."""
+    problems: list[Problem] = []
+    for pipeline in pipelines:
+        file = str(pipeline.source) if pipeline.source is not None else "<config>"
+
+        def report(step: Step, field: str, message: str, file: str = file) -> None:
+            problems.append(Problem(file, step.name, field, message, step.line))
+
+        before = len(problems)
+        for step in pipeline.steps:
+            check_io_params(pipeline, step, report)
+        if len(problems) > before:
+            continue
+        schemas = check_sources(pipeline, pipeline.steps, report, check_remote=remote)
+        check_columns(pipeline, pipeline.steps, schemas, report)
+        if pipeline.odibi_form:
+            pipeline.with_warnings(compatibility_warnings(pipeline, schemas))
+    if problems:
+        raise ConfigValidationError(problems)
