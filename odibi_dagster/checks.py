@@ -13,15 +13,11 @@ from typing import Any
 import dagster as dg
 
 from odibi_dagster.config.models import CheckConfig, Step
-from odibi_dagster.config.templating import render_sql, sql_literal
+from odibi_dagster.config.templating import quote_ident, render_sql, sql_literal
 from odibi_dagster.engines.base import DatasetRef
 from odibi_dagster.observe.metadata import sample_markdown
 
 FAILING_SAMPLE_ROWS = 5
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def check_target(step: Step, check: CheckConfig) -> str:
@@ -91,11 +87,11 @@ def _failing(ctx: Any, where_sql: str) -> tuple[int, Any]:
 def _evaluate(ctx: Any, check: CheckConfig, variables: Mapping[str, Any]) -> tuple[bool, int, Any, dict[str, Any]]:
     kind = check.kind
     if kind == "not_null":
-        cond = " OR ".join(f"{_ident(c)} IS NULL" for c in check.not_null or [])
+        cond = " OR ".join(f"{quote_ident(c)} IS NULL" for c in check.not_null or [])
         failing, sample = _failing(ctx, cond)
         return failing == 0, failing, sample, {}
     if kind == "unique":
-        cols = ", ".join(_ident(c) for c in check.unique or [])
+        cols = ", ".join(quote_ident(c) for c in check.unique or [])
         dupes = f"SELECT {cols}, COUNT(*) AS n FROM data GROUP BY {cols} HAVING COUNT(*) > 1"
         failing = ctx.execute_sql(f"SELECT COALESCE(SUM(n), 0) FROM ({dupes})").fetchall()[0][0]
         sample = ctx.execute_sql(f"{dupes} ORDER BY n DESC LIMIT {FAILING_SAMPLE_ROWS}").df()
@@ -104,7 +100,7 @@ def _evaluate(ctx: Any, check: CheckConfig, variables: Mapping[str, Any]) -> tup
         av = check.accepted_values
         assert av is not None
         values = ", ".join(sql_literal(v) for v in av.values)
-        col = _ident(av.column)
+        col = quote_ident(av.column)
         failing, sample = _failing(
             ctx,
             f"{col} IS NOT NULL AND CAST({col} AS VARCHAR) NOT IN "

@@ -71,7 +71,7 @@ class PipelinePlan:
         return f"{dagster_name(self.name)}__{dagster_name(step.name)}"
 
     def engine_key(self, step: Step) -> str:
-        return SPARK_ENGINE_KEY if (step.engine or self.pipeline.engine) == "spark" else PANDAS_ENGINE_KEY
+        return SPARK_ENGINE_KEY if self.pipeline.step_engine(step) == "spark" else PANDAS_ENGINE_KEY
 
     def ingests_by_reference(self, step: Step) -> bool:
         """Whether ``step`` may record its source by reference (``ingest_mode: reference``).

@@ -167,10 +167,6 @@ class Step(_Strict):
     def _checks_list(cls, v: Any) -> Any:
         return [] if v is None else v
 
-    @property
-    def resolved_engine(self) -> str:
-        return self.engine or "pandas"
-
 
 class PartitionsConfig(_Strict):
     """Partitions of a pipeline: time windows, a static list, or dynamic keys."""
@@ -450,9 +446,6 @@ class PipelineConfig(_Strict):
     def step(self, name: str) -> Step:
         return next(s for s in self.steps if s.name == name)
 
-    def producers(self) -> dict[str, Step]:
-        """dataset key -> the step producing it."""
-        return {ds: s for s in self.steps for ds in s.outputs.values()}
-
     def step_engine(self, step: Step) -> str:
+        """The engine that runs ``step``: its own ``engine``, else the pipeline's (the one rule)."""
         return step.engine or self.engine

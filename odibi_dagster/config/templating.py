@@ -98,6 +98,11 @@ def sql_literal(value: Any, dialect: str = "duckdb", *, lists: Literal["tuple", 
     return "'" + _escape_in_string(value, "'", dialect) + "'"
 
 
+def quote_ident(name: str) -> str:
+    """``name`` as a quoted SQL identifier (double quotes, embedded quotes doubled)."""
+    return '"' + str(name).replace('"', '""') + '"'
+
+
 def _escape_in_string(value: Any, quote: str, dialect: str) -> str:
     """``value`` as the text inside a ``quote``-delimited SQL string literal."""
     if value is None:

@@ -477,7 +477,7 @@ def _check_step_details(pipeline: PipelineConfig, steps: list[Step], col: _Colle
     connect_steps = {s.name for s in steps if s.layer == "connect"}
     search = pipeline.module_dirs
     for s in steps:
-        engine = s.engine or pipeline.engine
+        engine = pipeline.step_engine(s)
         texts_ok = _check_templates(s.value, "value", s, partitioned, col)
         for where, text in _walk_strings(s.params, "params"):
             _check_templates(text, where, s, partitioned, col)

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from odibi_dagster.config.templating import sql_literal
+from odibi_dagster.config.templating import quote_ident, sql_literal
 from odibi_dagster.engines import paths
 from odibi_dagster.engines.base import WriteInfo
 
@@ -131,11 +131,6 @@ def _call_args(path: Any, named: Mapping[str, Any]) -> str:
     return ", ".join(
         [sql_literal(path, lists="array")] + [f"{k} = {sql_literal(v, lists='array')}" for k, v in named.items()]
     )
-
-
-def quote_ident(name: str) -> str:
-    """Quote an identifier for DuckDB (double quotes, embedded quotes doubled)."""
-    return '"' + str(name).replace('"', '""') + '"'
 
 
 def _unknown(fmt: str, kind: str, names: Iterable[str], allowed: Iterable[str]) -> ValueError:

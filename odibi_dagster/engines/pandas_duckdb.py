@@ -12,15 +12,13 @@ from __future__ import annotations
 import os
 import sys
 import threading
-import uuid
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 import duckdb
 
-from odibi_dagster.config.templating import sql_literal
+from odibi_dagster.config.templating import quote_ident, sql_literal
 from odibi_dagster.engines import formats, paths, source_ref
 from odibi_dagster.engines.base import DatasetFormat, DatasetRef, Snapshot, WriteInfo
 
@@ -251,7 +249,7 @@ class PandasDuckDBContext:
     def _drop_view(self, name: str) -> None:
         # A SQL view from a DatasetRef and a python-registered object share one namespace.
         self.conn.unregister(name)
-        self.conn.execute(f"DROP VIEW IF EXISTS temp.main.{formats.quote_ident(name)}").fetchall()
+        self.conn.execute(f"DROP VIEW IF EXISTS temp.main.{quote_ident(name)}").fetchall()
 
     def _register_ref(self, name: str, ref: DatasetRef) -> None:
         self._drop_view(name)
@@ -363,10 +361,6 @@ class PandasDuckDBContext:
             raise SecretNotFoundError(key)
         return str(value)
 
-    def temp_name(self, prefix: str = "odibi") -> str:
-        """A fresh name for registering intermediate frames."""
-        return f"__{prefix}_{uuid.uuid4().hex[:12]}"
-
 
 class PandasDuckDBEngine(dg.ConfigurableResource):
     """Dagster resource for the pandas+DuckDB engine: ``with engine.context() as ctx: ...``."""
@@ -383,12 +377,3 @@ class PandasDuckDBEngine(dg.ConfigurableResource):
             temp_directory=self.temp_directory,
             secrets=secrets,
         )
-
-    @contextmanager
-    def session(self, secrets: SecretSource | None = None) -> Iterator[PandasDuckDBContext]:
-        """Same as ``with self.context() as ctx``, as a generator-based context manager."""
-        ctx = self.context(secrets)
-        try:
-            yield ctx
-        finally:
-            ctx.close()

@@ -24,7 +24,14 @@ from typing import Any
 from odibi_dagster.config.errors import ConfigValidationError, Problem
 from odibi_dagster.config.models import SINK_LAYERS, PipelineConfig, Step
 from odibi_dagster.config.sql import dialect_for
-from odibi_dagster.config.templating import has_template, render_params, render_sql, render_text, sample_variables
+from odibi_dagster.config.templating import (
+    has_template,
+    quote_ident,
+    render_params,
+    render_sql,
+    render_text,
+    sample_variables,
+)
 from odibi_dagster.engines import formats, paths
 
 # (step, field, message) -> recorded by the caller's collector
@@ -180,7 +187,7 @@ def _bind(
 ) -> Schema | None:
     import duckdb
 
-    engine = step.engine or pipeline.engine
+    engine = pipeline.step_engine(step)
     dialect = dialect_for(engine)
     try:
         sql = render_sql(step.value, variables, dialect)
@@ -193,8 +200,8 @@ def _bind(
     conn.execute(f'SET schema = "{schema}"')
     try:
         for logical, dataset in step.inputs.items():
-            cols = ", ".join(f"{_ident(c)} {t}" for c, t in known[dataset]) or "_ INTEGER"
-            conn.execute(f"CREATE OR REPLACE TABLE {_ident(logical)} ({cols})")
+            cols = ", ".join(f"{quote_ident(c)} {t}" for c, t in known[dataset]) or "_ INTEGER"
+            conn.execute(f"CREATE OR REPLACE TABLE {quote_ident(logical)} ({cols})")
         try:
             rel = conn.sql(sql)
             if rel is None:
@@ -208,10 +215,6 @@ def _bind(
     finally:
         conn.execute("SET schema = 'main'")
         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _binder_message(text: str, step: Step, known: dict[str, Schema]) -> str:
@@ -262,7 +265,7 @@ def check_io_params(pipeline: PipelineConfig, step: Step, report: Report) -> Non
     """Reader/writer params of a file ingest or store on the pandas engine must be ones its
     format accepts (the format from ``format``/``source_type`` or the path's extension)."""
     kind = {"ingest": "reader", "store": "writer", "publish": "writer"}.get(step.layer)
-    engine = step.engine or pipeline.engine
+    engine = pipeline.step_engine(step)
     if kind is None or engine != "pandas" or step.type in ("function", "api", "sql") or "connection" in step.params:
         return
     explicit = step.params.get("format") or step.params.get("source_type")
@@ -298,7 +301,7 @@ def compatibility_warnings(
             )
         )
     for step in pipeline.steps:
-        if step.layer not in SINK_LAYERS or (step.engine or pipeline.engine) != "pandas" or "connection" in step.params:
+        if step.layer not in SINK_LAYERS or pipeline.step_engine(step) != "pandas" or "connection" in step.params:
             continue
         try:
             fmt = (

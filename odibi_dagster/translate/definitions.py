@@ -167,7 +167,7 @@ def definitions_from_plans(
         schedules += plan_schedules
         sensors += plan_sensors
         checks += plan_checks
-    if any((s.engine or p.pipeline.engine) == "spark" for p in plans for s in p.pipeline.steps):
+    if any(p.pipeline.step_engine(s) == "spark" for p in plans for s in p.pipeline.steps):
         from odibi_dagster.engines.spark import SparkEngine
 
         res[SPARK_ENGINE_KEY] = SparkEngine()

@@ -123,7 +123,7 @@ class StepExecution:
 
     @property
     def engine(self) -> str:
-        return self.step.engine or self.plan.pipeline.engine
+        return self.plan.pipeline.step_engine(self.step)
 
     @cached_property
     def tracker(self) -> RunTracker:

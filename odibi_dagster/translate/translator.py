@@ -48,7 +48,7 @@ class OdibiStep:
 
     @property
     def engine(self) -> str:
-        return self.step.engine or self.pipeline.engine
+        return self.pipeline.step_engine(self.step)
 
     @property
     def is_sink(self) -> bool:

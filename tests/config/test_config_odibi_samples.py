@@ -193,7 +193,7 @@ def test_simple_pipeline_json_from_mission_12(files) -> None:
         ("filter_high_value", "transform", "sql"),
         ("write_filtered_parquet", "store", "config_op"),
     ]
-    assert pipeline.producers()["filtered_data"].name == "filter_high_value"
+    assert {ds: s.name for s in pipeline.steps for ds in s.outputs.values()}["filtered_data"] == "filter_high_value"
     assert [s.line for s in pipeline.steps] == [4, 12, 21]
 
 
