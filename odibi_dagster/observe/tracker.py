@@ -320,20 +320,13 @@ class RunTracker:
         Hold it around "merge the step files, then write story/tracker.json" so that
         two steps finishing at once cannot leave an older merge on disk last. Step
         files themselves never need it. Not re-entrant (do not call :meth:`publish`
-        while holding it). Falls back to no locking where ``fcntl`` is unavailable.
+        while holding it). ``filelock`` (Dagster's own dependency) makes it work on every OS.
         """
+        from filelock import FileLock
+
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - Windows
+        with FileLock(str(self.run_dir / ".lock")):
             yield
-            return
-        with open(self.run_dir / ".lock", "a+") as handle:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
     def publish(
         self,
