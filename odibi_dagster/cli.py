@@ -27,7 +27,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     failed = False
     names: dict[str, str] = {}
     # File by file: the valid configs of a folder are listed even when others fail.
-    files = [f for path in args.paths for f in (discover(path) if Path(path).is_dir() and discover(path) else [path])]
+    files = [f for path in args.paths for f in ((Path(path).is_dir() and discover(path)) or [path])]
     for path in files:
         try:
             pipelines = load_pipelines(path, project=args.project, enabled_only=not args.all_rows)

@@ -85,7 +85,7 @@ class PipelinePlan:
         pipeline = self.pipeline
         if pipeline.ingest_mode != "reference" or step.layer != "ingest" or step.type in ("function", "api"):
             return False
-        if _mentions_secret_or_connection(step.params):
+        if mentions_secret_or_connection(step.params):
             return False
         engine = pipeline.step_engine(step)
         if engine == "spark" and step.checks:
@@ -137,15 +137,16 @@ class PipelinePlan:
         }
 
 
-def _mentions_secret_or_connection(value: object) -> bool:
+def mentions_secret_or_connection(value: object) -> bool:
+    """Whether params hold a secret reference, a connection or credentials (at any depth)."""
     if isinstance(value, dict):
         if "secret" in value or any(
             k in value for k in ("connection", "connection_string", "jdbc_url", "url", "password", "storage_options")
         ):
             return True
-        return any(_mentions_secret_or_connection(v) for v in value.values())
+        return any(mentions_secret_or_connection(v) for v in value.values())
     if isinstance(value, list):
-        return any(_mentions_secret_or_connection(v) for v in value)
+        return any(mentions_secret_or_connection(v) for v in value)
     return False
 
 

@@ -33,6 +33,7 @@ from odibi_dagster.config.templating import (
     sample_variables,
 )
 from odibi_dagster.engines import formats, paths
+from odibi_dagster.plan import mentions_secret_or_connection
 
 # (step, field, message) -> recorded by the caller's collector
 Report = Callable[[Step, str, str], None]
@@ -67,21 +68,13 @@ def _local_source(pipeline: PipelineConfig, step: Step, variables: dict[str, Any
     """The rendered source path of a file ingest (None: not a file read this check can do)."""
     if step.layer != "ingest" or step.type in ("function", "api", "sql") or not step.value.strip():
         return None
-    if "connection" in step.params or _has_secret(step.params) or "env." in step.value:
+    if mentions_secret_or_connection(step.params) or "env." in step.value:
         return None
     value = render_text(step.value, variables) if has_template(step.value) else step.value
     if "://" in value and not value.startswith("file://"):
         return value  # remote: checked only with check_remote
     value = value.removeprefix("file://")
     return value if os.path.isabs(value) else os.path.normpath(os.path.join(pipeline.data_root.resolve(), value))
-
-
-def _has_secret(value: Any) -> bool:
-    if isinstance(value, dict):
-        return "secret" in value or any(_has_secret(v) for v in value.values())
-    if isinstance(value, list):
-        return any(_has_secret(v) for v in value)
-    return False
 
 
 def _written_by_pipeline(pipeline: PipelineConfig, path: str, variables: dict[str, Any]) -> bool:

@@ -42,11 +42,11 @@ def is_pipeline_run(plan: PipelinePlan, run: dg.DagsterRun) -> bool:
 
 
 def event_data(
+    plan: PipelinePlan,
     event: str,
     instance: dg.DagsterInstance,
     run: dg.DagsterRun,
     failure_message: str | None = None,
-    plan: PipelinePlan | None = None,
 ) -> dict[str, Any]:
     """ODIBI's event data for ``event`` of ``run``: ``start_time`` for pipeline_start;
     ``success_count``, ``failed_count``, ``duration_ms`` for pipeline_complete and
@@ -61,7 +61,7 @@ def event_data(
     if event == "pipeline_start":
         data["start_time"] = _iso(start_ts) or dt.datetime.now(dt.UTC).isoformat()
         return data
-    steps = summarize_run(instance, run.run_id, plan.steps_by_op if plan is not None else {})
+    steps = summarize_run(instance, run.run_id, plan.steps_by_op)
     end_ts = record.end_time if record is not None else None
     data.update(
         start_time=_iso(start_ts),
@@ -107,7 +107,7 @@ def _event_sensor(plan: PipelinePlan, event: str, status: dg.DagsterRunStatus) -
             return
         context.instance.add_run_tags(run.run_id, {delivered_tag: "true"})
         message = context.dagster_event.message if context.dagster_event is not None else None
-        data = event_data(event, context.instance, run, failure_message=message, plan=plan)
+        data = event_data(plan, event, context.instance, run, failure_message=message)
         errors = events.deliver(plan.pipeline, event, data, log=context.log.warning)
         if not errors:
             context.log.info(f"odibi: delivered {event} of run {run.run_id} to the hooks of {plan.name}")
