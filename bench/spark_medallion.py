@@ -141,13 +141,13 @@ def run_raw(csv_path: str, out_dir: str) -> dict[str, Any]:
 def run_odibi(csv_path: str, out_dir: str) -> dict[str, Any]:
     """The medallion as an odibi_dagster pipeline (config -> build_definitions -> Dagster run).
 
-    ingest CSV -> silver (SQL) -> gold (SQL), datasets persisted as Parquet by the IO manager,
+    ingest CSV -> silver (SQL) -> gold (SQL), datasets persisted as Parquet by the dataset store,
     the same jars as the raw script (no Delta). Returns ``pipeline_s`` (the Dagster run) and
     ``session_s`` (imports, definitions and Spark start-up), and row counts.
     """
     import dagster as dg
 
-    from odibi_dagster import OdibiIOManager, SparkEngine, build_definitions
+    from odibi_dagster import OdibiDatasetStore, SparkEngine, build_definitions
 
     t0 = time.perf_counter()
     cfg = Path(out_dir) / "bench_spark.json"
@@ -166,7 +166,7 @@ def run_odibi(csv_path: str, out_dir: str) -> dict[str, Any]:
     engine.spark_session.sparkContext.setLogLevel("ERROR")
     defs = build_definitions(cfg, base_dir=out_dir, resources={
         "odibi_spark": engine,
-        "odibi_io__bench_spark": OdibiIOManager(base_dir=str(Path(out_dir) / ".odibi"), spark_format="parquet"),
+        "odibi_datasets": OdibiDatasetStore(spark_format="parquet"),
     })
     job = defs.resolve_job_def("bench_spark")
     t1 = time.perf_counter()

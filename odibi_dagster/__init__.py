@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from odibi_dagster.engines.pandas_duckdb import PandasDuckDBEngine
     from odibi_dagster.engines.spark import SparkEngine
     from odibi_dagster.io.dataset_io_manager import OdibiIOManager
+    from odibi_dagster.io.dataset_store import OdibiDatasetStore
     from odibi_dagster.translate.connections import OdibiConnection
     from odibi_dagster.translate.definitions import build_definitions
     from odibi_dagster.translate.translator import OdibiStep, OdibiTranslator
@@ -41,6 +42,7 @@ _EXPORTS = {
     "OdibiConnection": "odibi_dagster.translate.connections",
     "PandasDuckDBEngine": "odibi_dagster.engines.pandas_duckdb",
     "OdibiIOManager": "odibi_dagster.io.dataset_io_manager",
+    "OdibiDatasetStore": "odibi_dagster.io.dataset_store",
     "build_definitions": "odibi_dagster.translate.definitions",
     "OdibiStep": "odibi_dagster.translate.translator",
     "OdibiTranslator": "odibi_dagster.translate.translator",
@@ -66,6 +68,7 @@ __all__ = [
     "DatasetRef",
     "EngineContext",
     "OdibiConnection",
+    "OdibiDatasetStore",
     "OdibiIOManager",
     "OdibiPipelineComponent",
     "OdibiStep",

@@ -19,6 +19,8 @@ from odibi_dagster.config.names import dagster_name
 ODIBI_BASE_DIR_ENV = "ODIBI_BASE_DIR"
 PANDAS_ENGINE_KEY = "odibi_pandas"
 SPARK_ENGINE_KEY = "odibi_spark"
+#: The one dataset store every pipeline's steps persist and read their datasets through.
+DATASET_STORE_KEY = "odibi_datasets"
 
 
 @dataclass
@@ -51,10 +53,6 @@ class PipelinePlan:
         for up, down in self.graph_edges:
             out.setdefault(down, []).append(up)
         return out
-
-    @property
-    def io_manager_key(self) -> str:
-        return f"odibi_io__{dagster_name(self.name)}"
 
     def connection_key(self, connect_step: str) -> str:
         return f"{dagster_name(self.name)}__{dagster_name(connect_step)}"

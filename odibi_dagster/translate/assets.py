@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Iterator
-from functools import partial
 from typing import Any
 
 import dagster as dg
 
 from odibi_dagster.checks import check_spec, check_target, run_check
 from odibi_dagster.config.models import DATA_LAYERS, SINK_LAYERS, PartitionMappingConfig, Step
-from odibi_dagster.config.names import dagster_name
 from odibi_dagster.engines.base import DatasetRef
-from odibi_dagster.io.dataset_io_manager import LOAD_FAILURE_LISTENERS
-from odibi_dagster.plan import PipelinePlan
+from odibi_dagster.plan import DATASET_STORE_KEY, PipelinePlan
 from odibi_dagster.translate.runtime import (
     StepExecution,
     StepRunConfig,
@@ -35,33 +32,28 @@ def partition_mapping(cfg: PartitionMappingConfig | None) -> dg.PartitionMapping
     return dg.TimeWindowPartitionMapping(start_offset=cfg.start_offset, end_offset=cfg.end_offset)
 
 
-def _input_names(step: Step) -> dict[str, str]:
-    """Dagster input name -> logical input name (logical names may not be identifiers)."""
-    names: dict[str, str] = {}
-    for logical in step.inputs:
-        name = dagster_name(logical)
-        while name in names or name in ("context", "config"):
-            name = f"{name}_"
-        names[name] = logical
-    return names
+def _inputs(
+    context: dg.AssetExecutionContext, plan: PipelinePlan, step: Step, keys: list[str | None]
+) -> dict[str, DatasetRef]:
+    """The step's inputs by logical name, in the config's order (ODIBI's "first input" is the
+    before snapshot), each over the upstream partitions that feed this run's ``keys``.
 
-
-def _with_signature(fn: Any, input_names: list[str]) -> Any:
-    # Dagster reads an asset's inputs off its signature; steps have config-defined inputs.
-    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
-    params = [
-        inspect.Parameter("context", kind, annotation=dg.AssetExecutionContext),
-        inspect.Parameter("config", kind, annotation=StepRunConfig),
-        *[inspect.Parameter(n, kind) for n in input_names],
-    ]
-    fn.__signature__ = inspect.Signature(params)
-    return fn
-
-
-def _refs_in_step_order(step: Step, names: dict[str, str], kwargs: dict[str, Any]) -> dict[str, DatasetRef]:
-    """Inputs by logical name, in the config's order (ODIBI's "first input" is the before snapshot)."""
-    by_logical = {names[n]: v for n, v in kwargs.items()}
-    return {logical: by_logical[logical] for logical in step.inputs}
+    Inputs are read through the dataset store in the step's body (its outputs are ``Nothing``),
+    so an input that cannot load fails the step before its tracker record starts: record it.
+    """
+    store = getattr(context.resources, DATASET_STORE_KEY).at(plan.work_dir)
+    upstream = [_upstream_keys(context, plan, step, key) for key in keys]
+    refs: dict[str, DatasetRef] = {}
+    try:
+        for logical, dataset in step.inputs.items():
+            wanted: list[str | None] = [None] if keys == [None] else []
+            for per_key in upstream:
+                wanted += [k for k in per_key.get(logical) or [] if k not in wanted]
+            refs[logical] = store.load(plan.asset_keys[dataset], wanted)
+    except dg.Failure as exc:
+        record_failure(plan, context.run_id, step.name, f"Failure: {exc.description}")
+        raise
+    return refs
 
 
 def _partition_keys(context: dg.AssetExecutionContext) -> list[str | None]:
@@ -103,18 +95,12 @@ def _range_metadata(
     return {}
 
 
-def _input_failed(plan: PipelinePlan, step: str, run_id: str, message: str) -> None:
-    record_failure(plan, run_id, step, message)
-
-
 def build_step_assets(
     plan: PipelinePlan, translator: OdibiTranslator, key_prefix: tuple[str, ...]
 ) -> list[dg.AssetsDefinition]:
     """One multi-asset per ingest/transform step and one asset per store/publish step."""
     out: list[dg.AssetsDefinition] = []
     for step in plan.pipeline.steps:
-        if step.layer in (*DATA_LAYERS, *SINK_LAYERS):
-            LOAD_FAILURE_LISTENERS[plan.op_name(step)] = partial(_input_failed, plan, step.name)
         if step.layer in DATA_LAYERS:
             out.append(_data_asset(plan, translator, key_prefix, step))
         elif step.layer in SINK_LAYERS:
@@ -132,7 +118,7 @@ def _common(plan: PipelinePlan, translator: OdibiTranslator, node: OdibiStep, st
             if backfill.policy == "single_run"
             else dg.BackfillPolicy.multi_run(backfill.max_partitions_per_run or 1)
         )
-    resources = {plan.io_manager_key, plan.engine_key(step)}
+    resources = {DATASET_STORE_KEY, plan.engine_key(step)}
     conn = step.params.get("connection")
     if isinstance(conn, str):
         resources.add(plan.connection_key(conn))
@@ -145,36 +131,38 @@ def _common(plan: PipelinePlan, translator: OdibiTranslator, node: OdibiStep, st
     }
 
 
-def _ins(plan: PipelinePlan, step: Step, names: dict[str, str], *, via_deps: bool = False) -> dict[str, dg.AssetIn]:
-    if via_deps:  # the spec's AssetDeps carry the partition mapping
-        return {name: dg.AssetIn(key=plan.asset_keys[step.inputs[logical]]) for name, logical in names.items()}
+def _with_signature(fn: Any) -> Any:
+    # Dagster reads the context and config types off the signature; this module's annotations
+    # are strings (postponed evaluation) that Dagster cannot resolve in a closure.
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    fn.__signature__ = inspect.Signature(
+        [
+            inspect.Parameter("context", kind, annotation=dg.AssetExecutionContext),
+            inspect.Parameter("config", kind, annotation=StepRunConfig),
+        ]
+    )
+    return fn
+
+
+def _deps(plan: PipelinePlan, step: Step) -> list[dg.AssetDep]:
+    """The step's inputs as asset deps, with the step's partition mapping."""
     mapping = partition_mapping(step.partition_mapping)
-    return {
-        name: dg.AssetIn(key=plan.asset_keys[step.inputs[logical]], partition_mapping=mapping, dagster_type=dg.Any)
-        for name, logical in names.items()
-    }
+    return [dg.AssetDep(plan.asset_keys[dataset], partition_mapping=mapping) for dataset in step.inputs.values()]
 
 
 def _data_asset(
     plan: PipelinePlan, translator: OdibiTranslator, key_prefix: tuple[str, ...], step: Step
 ) -> dg.AssetsDefinition:
-    names = _input_names(step)
-    outs: dict[str, dg.AssetOut] = {}
-    output_names: dict[str, str] = {}  # dataset -> output name
-    for dataset in dict.fromkeys(step.outputs.values()):
-        node = OdibiStep(plan.pipeline, step, dataset, key_prefix)
-        spec = translator.get_asset_spec(node)
-        out_name = dagster_name(dataset)
-        outs[out_name] = dg.AssetOut.from_spec(spec, dagster_type=dg.Any, io_manager_key=plan.io_manager_key)
-        output_names[dataset] = out_name
+    deps = _deps(plan, step)
+    datasets = list(dict.fromkeys(step.outputs.values()))
+    specs = [translator.get_asset_spec(OdibiStep(plan.pipeline, step, d, key_prefix), deps=deps) for d in datasets]
     checks = [(c, plan.asset_keys[check_target(step, c)]) for c in step.checks]
-    node = OdibiStep(plan.pipeline, step, next(iter(step.outputs.values())), key_prefix)
-    common = _common(plan, translator, node, step)
+    node = OdibiStep(plan.pipeline, step, datasets[0], key_prefix)
 
-    def compute(context: dg.AssetExecutionContext, config: StepRunConfig, **kwargs: Any) -> Iterator[Any]:
-        refs = _refs_in_step_order(step, names, kwargs)
-        per_dataset: dict[str, list[tuple[DatasetRef, dict[str, Any]]]] = {d: [] for d in output_names}
+    def compute(context: dg.AssetExecutionContext, config: StepRunConfig) -> Iterator[Any]:
         keys = _partition_keys(context)
+        refs = _inputs(context, plan, step, keys)
+        per_dataset: dict[str, list[tuple[DatasetRef, dict[str, Any]]]] = {d: [] for d in datasets}
         execution = None
         for key in keys:
             execution = StepExecution(plan, step, context, key, run_config=config, run_keys=keys)
@@ -183,19 +171,17 @@ def _data_asset(
                 per_dataset[dataset].append(res)
         failed_checks: list[str] = []
         for dataset, items in per_dataset.items():
+            asset_key = plan.asset_keys[dataset]
             ref = DatasetRef(
                 tuple(p for r, _ in items for p in r.paths),
                 items[0][0].format,
                 items[0][0].asset_key,
                 tuple(k for r, _ in items for k in r.partition_keys),
             )
-            yield dg.Output(
-                ref,
-                output_name=output_names[dataset],
-                metadata=_range_metadata(context, plan.asset_keys[dataset], keys, [md for _, md in items]),
-            )
+            metadata = _range_metadata(context, asset_key, keys, [md for _, md in items])
+            yield dg.MaterializeResult(asset_key=asset_key, metadata=metadata)
             for check, check_key in checks:
-                if plan.asset_keys[check_target(step, check)] == plan.asset_keys[dataset]:
+                if plan.asset_keys[check_target(step, check)] == asset_key:
                     # Check SQL renders like the step's (a range run: the last key, and partition_keys).
                     result = run_check(check, ref, refs, check_key, execution.variables() if execution else None)
                     if not result.passed and check.severity == "error":
@@ -212,42 +198,28 @@ def _data_asset(
             )
 
     return dg.multi_asset(
-        outs=outs,
-        ins=_ins(plan, step, names),
+        specs=specs,
         check_specs=[check_spec(step, c, k) for c, k in checks] or None,
         can_subset=False,
-        **common,
-    )(_with_signature(compute, list(names)))
+        **_common(plan, translator, node, step),
+    )(_with_signature(compute))
 
 
 def _sink_asset(
     plan: PipelinePlan, translator: OdibiTranslator, key_prefix: tuple[str, ...], step: Step
 ) -> dg.AssetsDefinition:
-    names = _input_names(step)
-    input_keys = [plan.asset_keys[step.inputs[logical]] for logical in names.values()]
     node = OdibiStep(plan.pipeline, step, None, key_prefix)
-    mapping = partition_mapping(step.partition_mapping)
-    spec = translator.get_asset_spec(node, deps=[dg.AssetDep(k, partition_mapping=mapping) for k in input_keys])
-    # The inputs (with their partition mapping) are the deps; an AssetOut carries no deps. An
-    # explicit output name keeps step names like "Save Gold" (free text in ODIBI's tables) valid:
-    # Dagster would derive it from the asset key and refuse spaces.
-    extra_deps = [d for d in spec.deps if d.asset_key not in input_keys]
-    out = dg.AssetOut.from_spec(spec.replace_attributes(deps=[]), dagster_type=dg.Nothing)
-    common = _common(plan, translator, node, step)
+    spec = translator.get_asset_spec(node, deps=_deps(plan, step))
 
-    def compute(context: dg.AssetExecutionContext, config: StepRunConfig, **kwargs: Any) -> Iterator[Any]:
-        refs = _refs_in_step_order(step, names, kwargs)
+    def compute(context: dg.AssetExecutionContext, config: StepRunConfig) -> Iterator[Any]:
         keys = _partition_keys(context)
+        refs = _inputs(context, plan, step, keys)
         per_key = []
         for key in keys:
             execution = StepExecution(plan, step, context, key, run_config=config, run_keys=keys)
             per_key.append(run_sink_step(execution, refs, _upstream_keys(context, plan, step, key)))
         yield dg.MaterializeResult(metadata=_range_metadata(context, plan.sink_keys[step.name], keys, per_key))
 
-    return dg.multi_asset(
-        outs={f"{dagster_name(step.name)}__target": out},
-        ins=_ins(plan, step, names),
-        deps=extra_deps or None,
-        can_subset=False,
-        **common,
-    )(_with_signature(compute, list(names)))
+    return dg.multi_asset(specs=[spec], can_subset=False, **_common(plan, translator, node, step))(
+        _with_signature(compute)
+    )

@@ -11,8 +11,8 @@ import dagster as dg
 from odibi_dagster.config.errors import ConfigValidationError, Problem
 from odibi_dagster.config.models import PipelineConfig
 from odibi_dagster.config.validation import load_pipelines, validate_pipeline
-from odibi_dagster.io.dataset_io_manager import OdibiIOManager
-from odibi_dagster.plan import PANDAS_ENGINE_KEY, SPARK_ENGINE_KEY, PipelinePlan, make_plan
+from odibi_dagster.io.dataset_store import OdibiDatasetStore
+from odibi_dagster.plan import DATASET_STORE_KEY, PANDAS_ENGINE_KEY, SPARK_ENGINE_KEY, PipelinePlan, make_plan
 from odibi_dagster.translate.assets import build_step_assets
 from odibi_dagster.translate.connections import OdibiConnection
 from odibi_dagster.translate.translator import OdibiStep, OdibiTranslator
@@ -109,7 +109,7 @@ def build_definitions(
     ``ConfigValidationError`` (listing every problem) and nothing is built.
 
     Returns assets (one per dataset and per store/publish step), asset checks, the
-    engine resources, one IO manager and one job per pipeline, connection resources,
+    engine resources, one dataset store, one job per pipeline, connection resources,
     schedules and sensors. ``key_prefix`` prefixes every asset key (for embedding),
     ``base_dir`` (or ``$ODIBI_BASE_DIR``) moves relative paths and working files,
     ``resources`` overrides or adds resources (e.g. a configured ``odibi_spark``).
@@ -147,11 +147,10 @@ def definitions_from_plans(
     jobs: list[Any] = []
     schedules: list[Any] = []
     sensors: list[Any] = []
-    res: dict[str, Any] = {PANDAS_ENGINE_KEY: PandasDuckDBEngine()}
+    res: dict[str, Any] = {PANDAS_ENGINE_KEY: PandasDuckDBEngine(), DATASET_STORE_KEY: OdibiDatasetStore()}
     for plan in plans:
         step_assets = build_step_assets(plan, translator, prefix)
         assets += step_assets
-        res[plan.io_manager_key] = OdibiIOManager(base_dir=plan.work_dir)
         res.update(_connection_resources(plan))
         keys = [k for a in step_assets for k in a.keys]
         job = dg.define_asset_job(

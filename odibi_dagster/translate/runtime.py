@@ -1,7 +1,7 @@
 """What happens inside an odibi asset when Dagster runs it (ODIBI's Node.run).
 
 Ingest and transform steps read or compute a frame with their engine, persist it
-through the pipeline's IO manager and yield one Output per dataset with the
+through the dataset store and yield one materialization per dataset with the
 tracker's metadata. Store and publish steps write their target and report it.
 Every step records itself in the run's tracker; the run's story is re-published as it goes.
 """
@@ -33,7 +33,7 @@ from odibi_dagster.engines.source_ref import (
     fingerprint,
     verified_manifest,
 )
-from odibi_dagster.io.dataset_io_manager import OdibiIOManager
+from odibi_dagster.io.dataset_store import DatasetLayout
 from odibi_dagster.observe import events
 from odibi_dagster.observe.lineage import sql_column_lineage
 from odibi_dagster.observe.metadata import column_schema, dataset_metadata
@@ -41,7 +41,7 @@ from odibi_dagster.observe.redact import Redactor, redact_url
 from odibi_dagster.observe.snapshot import normalize_type, snapshot_ref
 from odibi_dagster.observe.story.generator import StoryGenerator
 from odibi_dagster.observe.tracker import RunTracker
-from odibi_dagster.plan import PipelinePlan
+from odibi_dagster.plan import DATASET_STORE_KEY, PipelinePlan
 from odibi_dagster.triggers.sensors import dynamic_file_source
 
 
@@ -85,9 +85,10 @@ def record_failure(
 ) -> None:
     """Record that ``step_name`` failed outside its body, and publish the run's story.
 
-    Dagster fails a step after its body in two cases this records: an input that cannot load
-    (the IO manager) and a failing blocking check. ``message`` is masked for credentials;
-    a record the body already ended keeps what it did (its after snapshot).
+    Two cases fail a step outside its tracked work: an input that cannot load (read from the
+    dataset store before the tracker record starts) and a failing blocking check. ``message``
+    is masked for credentials; a record the body already ended keeps what it did (its after
+    snapshot).
     """
     tracker = RunTracker(plan.stories_dir, plan.name, run_id, sample_rows=plan.pipeline.story.sample_rows)
     for name in record_names or [step_name]:
@@ -461,7 +462,7 @@ def run_data_step(
     first_input = next(iter(inputs.values()), None)
     before = snapshot_ref(first_input, story.sample_rows) if first_input is not None else None
     sql_text = execution.render_value() if step.type == "sql" else None
-    io: OdibiIOManager = getattr(execution.context.resources, plan.io_manager_key)
+    io: DatasetLayout = getattr(execution.context.resources, DATASET_STORE_KEY).at(plan.work_dir)
     results: dict[str, tuple[DatasetRef, dict[str, Any]]] = {}
     manifest: SourceManifest | None = None
     with execution.tracked(before, sql_text) as outcome, _sources_unchanged(inputs):

@@ -60,7 +60,7 @@ def storage_format(step: Step, engine: str, dataset: str | None) -> str:
     fmt = step.params.get("format") or step.params.get("source_type")
     if fmt:
         return str(fmt).lower()
-    if dataset is not None:  # an intermediate dataset persisted by the IO manager
+    if dataset is not None:  # an intermediate dataset persisted by the dataset store
         return "delta" if engine == "spark" else "parquet"
     value = step.value.strip().lower()
     if "://" in value and not value.startswith(("abfs", "az://", "file://", "s3")):

@@ -27,13 +27,18 @@ import pandas as pd
 
 def probe(data):
     """Writes what this step's process holds: its pid and the ops whose pipelines it built."""
-    from odibi_dagster.io.dataset_io_manager import LOAD_FAILURE_LISTENERS
+    import gc
+
+    import dagster as dg
+
+    # The assets this process built, whichever pipelines they belong to.
+    built = {a.op.name for a in gc.get_objects() if isinstance(a, dg.AssetsDefinition) and a.is_executable}
 
     # Beside this module: forked step processes keep the environment of the forkserver's start.
     out = os.path.join(os.path.dirname(__file__), "probe")
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, f"{os.getpid()}.json"), "w") as fh:
-        json.dump({"pid": os.getpid(), "ops": sorted(LOAD_FAILURE_LISTENERS),
+        json.dump({"pid": os.getpid(), "ops": sorted(built),
                    "forkserver_preloaded": "odibi_dagster.translate.step_process" in sys.modules,
                    "shared": os.environ.get("ODIBI_STEP_PLANS")}, fh)
     return data

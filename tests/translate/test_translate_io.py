@@ -18,7 +18,7 @@ from odibi_testlib import (
     step_events,
 )
 
-from odibi_dagster import DatasetRef, OdibiIOManager, build_definitions
+from odibi_dagster import DatasetRef, OdibiDatasetStore, OdibiIOManager, build_definitions
 
 
 def test_every_dataset_is_persisted_as_parquet_under_the_base_dir(project: Project, tmp_path: Path) -> None:
@@ -169,3 +169,50 @@ def test_the_example_location_builds() -> None:
     defs = build_definitions(repo / "definitions" / "pipelines")
     groups = {s.group_name for s in defs.resolve_all_asset_specs()}
     assert {"simple_pipeline", "sales_medallion"} <= groups
+
+
+def test_one_dataset_store_serves_every_pipeline(project: Project) -> None:
+    """One resource for all pipelines (not one IO manager each), and no step loads its data
+    through Dagster's IO managers: every data output is ``Nothing``."""
+    project.sample_csv()
+    project.odibi_json("simple_pipeline.json", ODIBI_SIMPLE_STEPS)
+    project.odibi_json("second_pipeline.json", ODIBI_SIMPLE_STEPS)
+    defs = build_definitions(project.root)
+    keys = set(defs.resources or {})
+    assert "odibi_datasets" in keys
+    assert not [k for k in keys if k.startswith("odibi_io")], keys
+    assert isinstance(defs.resources["odibi_datasets"], OdibiDatasetStore)
+    repo = defs.get_repository_def()
+    data_assets = [a for a in repo.assets_defs_by_key.values() if a.is_executable]
+    assert {a.op.name.split("__")[0] for a in data_assets} == {"simple_pipeline", "second_pipeline"}
+    for assets_def in data_assets:
+        assert "odibi_datasets" in assets_def.required_resource_keys
+        # Inputs are deps, read by the store in the body: no value passes through Dagster.
+        assert all(i.dagster_type.is_nothing for i in assets_def.op.ins.values()), assets_def.op.name
+        assert all(out.dagster_type.is_nothing for out in assets_def.op.outs.values())
+
+
+def test_hand_written_assets_read_odibi_datasets_through_the_io_manager(project: Project) -> None:
+    """Embedding: a hand-written asset downstream of an odibi asset takes its dataset as an input."""
+    project.sample_csv()
+    path = project.odibi_json("simple_pipeline.json", ODIBI_SIMPLE_STEPS)
+    odibi_defs = build_definitions(path)
+    filtered = dg.AssetKey(["simple_pipeline", "filtered_data"])
+    seen: dict[str, object] = {}
+
+    @dg.asset(ins={"data": dg.AssetIn(key=filtered, input_manager_key="odibi_io")})
+    def team_report(data: DatasetRef) -> None:
+        seen["rows"] = len(pd.read_parquet(data.paths[0]))
+
+    work_dir = project.root / ".odibi"
+    defs = dg.Definitions.merge(
+        odibi_defs,
+        dg.Definitions(assets=[team_report], resources={"odibi_io": OdibiIOManager(base_dir=str(work_dir))}),
+    )
+    result = dg.materialize(
+        [*odibi_defs.assets, team_report],  # type: ignore[list-item]
+        resources=defs.resources,
+        selection=dg.AssetSelection.assets(filtered).upstream() | dg.AssetSelection.assets(team_report),
+    )
+    assert result.success
+    assert seen["rows"] == 6

@@ -65,7 +65,7 @@ def drop(root: Path, rel: str, rows: int = 3, marker: str | None = None, mtime: 
 
 def counted(root: Path, partition: str | None = None) -> list[dict[str, Any]]:
     folder = root / ".odibi" / "datasets" / "landing" / "counted"
-    from odibi_dagster.io.dataset_io_manager import partition_file_stem
+    from odibi_dagster.io.dataset_store import partition_file_stem
 
     return pd.read_parquet(folder / f"{partition_file_stem(partition)}.parquet").to_dict("records")
 

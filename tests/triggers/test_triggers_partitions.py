@@ -32,7 +32,7 @@ from odibi_dagster.config.partitions import (
     partition_for_path,
 )
 from odibi_dagster.config.templating import render_sql
-from odibi_dagster.io.dataset_io_manager import partition_file_stem
+from odibi_dagster.io.dataset_store import partition_file_stem
 
 INJECTION = "x'; DROP TABLE t; --"
 
