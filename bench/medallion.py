@@ -71,8 +71,10 @@ def run_raw_duckdb(csv: Path, out: Path) -> dict:
     con.sql(f"COPY ({SILVER_SQL.format(src=src)}) TO '{silver}' (FORMAT parquet)")
     con.sql(f"COPY ({GOLD_SQL.format(src=f'read_parquet({str(silver)!r})')}) TO '{gold}' (FORMAT parquet)")
     pipeline_s = time.perf_counter() - started
-    return {"gold_rows": con.sql(f"SELECT COUNT(*) FROM read_parquet('{gold}')").fetchall()[0][0],
-            "pipeline_s": pipeline_s}
+    return {
+        "gold_rows": con.sql(f"SELECT COUNT(*) FROM read_parquet('{gold}')").fetchall()[0][0],
+        "pipeline_s": pipeline_s,
+    }
 
 
 def run_dagster_pandas(csv: Path, out: Path) -> dict:
@@ -97,12 +99,16 @@ def run_dagster_pandas(csv: Path, out: Path) -> dict:
     @dg.asset
     def gold(silver):
         g = silver.groupby(["sale_date", "store"], as_index=False).agg(
-            revenue=("amount", "sum"), sales=("sale_id", "count"), items=("quantity", "sum"))
+            revenue=("amount", "sum"), sales=("sale_id", "count"), items=("quantity", "sum")
+        )
         g.to_parquet(out / "gold.parquet")
         return g
 
-    result = dg.materialize([bronze, silver, gold], instance=dg.DagsterInstance.ephemeral(),
-                            resources={"io_manager": dg.FilesystemIOManager(base_dir=str(out / "io"))})
+    result = dg.materialize(
+        [bronze, silver, gold],
+        instance=dg.DagsterInstance.ephemeral(),
+        resources={"io_manager": dg.FilesystemIOManager(base_dir=str(out / "io"))},
+    )
     assert result.success
     pipeline_s = time.perf_counter() - started
     return {"gold_rows": len(pd.read_parquet(out / "gold.parquet")), "pipeline_s": pipeline_s}
@@ -129,14 +135,17 @@ def run_dagster_duckdb(csv: Path, out: Path) -> dict:
     @dg.asset(deps=[silver])
     def gold() -> None:
         with duckdb.connect() as con:
-            con.sql(f"COPY ({GOLD_SQL.format(src=f'read_parquet({str(silver_path)!r})')}) TO '{gold_path}' "
-                    "(FORMAT parquet)")
+            con.sql(
+                f"COPY ({GOLD_SQL.format(src=f'read_parquet({str(silver_path)!r})')}) TO '{gold_path}' (FORMAT parquet)"
+            )
 
     result = dg.materialize([silver, gold], instance=dg.DagsterInstance.ephemeral())
     assert result.success
     pipeline_s = time.perf_counter() - started
-    return {"gold_rows": duckdb.sql(f"SELECT COUNT(*) FROM read_parquet('{gold_path}')").fetchall()[0][0],
-            "pipeline_s": pipeline_s}
+    return {
+        "gold_rows": duckdb.sql(f"SELECT COUNT(*) FROM read_parquet('{gold_path}')").fetchall()[0][0],
+        "pipeline_s": pipeline_s,
+    }
 
 
 def odibi_config(csv: Path, out: Path, ingest_mode: str = "copy") -> dict:
@@ -145,12 +154,28 @@ def odibi_config(csv: Path, out: Path, ingest_mode: str = "copy") -> dict:
         "ingest_mode": ingest_mode,
         "steps": [
             {"layer": "ingest", "name": "ingest_sales", "value": str(csv), "outputs": {"data": "bronze"}},
-            {"layer": "transform", "name": "clean", "type": "sql", "value": SILVER_SQL.format(src="bronze"),
-             "inputs": {"bronze": "bronze"}, "outputs": {"data": "silver"}},
-            {"layer": "store", "name": "save_silver", "value": str(out / "silver.parquet"),
-             "inputs": {"data": "silver"}},
-            {"layer": "transform", "name": "aggregate", "type": "sql", "value": GOLD_SQL.format(src="silver"),
-             "inputs": {"silver": "silver"}, "outputs": {"data": "gold"}},
+            {
+                "layer": "transform",
+                "name": "clean",
+                "type": "sql",
+                "value": SILVER_SQL.format(src="bronze"),
+                "inputs": {"bronze": "bronze"},
+                "outputs": {"data": "silver"},
+            },
+            {
+                "layer": "store",
+                "name": "save_silver",
+                "value": str(out / "silver.parquet"),
+                "inputs": {"data": "silver"},
+            },
+            {
+                "layer": "transform",
+                "name": "aggregate",
+                "type": "sql",
+                "value": GOLD_SQL.format(src="silver"),
+                "inputs": {"silver": "silver"},
+                "outputs": {"data": "gold"},
+            },
             {"layer": "store", "name": "save_gold", "value": str(out / "gold.parquet"), "inputs": {"data": "gold"}},
         ],
     }
@@ -169,8 +194,10 @@ def run_odibi(csv: Path, out: Path, ingest_mode: str = "copy") -> dict:
     result = defs.resolve_job_def("bench_medallion").execute_in_process(instance=dg.DagsterInstance.ephemeral())
     assert result.success
     pipeline_s = time.perf_counter() - started
-    return {"gold_rows": duckdb.sql(f"SELECT COUNT(*) FROM read_parquet('{out / 'gold.parquet'}')").fetchall()[0][0],
-            "pipeline_s": pipeline_s}
+    return {
+        "gold_rows": duckdb.sql(f"SELECT COUNT(*) FROM read_parquet('{out / 'gold.parquet'}')").fetchall()[0][0],
+        "pipeline_s": pipeline_s,
+    }
 
 
 def run_odibi_reference(csv: Path, out: Path) -> dict:
@@ -178,16 +205,25 @@ def run_odibi_reference(csv: Path, out: Path) -> dict:
     return run_odibi(csv, out, "reference")
 
 
-VARIANTS = {"raw_duckdb": run_raw_duckdb, "dagster_duckdb": run_dagster_duckdb, "dagster_pandas": run_dagster_pandas,
-            "odibi_dagster": run_odibi, "odibi_reference": run_odibi_reference}
+VARIANTS = {
+    "raw_duckdb": run_raw_duckdb,
+    "dagster_duckdb": run_dagster_duckdb,
+    "dagster_pandas": run_dagster_pandas,
+    "odibi_dagster": run_odibi,
+    "odibi_reference": run_odibi_reference,
+}
 
 
 def measure(variant: str, csv: Path) -> dict:
     """Run one variant in a child process; wall time and that child's peak RSS."""
     out = Path(tempfile.mkdtemp(prefix=f"bench-{variant}-", dir=DATA))
     started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, __file__, "--variant", variant, "--csv", str(csv), "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--variant", variant, "--csv", str(csv), "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - started
     stdout, stderr = proc.stdout.read(), proc.stderr.read()  # type: ignore[union-attr]
@@ -221,23 +257,33 @@ def main() -> None:
             best = results.setdefault(name, dict(r))
             for field in ("wall_s", "pipeline_s", "peak_rss_mb"):
                 best[field] = min(best[field], r[field])
-            print(f"  {name:<15} wall {r['wall_s']:7.2f} s   pipeline {r['pipeline_s']:7.2f} s   "
-                  f"peak RSS {r['peak_rss_mb']:8.0f} MB   gold rows {r['gold_rows']}", flush=True)
+            print(
+                f"  {name:<15} wall {r['wall_s']:7.2f} s   pipeline {r['pipeline_s']:7.2f} s   "
+                f"peak RSS {r['peak_rss_mb']:8.0f} MB   gold rows {r['gold_rows']}",
+                flush=True,
+            )
     base, floor = results.get("raw_duckdb"), results.get("dagster_duckdb")
 
     def ratio(r: dict, ref: dict | None, field: str) -> float:
         return r[field] / ref[field] if ref else float("nan")
 
     print(f"\nmedallion, {args.rows:,} rows, {os.cpu_count()} cores (lowest of {args.repeat} runs, per figure)")
-    print(f"{'variant':<15} {'wall s':>8} {'pipe s':>8} {'peak MB':>9} {'wall x':>8} {'pipe x':>8} {'mem x':>8}"
-          f" {'wall/fl':>8} {'pipe/fl':>8} {'mem/fl':>8}")
+    print(
+        f"{'variant':<15} {'wall s':>8} {'pipe s':>8} {'peak MB':>9} {'wall x':>8} {'pipe x':>8} {'mem x':>8}"
+        f" {'wall/fl':>8} {'pipe/fl':>8} {'mem/fl':>8}"
+    )
     for name, r in results.items():
         cells = [ratio(r, ref, f) for ref in (base, floor) for f in ("wall_s", "pipeline_s", "peak_rss_mb")]
-        print(f"{name:<15} {r['wall_s']:8.2f} {r['pipeline_s']:8.2f} {r['peak_rss_mb']:9.0f} "
-              + " ".join(f"{c:8.2f}" for c in cells))
-    print("wall: the whole child process (interpreter, imports, run); pipe: after imports "
-          "(definitions, Dagster instance and run for the Dagster variants); x: against raw_duckdb; "
-          "/fl: against dagster_duckdb, the hand-written Dagster floor")
+        print(
+            f"{name:<15} {r['wall_s']:8.2f} {r['pipeline_s']:8.2f} {r['peak_rss_mb']:9.0f} "
+            + " ".join(f"{c:8.2f}" for c in cells)
+        )
+    print(
+        "wall: the whole child process (interpreter, imports, run); pipe: after imports "
+        "(definitions, Dagster instance and run for the Dagster variants); x: against raw_duckdb; "
+        "/fl: against dagster_duckdb, the hand-written Dagster floor"
+    )
+
 
 if __name__ == "__main__":
     main()

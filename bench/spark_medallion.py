@@ -151,29 +151,53 @@ def run_odibi(csv_path: str, out_dir: str) -> dict[str, Any]:
 
     t0 = time.perf_counter()
     cfg = Path(out_dir) / "bench_spark.json"
-    cfg.write_text(json.dumps({
-        "pipeline": "bench_spark", "engine": "spark", "story": {"sample_rows": 5},
-        "ingest_mode": os.environ.get("ODIBI_BENCH_INGEST_MODE", "copy"),
-        "steps": [
-            {"layer": "ingest", "name": "ingest", "value": csv_path, "outputs": {"data": "bronze"}},
-            {"layer": "transform", "name": "clean", "type": "sql", "value": SILVER_SQL,
-             "inputs": {"bronze": "bronze"}, "outputs": {"data": "silver"}},
-            {"layer": "transform", "name": "aggregate", "type": "sql", "value": GOLD_SQL,
-             "inputs": {"silver": "silver"}, "outputs": {"data": "gold"}},
-        ],
-    }))
+    cfg.write_text(
+        json.dumps(
+            {
+                "pipeline": "bench_spark",
+                "engine": "spark",
+                "story": {"sample_rows": 5},
+                "ingest_mode": os.environ.get("ODIBI_BENCH_INGEST_MODE", "copy"),
+                "steps": [
+                    {"layer": "ingest", "name": "ingest", "value": csv_path, "outputs": {"data": "bronze"}},
+                    {
+                        "layer": "transform",
+                        "name": "clean",
+                        "type": "sql",
+                        "value": SILVER_SQL,
+                        "inputs": {"bronze": "bronze"},
+                        "outputs": {"data": "silver"},
+                    },
+                    {
+                        "layer": "transform",
+                        "name": "aggregate",
+                        "type": "sql",
+                        "value": GOLD_SQL,
+                        "inputs": {"silver": "silver"},
+                        "outputs": {"data": "gold"},
+                    },
+                ],
+            }
+        )
+    )
     engine = SparkEngine(master=MASTER, app_name="bench-odibi", delta=False, spark_conf={"spark.ui.enabled": "false"})
     engine.spark_session.sparkContext.setLogLevel("ERROR")
-    defs = build_definitions(cfg, base_dir=out_dir, resources={
-        "odibi_spark": engine,
-        "odibi_datasets": OdibiDatasetStore(spark_format="parquet"),
-    })
+    defs = build_definitions(
+        cfg,
+        base_dir=out_dir,
+        resources={
+            "odibi_spark": engine,
+            "odibi_datasets": OdibiDatasetStore(spark_format="parquet"),
+        },
+    )
     job = defs.resolve_job_def("bench_spark")
     t1 = time.perf_counter()
     result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral())
     t2 = time.perf_counter()
-    rows = {m.materialization.asset_key.path[-1]: m.materialization.metadata["dagster/row_count"].value
-            for m in result.get_asset_materialization_events()}
+    rows = {
+        m.materialization.asset_key.path[-1]: m.materialization.metadata["dagster/row_count"].value
+        for m in result.get_asset_materialization_events()
+    }
     engine.stop()
     return {"session_s": t1 - t0, "pipeline_s": t2 - t1, "silver_rows": rows["silver"], "gold_rows": rows["gold"]}
 
@@ -212,8 +236,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rounds", type=int, default=1, help="odibi runs per mode; raw runs before and after each round (best kept)"
     )
-    parser.add_argument("--ingest-mode", choices=["copy", "reference", "both"], default="both",
-                        help="the odibi pipeline's ingest_mode (copy: bronze persisted; reference: read in place)")
+    parser.add_argument(
+        "--ingest-mode",
+        choices=["copy", "reference", "both"],
+        default="both",
+        help="the odibi pipeline's ingest_mode (copy: bronze persisted; reference: read in place)",
+    )
     parser.add_argument("--child", choices=sorted(RUNNERS), help=argparse.SUPPRESS)
     parser.add_argument("--csv", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -255,9 +283,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"MISMATCH: odibi ({mode}) and raw produced different row counts", file=sys.stderr)
             return 1
         best_pipe = min(r["pipeline_s"] for r in mine)
-        print(f"odibi ingest_mode={mode} (best of {len(mine)}): wall {best['wall_s']:.2f}s, pipeline "
-              f"{best_pipe:.2f}s; ratio odibi/raw: wall {best['wall_s'] / best_raw['wall_s']:.3f}, "
-              f"pipeline {best_pipe / best_raw_pipe:.3f}")
+        print(
+            f"odibi ingest_mode={mode} (best of {len(mine)}): wall {best['wall_s']:.2f}s, pipeline "
+            f"{best_pipe:.2f}s; ratio odibi/raw: wall {best['wall_s'] / best_raw['wall_s']:.3f}, "
+            f"pipeline {best_pipe / best_raw_pipe:.3f}"
+        )
     return 0
 
 

@@ -58,8 +58,11 @@ def free_port() -> int:
 
 
 def graphql(base: str, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-    req = urllib.request.Request(f"{base}/graphql", data=json.dumps({"query": query, "variables": variables or {}})
-                                 .encode(), headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        f"{base}/graphql",
+        data=json.dumps({"query": query, "variables": variables or {}}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(req, timeout=60) as res:
         body = json.loads(res.read())
     if body.get("errors"):
@@ -74,9 +77,14 @@ def dagster_dev(home: Path, log: Path) -> Iterator[str]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "ODIBI_BASE_DIR"} | {"DAGSTER_HOME": str(home)}
     with open(log, "wb") as out:
-        proc = subprocess.Popen([str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1",
-                                 "-p", str(port)], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            [str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180
@@ -133,26 +141,43 @@ def launch_and_wait(base: str, params: dict[str, Any], timeout: float = 300) -> 
 
 
 def job_params() -> dict[str, Any]:
-    return {"selector": {"repositoryLocationName": LOCATION, "repositoryName": "__repository__",
-                         "jobName": PIPELINE}, "runConfigData": {}}
+    return {
+        "selector": {"repositoryLocationName": LOCATION, "repositoryName": "__repository__", "jobName": PIPELINE},
+        "runConfigData": {},
+    }
 
 
 def materialize_all_params(nodes: list[dict[str, Any]]) -> dict[str, Any]:
     """What "Materialize all" on the group launches: the implicit asset job, the group's assets and checks."""
-    checks = [{"assetKey": {"path": n["assetKey"]["path"]}, "name": c["name"]}
-              for n in nodes for c in (n.get("assetChecksOrError") or {}).get("checks", [])]
-    return {"selector": {"repositoryLocationName": LOCATION, "repositoryName": "__repository__",
-                         "jobName": "__ASSET_JOB",
-                         "assetSelection": [{"path": n["assetKey"]["path"]} for n in nodes],
-                         "assetCheckSelection": checks},
-            "runConfigData": {}}
+    checks = [
+        {"assetKey": {"path": n["assetKey"]["path"]}, "name": c["name"]}
+        for n in nodes
+        for c in (n.get("assetChecksOrError") or {}).get("checks", [])
+    ]
+    return {
+        "selector": {
+            "repositoryLocationName": LOCATION,
+            "repositoryName": "__repository__",
+            "jobName": "__ASSET_JOB",
+            "assetSelection": [{"path": n["assetKey"]["path"]} for n in nodes],
+            "assetCheckSelection": checks,
+        },
+        "runConfigData": {},
+    }
 
 
 def cli_run() -> float:
     env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "ODIBI_BASE_DIR")}
     started = time.perf_counter()
-    proc = subprocess.run([str(BIN / "odibi-dagster"), "run", str(CONFIG)], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=600, check=False)
+    proc = subprocess.run(
+        [str(BIN / "odibi-dagster"), "run", str(CONFIG)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     elapsed = time.perf_counter() - started
     if proc.returncode != 0:
         raise RuntimeError(f"odibi-dagster run failed: {proc.stdout[-2000:]}{proc.stderr[-2000:]}")
@@ -180,16 +205,29 @@ def main(argv: list[str] | None = None) -> int:
                 cli = cli_run()
                 if status != "SUCCESS" or assets_status != "SUCCESS":
                     raise RuntimeError(f"UI runs ended {status} ({run_id}) and {assets_status} ({assets_run})")
-                rows.append({"ui": ui, "ui_assets": assets, "cli": cli, "run_id": run_id, "status": status,
-                             "assets_run_id": assets_run, "assets_status": assets_status})
-                print(f"{i + 1:>6} {ui:>8.2f} {assets:>12.2f} {cli:>8.2f} {ui / cli:>8.2f} {assets / cli:>11.2f}",
-                      flush=True)
+                rows.append(
+                    {
+                        "ui": ui,
+                        "ui_assets": assets,
+                        "cli": cli,
+                        "run_id": run_id,
+                        "status": status,
+                        "assets_run_id": assets_run,
+                        "assets_status": assets_status,
+                    }
+                )
+                print(
+                    f"{i + 1:>6} {ui:>8.2f} {assets:>12.2f} {cli:>8.2f} {ui / cli:>8.2f} {assets / cli:>11.2f}",
+                    flush=True,
+                )
     ratio = statistics.median(r["ui"] / r["cli"] for r in rows)
     assets_ratio = statistics.median(r["ui_assets"] / r["cli"] for r in rows)
-    print(f"median: ui {statistics.median(r['ui'] for r in rows):.2f} s, "
-          f"ui_assets {statistics.median(r['ui_assets'] for r in rows):.2f} s, "
-          f"cli {statistics.median(r['cli'] for r in rows):.2f} s; "
-          f"ui/cli {ratio:.2f}x, ui_assets/cli {assets_ratio:.2f}x (target <= 1.5x)")
+    print(
+        f"median: ui {statistics.median(r['ui'] for r in rows):.2f} s, "
+        f"ui_assets {statistics.median(r['ui_assets'] for r in rows):.2f} s, "
+        f"cli {statistics.median(r['cli'] for r in rows):.2f} s; "
+        f"ui/cli {ratio:.2f}x, ui_assets/cli {assets_ratio:.2f}x (target <= 1.5x)"
+    )
     if args.json:
         print(json.dumps({"runs": rows, "ui_over_cli": ratio, "ui_assets_over_cli": assets_ratio}))
     return 0

@@ -32,6 +32,10 @@ def daily_store_summary(silver: Any, min_sales: int = 1) -> Any:
         .where(F.col("sales") >= min_sales)
     )
     return out.select(
-        "sale_date", "store", F.round("revenue", 2).alias("revenue"), "sales", "items",
+        "sale_date",
+        "store",
+        F.round("revenue", 2).alias("revenue"),
+        "sales",
+        "items",
         F.round(F.col("revenue") / F.col("sales"), 2).alias("avg_ticket"),
     ).orderBy("sale_date", "store")
