@@ -26,7 +26,7 @@ class StepGraph:
         self._succs: dict[str, list[str]] = {}
         self._edges: list[tuple[str, str]] = []
         for node in nodes:
-            self._add_node(node)
+            self.add_node(node)
         for src, dst in edges:
             self.add_edge(src, dst)
 
@@ -44,15 +44,16 @@ class StepGraph:
                 edges.append((conn, s.name))
         return cls((s.name for s in steps), edges)
 
-    def _add_node(self, node: str) -> None:
+    def add_node(self, node: str) -> None:
+        """Add ``node`` (no edge) unless it is there."""
         if node not in self._preds:
             self._preds[node] = []
             self._succs[node] = []
 
     def add_edge(self, src: str, dst: str) -> None:
         """``dst`` reads from ``src`` (a repeated edge is kept once; a self-loop is a cycle)."""
-        self._add_node(src)
-        self._add_node(dst)
+        self.add_node(src)
+        self.add_node(dst)
         if src not in self._preds[dst]:
             self._preds[dst].append(src)
             self._succs[src].append(dst)
