@@ -192,6 +192,68 @@ def _run_all(
         raise
 
 
+def _partition_label(tags: dict[str, str]) -> str:
+    """The partition (or range) a run's tags name, for the progress line."""
+    if tags.get("dagster/partition"):
+        return tags["dagster/partition"]
+    if "dagster/asset_partition_range_start" in tags:
+        return f"{tags['dagster/asset_partition_range_start']}...{tags['dagster/asset_partition_range_end']}"
+    return ""
+
+
+def _execute(executor: str, job: Any, selection: Any, tags: dict[str, str], instance: Any) -> Any:
+    """One Dagster run of ``job``: in this process, or through Dagster's multiprocess executor."""
+    import dagster as dg
+
+    from odibi_dagster.translate import cli_run
+
+    if executor == "in_process":
+        return job.execute_in_process(
+            instance=instance,
+            asset_selection=selection,
+            tags=tags,
+            run_config=cli_run.RUN_CONFIG,
+            raise_on_error=False,
+        )
+    return dg.execute_job(
+        dg.reconstructable(cli_run.reconstruct_job),
+        instance=instance,
+        asset_selection=selection,
+        tags=tags,
+        run_config=cli_run.RUN_CONFIG,
+        raise_on_error=False,
+    )
+
+
+def _report_run(
+    args: argparse.Namespace, plan: Any, run_id: str, success: bool, summary: list[dict[str, Any]], elapsed: float
+) -> list[dict[str, Any]]:
+    """ODIBI's end event, the steps never started and the story of one run; returns its failed steps."""
+    from odibi_dagster.translate import cli_run
+
+    failed = [s for s in summary if s["status"] == "failed"]
+    cli_run.pipeline_event(
+        plan,
+        "pipeline_complete" if success else "pipeline_error",
+        {
+            "run_id": run_id,
+            "success_count": sum(s["status"] == "success" for s in summary),
+            "failed_count": len(failed),
+            "duration_ms": round(elapsed, 3),
+            **({"error_message": failed[0]["error"]} if failed else {}),
+        },
+    )
+    if not success:
+        ran = {s["step"] for s in summary}
+        for step in cli_run.planned_steps(plan, args.select):
+            if step not in ran:  # Dagster emits no event for steps it never started
+                print(f"  skip  {step:<32} (not run: an upstream step failed)", flush=True)
+    story = cli_run.story_for(plan, run_id)
+    if story:
+        print(f"story: {story}")
+    return failed
+
+
 def _run_each(
     args: argparse.Namespace,
     job: Any,
@@ -201,19 +263,13 @@ def _run_each(
     instance: Any,
     session: dict[str, str],
 ) -> int:
-    import dagster as dg
-
     from odibi_dagster.observe.run_summary import summarize_run
     from odibi_dagster.translate import cli_run
 
     failures = 0
     for index, tags in enumerate(tag_sets):
         tags = {**tags, **session}
-        label = tags.get("dagster/partition") or (
-            f"{tags['dagster/asset_partition_range_start']}...{tags['dagster/asset_partition_range_end']}"
-            if "dagster/asset_partition_range_start" in tags
-            else ""
-        )
+        label = _partition_label(tags)
         print(
             f"odibi-dagster: running pipeline '{plan.name}' ({args.executor})"
             + (f", partition {label}" if label else ""),
@@ -221,46 +277,11 @@ def _run_each(
         )
         cli_run.pipeline_event(plan, "pipeline_start", {"start_time": time.strftime("%Y-%m-%dT%H:%M:%S")})
         started = time.perf_counter()
-        if args.executor == "in_process":
-            result = job.execute_in_process(
-                instance=instance,
-                asset_selection=selection,
-                tags=tags,
-                run_config=cli_run.RUN_CONFIG,
-                raise_on_error=False,
-            )
-        else:
-            result = dg.execute_job(
-                dg.reconstructable(cli_run.reconstruct_job),
-                instance=instance,
-                asset_selection=selection,
-                tags=tags,
-                run_config=cli_run.RUN_CONFIG,
-                raise_on_error=False,
-            )
+        result = _execute(args.executor, job, selection, tags, instance)
         run_id, success = result.run_id, result.success
         summary = summarize_run(instance, run_id, plan.steps_by_op)
         elapsed = (time.perf_counter() - started) * 1000
-        failed = [s for s in summary if s["status"] == "failed"]
-        cli_run.pipeline_event(
-            plan,
-            "pipeline_complete" if success else "pipeline_error",
-            {
-                "run_id": run_id,
-                "success_count": sum(s["status"] == "success" for s in summary),
-                "failed_count": len(failed),
-                "duration_ms": round(elapsed, 3),
-                **({"error_message": failed[0]["error"]} if failed else {}),
-            },
-        )
-        if not success:
-            ran = {s["step"] for s in summary}
-            for step in cli_run.planned_steps(plan, args.select):
-                if step not in ran:  # Dagster emits no event for steps it never started
-                    print(f"  skip  {step:<32} (not run: an upstream step failed)", flush=True)
-        story = cli_run.story_for(plan, run_id)
-        if story:
-            print(f"story: {story}")
+        failed = _report_run(args, plan, run_id, success, summary, elapsed)
         if success:
             print(f"odibi-dagster: pipeline '{plan.name}' succeeded in {elapsed:.0f} ms (run {run_id})")
             continue

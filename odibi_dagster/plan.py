@@ -13,6 +13,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from odibi_dagster.config.graph import StepGraph
 from odibi_dagster.config.models import DATA_LAYERS, PipelineConfig, Step
 from odibi_dagster.config.names import dagster_name
 
@@ -47,12 +48,15 @@ class PipelinePlan:
         return {self.op_name(s): s.name for s in self.pipeline.steps}
 
     @cached_property
+    def step_graph(self) -> StepGraph:
+        """The steps and the edges between them (datasets and connections)."""
+        return StepGraph((s.name for s in self.pipeline.steps), self.graph_edges)
+
+    @cached_property
     def upstream_steps(self) -> dict[str, list[str]]:
         """Step name -> the steps (and connect steps) it reads from."""
-        out: dict[str, list[str]] = {}
-        for up, down in self.graph_edges:
-            out.setdefault(down, []).append(up)
-        return out
+        graph = self.step_graph
+        return {n: graph.predecessors(n) for n in graph.nodes if graph.predecessors(n)}
 
     def connection_key(self, connect_step: str) -> str:
         return f"{dagster_name(self.name)}__{dagster_name(connect_step)}"
@@ -163,14 +167,6 @@ def make_plan(pipeline: PipelineConfig, key_for, base_dir: str | os.PathLike[str
         work_dir = os.path.join(str(config_dir), ".odibi")
     asset_keys = {ds: key_for(s, ds) for s in pipeline.steps if s.layer in DATA_LAYERS for ds in s.outputs.values()}
     sink_keys = {s.name: key_for(s, None) for s in pipeline.steps if s.layer in ("store", "publish")}
-    producers = {ds: s.name for s in pipeline.steps for ds in s.outputs.values()}
-    edges = []
-    for s in pipeline.steps:
-        for ds in s.inputs.values():
-            if ds in producers:
-                edges.append((producers[ds], s.name))
-        conn = s.params.get("connection")
-        if isinstance(conn, str):
-            edges.append((conn, s.name))
+    edges = sorted(StepGraph.of_steps(pipeline.steps).edges)
     local_work_dir = os.path.join(str(config_dir), ".odibi") if "://" in work_dir else None
-    return PipelinePlan(pipeline, asset_keys, sink_keys, data_root, work_dir, sorted(set(edges)), local_work_dir)
+    return PipelinePlan(pipeline, asset_keys, sink_keys, data_root, work_dir, edges, local_work_dir)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
@@ -25,6 +25,19 @@ SINK_LAYERS = ("store", "publish")
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class _OneOf(_Strict):
+    """A model that needs exactly one of two fields: ``one_of = (first, second, what)``."""
+
+    one_of: ClassVar[tuple[str, str, str]]
+
+    @model_validator(mode="after")
+    def _exactly_one_of(self) -> Self:
+        first, second, what = self.one_of
+        if (getattr(self, first) is None) == (getattr(self, second) is None):
+            raise ValueError(f"{what} needs exactly one of '{first}' or '{second}'")
+        return self
 
 
 def _none_to_empty(value: Any) -> Any:
@@ -191,7 +204,7 @@ class PartitionsConfig(_Strict):
         return [_scalar_text(x) for x in v] if isinstance(v, list) else v
 
 
-class ScheduleConfig(_Strict):
+class ScheduleConfig(_OneOf):
     """A cron schedule (``cron``) or ODIBI's interval mode (``every: 300s``)."""
 
     cron: str | None = None
@@ -200,11 +213,7 @@ class ScheduleConfig(_Strict):
     name: str | None = None
     enabled: bool = True
 
-    @model_validator(mode="after")
-    def _one_of(self) -> ScheduleConfig:
-        if (self.cron is None) == (self.every is None):
-            raise ValueError("a schedule needs exactly one of 'cron' or 'every'")
-        return self
+    one_of: ClassVar[tuple[str, str, str]] = ("cron", "every", "a schedule")
 
 
 class FileWatchSensorConfig(_Strict):
@@ -232,7 +241,7 @@ class FileWatchSensorConfig(_Strict):
     enabled: bool = True
 
 
-class PollingSensorConfig(_Strict):
+class PollingSensorConfig(_OneOf):
     """ODIBI's INTERVAL / INCREMENTAL streaming: poll a SQL source past a watermark."""
 
     type: Literal["incremental", "interval"]
@@ -246,11 +255,7 @@ class PollingSensorConfig(_Strict):
     name: str | None = None
     enabled: bool = True
 
-    @model_validator(mode="after")
-    def _table_or_query(self) -> PollingSensorConfig:
-        if (self.table is None) == (self.query is None):
-            raise ValueError("a polling sensor needs exactly one of 'table' or 'query'")
-        return self
+    one_of: ClassVar[tuple[str, str, str]] = ("table", "query", "a polling sensor")
 
 
 SensorConfig = Annotated[FileWatchSensorConfig | PollingSensorConfig, Field(discriminator="type")]

@@ -103,13 +103,18 @@ def quote_ident(name: str) -> str:
     return '"' + str(name).replace('"', '""') + '"'
 
 
-def _escape_in_string(value: Any, quote: str, dialect: str) -> str:
-    """``value`` as the text inside a ``quote``-delimited SQL string literal."""
+def _as_text(value: Any) -> str:
+    """A value as template text: None empty, dates and datetimes ISO."""
     if value is None:
         return ""
     if isinstance(value, dt.datetime | dt.date):
-        value = value.isoformat()
-    text = str(value)
+        return value.isoformat()
+    return str(value)
+
+
+def _escape_in_string(value: Any, quote: str, dialect: str) -> str:
+    """``value`` as the text inside a ``quote``-delimited SQL string literal."""
+    text = _as_text(value)
     if dialect == "spark":
         # Spark SQL escapes with backslashes; a doubled quote would be two adjacent literals
         # ('it''s' is "its" in Spark), so escape the quote too.
@@ -156,50 +161,72 @@ def _mark_positions(sql: str, dialect: str) -> str:
     other jinja tags. Raises :class:`UnsafeTemplate` for an expression inside a
     dollar-quoted string ($$...$$) or a Spark raw string (r'...'): nothing can be escaped there.
     """
-    spark = dialect == "spark"
-    out: list[str] = []
-    i, n = 0, len(sql)
-    context: str | None = None  # a key of _POSITION_FILTERS while inside that construct
-    closer = ""
-    while i < n:
-        if sql.startswith("{{", i):
-            m = _EXPRESSION.match(sql, i)
-            if m:
-                if context is not None:
-                    out.append(f"{{{{{m.group(1)} ({m.group(2)}) | {_POSITION_FILTERS[context]} {m.group(3)}}}}}")
-                else:
-                    out.append(m.group(0))
-                i = m.end()
+    return _PositionScanner(sql, dialect == "spark").run()
+
+
+class _PositionScanner:
+    """One pass over a SQL template, copying it to ``out`` with each expression marked."""
+
+    def __init__(self, sql: str, spark: bool):
+        self.sql, self.spark = sql, spark
+        self.out: list[str] = []
+        self.i = 0
+        self.context: str | None = None  # a key of _POSITION_FILTERS while inside that construct
+        self.closer = ""
+
+    def run(self) -> str:
+        while self.i < len(self.sql):
+            if self._jinja_tag():
                 continue
+            if self.context is not None:
+                self._inside()
+            else:
+                self._outside()
+        return "".join(self.out)
+
+    def _copy(self, end: int) -> None:
+        self.out.append(self.sql[self.i : end])
+        self.i = end
+
+    def _enter(self, context: str, closer: str, end: int) -> None:
+        self.context, self.closer = context, closer
+        self._copy(end)
+
+    def _jinja_tag(self) -> bool:
+        """Copy a ``{{ ... }}`` (marked with its position's filter) or another jinja tag."""
+        sql, i = self.sql, self.i
+        if sql.startswith("{{", i) and (m := _EXPRESSION.match(sql, i)):
+            if self.context is not None:
+                self.out.append(f"{{{{{m.group(1)} ({m.group(2)}) | {_POSITION_FILTERS[self.context]} {m.group(3)}}}}}")
+            else:
+                self.out.append(m.group(0))
+            self.i = m.end()
+            return True
         if sql.startswith(("{%", "{#"), i):
             end = sql.find(sql[i + 1] + "}", i + 2)
             if end != -1:
-                out.append(sql[i : end + 2])
-                i = end + 2
-                continue
-        c = sql[i]
-        if context is not None:
-            escapes = context == "E'" or (spark and context in ("'", '"'))
-            if escapes and c == "\\" and i + 1 < n:
-                out.append(sql[i : i + 2])
-                i += 2
-                continue
-            if sql.startswith(closer, i):
-                if (
-                    context in ("'", "E'", 'ident"', "ident`")
-                    and sql.startswith(closer * 2, i)
-                    and not (spark and context in ("'", '"'))
-                ):
-                    out.append(closer * 2)  # a doubled quote stays inside
-                    i += 2
-                    continue
-                context = None
-                out.append(closer)
-                i += len(closer)
-                continue
-            out.append(c)
-            i += 1
-            continue
+                self._copy(end + 2)
+                return True
+        return False
+
+    def _inside(self) -> None:
+        """One character (or escape, or doubled quote) inside a string, identifier or comment."""
+        sql, i, context, closer = self.sql, self.i, self.context, self.closer
+        spark_quote = self.spark and context in ("'", '"')
+        if (context == "E'" or spark_quote) and sql[i] == "\\" and i + 1 < len(sql):
+            self._copy(i + 2)
+        elif not sql.startswith(closer, i):
+            self._copy(i + 1)
+        elif context in ("'", "E'", 'ident"', "ident`") and sql.startswith(closer * 2, i) and not spark_quote:
+            self._copy(i + 2)  # a doubled quote stays inside
+        else:
+            self.context = None
+            self._copy(i + len(closer))
+
+    def _outside(self) -> None:
+        """One character of bare SQL, or the start of a quoted or commented construct."""
+        sql, i, spark = self.sql, self.i, self.spark
+        c, n = sql[i], len(sql)
         prev_ident = i > 0 and _IDENT_CHAR.match(sql[i - 1]) is not None
         if c == "$" and not spark and not prev_ident and (m := _DOLLAR_QUOTE.match(sql, i)):
             end = sql.find(m.group(0), m.end())
@@ -209,41 +236,27 @@ def _mark_positions(sql: str, dialect: str) -> str:
                     f"a template inside the dollar-quoted string {m.group(0)}...{m.group(0)} "
                     "cannot be escaped; put it in '...' instead"
                 )
-            out.append(sql[i:end])
-            i = end
-            continue
-        if spark and c in "rR" and not prev_ident and i + 1 < n and sql[i + 1] in "'\"":
+            self._copy(end)
+        elif spark and c in "rR" and not prev_ident and i + 1 < n and sql[i + 1] in "'\"":
             end = sql.find(sql[i + 1], i + 2)
             end = n if end == -1 else end + 1
             if "{{" in sql[i:end] or "{%" in sql[i:end]:
                 raise UnsafeTemplate(
                     "a template inside a raw string (r'...') cannot be escaped; put it in '...' instead"
                 )
-            out.append(sql[i:end])
-            i = end
-            continue
-        if not spark and c in "eE" and not prev_ident and i + 1 < n and sql[i + 1] == "'":
-            context, closer = "E'", "'"
-            out.append(sql[i : i + 2])
-            i += 2
-            continue
-        if sql.startswith("--", i):
-            context, closer = "--", "\n"
-            out.append("--")
-            i += 2
-            continue
-        if sql.startswith("/*", i):
-            context, closer = "/*", "*/"
-            out.append("/*")
-            i += 2
-            continue
-        if c == "'" or (spark and c == '"'):
-            context, closer = c, c
+            self._copy(end)
+        elif not spark and c in "eE" and not prev_ident and i + 1 < n and sql[i + 1] == "'":
+            self._enter("E'", "'", i + 2)
+        elif sql.startswith("--", i):
+            self._enter("--", "\n", i + 2)
+        elif sql.startswith("/*", i):
+            self._enter("/*", "*/", i + 2)
+        elif c == "'" or (spark and c == '"'):
+            self._enter(c, c, i + 1)
         elif c == "`" or (not spark and c == '"'):
-            context, closer = f"ident{c}", c
-        out.append(c)
-        i += 1
-    return "".join(out)
+            self._enter(f"ident{c}", c, i + 1)
+        else:
+            self._copy(i + 1)
 
 
 def _render_positioned(v: _Positioned, dialect: str) -> str:
@@ -251,9 +264,7 @@ def _render_positioned(v: _Positioned, dialect: str) -> str:
     pos = v.position
     if pos in ("'", '"'):
         return _escape_in_string(v.value, pos, dialect)
-    text = (
-        "" if v.value is None else (v.value.isoformat() if isinstance(v.value, dt.datetime | dt.date) else str(v.value))
-    )
+    text = _as_text(v.value)
     if pos == "E'":  # backslash escapes are on: double them, and the quote
         return text.replace("\\", "\\\\").replace("'", "''")
     if pos.startswith("ident"):

@@ -60,7 +60,9 @@ def _project(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     home = tmp_path / "home"
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    env = {**os.environ, "DAGSTER_HOME": str(home), "PYTHONPATH": str(tmp_path)}
+    # The test's modules first, then the caller's path (a worktree's odibi_dagster, not the installed one).
+    path = os.pathsep.join(p for p in (str(tmp_path), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, "DAGSTER_HOME": str(home), "PYTHONPATH": path}
     return config, env
 
 

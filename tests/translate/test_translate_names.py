@@ -11,8 +11,8 @@ import yaml
 from dagster._core.execution.api import create_execution_plan
 
 from odibi_dagster import ConfigValidationError, build_definitions, load_pipelines
-from odibi_dagster.config import validation
 from odibi_dagster.config.names import asset_key_part, dagster_name
+from odibi_dagster.config.validation import dependencies
 
 
 def _pipeline(tmp_path: Path, name: str, step: str = "raw", dataset: str = "raw", file: str = "p.yaml") -> Path:
@@ -107,7 +107,7 @@ def test_a_chain_deeper_than_the_recursion_limit_builds(tmp_path: Path) -> None:
 
 
 def test_a_chain_past_the_limit_is_rejected_naming_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(validation, "MAX_CHAIN_DEPTH", 40)
+    monkeypatch.setattr(dependencies, "MAX_CHAIN_DEPTH", 40)
     with pytest.raises(ConfigValidationError) as err:
         load_pipelines(_chain(tmp_path, 41))
     [problem] = err.value.problems

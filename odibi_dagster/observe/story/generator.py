@@ -1,11 +1,11 @@
 """ODIBI's StoryGenerator: one self-contained HTML page per run, rendered from lineage JSON.
 
-The page has a header, the run summary, an SVG picture of the step graph (laid out
-here, in Python, by topological depth, so no JavaScript library or network access is
-needed) and a collapsible card per step. Everything from the run (step names, column
-names, sample values, SQL, error messages) goes through jinja2's autoescaping; the
-only script is a constant of this module, allowed by a hash-based Content Security
-Policy so that nothing injected could run even if it slipped through.
+The page has a header, the run summary, an SVG picture of the step graph (laid out in
+Python by ``layout``, so no JavaScript library or network access is needed) and a
+collapsible card per step. Everything from the run (step names, column names, sample
+values, SQL, error messages) goes through jinja2's autoescaping; the only script is a
+constant of this module, allowed by a hash-based Content Security Policy so that nothing
+injected could run even if it slipped through.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import functools
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ import jinja2
 from markupsafe import Markup
 
 from odibi_dagster.observe._util import atomic_write_text, safe_name
+from odibi_dagster.observe.story.layout import STATUS_CLASSES, graph_layout
 
 __all__ = ["STORY_FILENAME", "StoryGenerator", "graph_layout", "latest_story", "story_path"]
 
@@ -51,12 +52,6 @@ _SCRIPT = """
 })();
 """
 _SCRIPT_HASH = base64.b64encode(hashlib.sha256(_SCRIPT.encode("utf-8")).digest()).decode("ascii")
-
-# Graph geometry (px). Columns are topological depths, left to right.
-_NODE_W, _NODE_H, _COL_GAP, _ROW_GAP, _PAD = 172, 48, 56, 22, 20
-_LABEL_CHARS = 22
-
-_STATUS_CLASSES = {"success": "success", "failed": "failed", "running": "running", "skipped": "skipped"}
 
 
 def story_path(stories_dir: str | os.PathLike[str], pipeline: str, run_id: str) -> Path:
@@ -119,150 +114,6 @@ def _edges_from_io(steps: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
             for producer in producers.get(str(dataset), []):
                 edges.append((producer, str(step.get("step_name"))))
     return edges
-
-
-def graph_layout(
-    nodes: Sequence[Mapping[str, Any]],
-    edges: Iterable[Sequence[str]],
-    statuses: Mapping[str, str] | None = None,
-) -> dict[str, Any]:
-    """Lay the step graph out in columns by topological depth (longest path from a source).
-
-    Returns ``{"width", "height", "nodes": [{name, layer, status, x, y, w, h, label}],
-    "edges": [{"source", "target", "d"}]}`` with SVG coordinates. Nodes on a cycle (which
-    validation rejects) are put after everything else instead of failing.
-    """
-    statuses = statuses or {}
-    order: list[str] = []
-    layer_of: dict[str, str] = {}
-    for node in nodes:
-        name = str(node.get("name"))
-        if name not in layer_of:
-            order.append(name)
-            layer_of[name] = str(node.get("layer") or "")
-    edge_list: list[tuple[str, str]] = []
-    for edge in edges:
-        src, dst = str(edge[0]), str(edge[1])
-        for name in (src, dst):
-            if name not in layer_of:
-                order.append(name)
-                layer_of[name] = ""
-        if (src, dst) not in edge_list and src != dst:
-            edge_list.append((src, dst))
-
-    preds: dict[str, list[str]] = {n: [] for n in order}
-    succs: dict[str, list[str]] = {n: [] for n in order}
-    for src, dst in edge_list:
-        preds[dst].append(src)
-        succs[src].append(dst)
-
-    # Kahn's algorithm; depth = 1 + deepest predecessor.
-    depth: dict[str, int] = {}
-    indegree = {n: len(preds[n]) for n in order}
-    ready = [n for n in order if indegree[n] == 0]
-    while ready:
-        name = ready.pop(0)
-        depth[name] = max((depth[p] + 1 for p in preds[name] if p in depth), default=0)
-        for nxt in succs[name]:
-            indegree[nxt] -= 1
-            if indegree[nxt] == 0:
-                ready.append(nxt)
-    leftover_depth = max(depth.values(), default=-1) + 1
-    for name in order:
-        depth.setdefault(name, leftover_depth)
-
-    columns: dict[int, list[str]] = {}
-    for name in order:
-        columns.setdefault(depth[name], []).append(name)
-    # One barycenter pass: order each column by the mean row of its predecessors.
-    row_of: dict[str, float] = {}
-    for d in sorted(columns):
-        col = columns[d]
-        if d > 0:
-            col.sort(
-                key=lambda n: (
-                    sum(row_of[p] for p in preds[n] if p in row_of) / max(len([p for p in preds[n] if p in row_of]), 1)
-                    if any(p in row_of for p in preds[n])
-                    else float("inf"),
-                    order.index(n),
-                )
-            )
-        for i, name in enumerate(col):
-            row_of[name] = i
-
-    tallest = max((len(c) for c in columns.values()), default=0)
-    height = _PAD * 2 + tallest * _NODE_H + max(tallest - 1, 0) * _ROW_GAP
-    width = _PAD * 2 + len(columns) * _NODE_W + max(len(columns) - 1, 0) * _COL_GAP
-    pos: dict[str, tuple[float, float]] = {}
-    out_nodes = []
-    for d in sorted(columns):
-        col = columns[d]
-        col_height = len(col) * _NODE_H + (len(col) - 1) * _ROW_GAP
-        top = _PAD + (height - 2 * _PAD - col_height) / 2  # centre short columns vertically
-        for i, name in enumerate(col):
-            x = _PAD + d * (_NODE_W + _COL_GAP)
-            y = top + i * (_NODE_H + _ROW_GAP)
-            pos[name] = (x, y)
-            label = name if len(name) <= _LABEL_CHARS else name[: _LABEL_CHARS - 1] + "…"
-            status = statuses.get(name, "pending")
-            out_nodes.append(
-                {
-                    "name": name,
-                    "layer": layer_of[name],
-                    "status": status,
-                    "css": _STATUS_CLASSES.get(status, "pending"),
-                    "x": round(x, 1),
-                    "y": round(y, 1),
-                    "w": _NODE_W,
-                    "h": _NODE_H,
-                    "label": label,
-                }
-            )
-    # Free vertical intervals per column, so edges spanning several columns pass between
-    # the nodes of the columns they cross instead of under them.
-    gaps: dict[int, list[tuple[float, float]]] = {}
-    for d, col in columns.items():
-        tops = sorted(pos[n][1] for n in col)
-        free, cursor = [], 0.0
-        for top in tops:
-            free.append((cursor, top))
-            cursor = top + _NODE_H
-        free.append((cursor, float(height)))
-        gaps[d] = free
-
-    def lane(d: int, want: float) -> float:
-        def distance(gap: tuple[float, float]) -> float:
-            return 0.0 if gap[0] <= want <= gap[1] else min(abs(want - gap[0]), abs(want - gap[1]))
-
-        top, bottom = min(gaps[d], key=distance)
-        margin = min(8.0, (bottom - top) / 2)
-        return min(max(want, top + margin), bottom - margin)
-
-    def curve(ax: float, ay: float, bx: float, by: float) -> str:
-        mid = (ax + bx) / 2
-        return f" C{mid:.1f},{ay:.1f} {mid:.1f},{by:.1f} {bx:.1f},{by:.1f}"
-
-    out_edges = []
-    for src, dst in edge_list:
-        (x1, y1), (x2, y2) = pos[src], pos[dst]
-        sx, sy = x1 + _NODE_W, y1 + _NODE_H / 2
-        tx, ty = x2, y2 + _NODE_H / 2
-        if tx <= sx:  # back edge of a cycle: loop under the nodes
-            low = max(y1, y2) + _NODE_H + _ROW_GAP / 2
-            d_attr = f"M{sx:.1f},{sy:.1f} C{sx + 40:.1f},{low:.1f} {tx - 40:.1f},{low:.1f} {tx:.1f},{ty:.1f}"
-        else:
-            d_attr = f"M{sx:.1f},{sy:.1f}"
-            ax, ay = sx, sy
-            first, last = depth[src] + 1, depth[dst]
-            for d in range(first, last):
-                cx = _PAD + d * (_NODE_W + _COL_GAP)
-                share = (d - depth[src]) / (last - depth[src])
-                cy = lane(d, sy + (ty - sy) * share)
-                d_attr += curve(ax, ay, cx, cy) + f" L{cx + _NODE_W:.1f},{cy:.1f}"
-                ax, ay = cx + _NODE_W, cy
-            d_attr += curve(ax, ay, tx - 6, ty)
-        out_edges.append({"source": src, "target": dst, "d": d_attr})
-    return {"width": max(width, 1), "height": max(height, 1), "nodes": out_nodes, "edges": out_edges}
 
 
 def _fmt_ms(value: Any) -> str:
@@ -396,7 +247,7 @@ class StoryGenerator:
             "partition": None if step.get("partition_key") is None else str(step["partition_key"]),
             "layer": str(step.get("layer") or ""),
             "status": status,
-            "css": _STATUS_CLASSES.get(status, "pending"),
+            "css": STATUS_CLASSES.get(status, "pending"),
             "start_time": step.get("start_time"),
             "end_time": step.get("end_time"),
             "duration_ms": step.get("duration_ms"),
