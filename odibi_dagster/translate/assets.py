@@ -10,6 +10,7 @@ import dagster as dg
 from odibi_dagster.checks import check_spec, check_target, run_check
 from odibi_dagster.config.models import DATA_LAYERS, SINK_LAYERS, PartitionMappingConfig, Step
 from odibi_dagster.engines.base import DatasetRef
+from odibi_dagster.observe.metadata_keys import PIPELINE_TAG, STEP_TAG
 from odibi_dagster.plan import DATASET_STORE_KEY, PipelinePlan
 from odibi_dagster.translate.runtime import (
     StepExecution,
@@ -127,7 +128,7 @@ def _common(plan: PipelinePlan, translator: OdibiTranslator, node: OdibiStep, st
         "retry_policy": translator.get_retry_policy(node),
         "backfill_policy": policy,
         "config_schema": _STEP_CONFIG_SCHEMA,
-        "op_tags": {"odibi/step": step.name, "odibi/pipeline": plan.name},
+        "op_tags": {STEP_TAG: step.name, PIPELINE_TAG: plan.name},
     }
 
 

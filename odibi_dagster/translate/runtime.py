@@ -37,6 +37,7 @@ from odibi_dagster.io.dataset_store import DatasetLayout
 from odibi_dagster.observe import events
 from odibi_dagster.observe.lineage import sql_column_lineage
 from odibi_dagster.observe.metadata import column_schema, dataset_metadata
+from odibi_dagster.observe.metadata_keys import OdibiMetadataSet
 from odibi_dagster.observe.redact import Redactor, redact_url
 from odibi_dagster.observe.snapshot import normalize_type, snapshot_ref
 from odibi_dagster.observe.story.generator import StoryGenerator
@@ -191,10 +192,12 @@ class StepExecution:
                         next(iter(self.context.assets_def.keys_by_output_name))
                     ],
                     metadata={
-                        "odibi/connection": conn_name,
-                        "odibi/connection_target": self.redactor.redact_text(
-                            redact_url(str(conn_params.get("connection_string") or conn_params.get("jdbc_url")))
-                        ),
+                        **OdibiMetadataSet(
+                            connection=conn_name,
+                            connection_target=self.redactor.redact_text(
+                                redact_url(str(conn_params.get("connection_string") or conn_params.get("jdbc_url")))
+                            ),
+                        )
                     },
                     partition=self.partition_key,
                 )
@@ -552,7 +555,7 @@ def run_data_step(
                 redactor=execution.redactor,
             )
             if manifest is not None:
-                md["odibi/ingest_mode"] = dg.MetadataValue.text("reference")
+                md.update(OdibiMetadataSet(ingest_mode="reference"))
             results[dataset] = (ref, md)
         outcome["after"] = after
     return results, before
@@ -589,17 +592,17 @@ def run_sink_step(
             "dagster/uri": dg.MetadataValue.text(uri),
             "dagster/row_count": dg.MetadataValue.int(int(rows)),
             "dagster/column_schema": dg.MetadataValue.table_schema(column_schema(before)),
-            "odibi/format": dg.MetadataValue.text(info.format),
-            "odibi/mode": dg.MetadataValue.text(str(params.get("mode", "overwrite"))),
-            "odibi/duration_ms": dg.MetadataValue.float(round(duration * 1000, 3)),
-            "odibi/story": dg.MetadataValue.path(execution.story_path),
+            **OdibiMetadataSet(
+                format=info.format,
+                mode=str(params.get("mode", "overwrite")),
+                duration_ms=round(duration * 1000, 3),
+                rows_per_second=round(rows / duration, 3) if duration > 0 else None,
+                story=dg.MetadataValue.path(execution.story_path),
+                delta_version=int(info.version) if info.version is not None else None,
+            ),
         }
         if execution.partition_key is not None:
             md["dagster/partition_row_count"] = dg.MetadataValue.int(int(rows))
-        if duration > 0:
-            md["odibi/rows_per_second"] = dg.MetadataValue.float(round(rows / duration, 3))
-        if info.version is not None:
-            md["odibi/delta_version"] = dg.MetadataValue.int(int(info.version))
         outcome["after"] = before
         outcome["extra"] = {
             "target": uri,
@@ -610,11 +613,7 @@ def run_sink_step(
         execution.context.log_event(
             dg.AssetObservation(
                 asset_key=execution.context.asset_key,
-                metadata={
-                    "odibi/written_to": dg.MetadataValue.text(uri),
-                    "odibi/rows_written": dg.MetadataValue.int(int(rows)),
-                    "odibi/format": dg.MetadataValue.text(info.format),
-                },
+                metadata={**OdibiMetadataSet(written_to=uri, rows_written=int(rows), format=info.format)},
                 partition=execution.partition_key,
             )
         )

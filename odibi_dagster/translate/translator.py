@@ -19,6 +19,7 @@ import dagster as dg
 from odibi_dagster.config.models import SINK_LAYERS, PipelineConfig, Step
 from odibi_dagster.config.names import asset_key_part, dagster_name
 from odibi_dagster.config.partitions import build_partitions_def
+from odibi_dagster.observe.metadata_keys import ENGINE_TAG, LAYER_TAG, OdibiMetadataSet
 from odibi_dagster.observe.redact import redact_params, redact_url
 
 _TAG_VALUE = re.compile(r"[^A-Za-z0-9_.-]")
@@ -98,16 +99,17 @@ class OdibiTranslator:
 
     def get_metadata(self, node: OdibiStep) -> dict[str, Any]:
         """Definition metadata: step identity and a code reference to the config file and line."""
+        source = node.pipeline.source.resolve() if node.pipeline.source is not None else None
         md: dict[str, Any] = {
-            "odibi/step": node.step.name,
-            "odibi/layer": node.step.layer,
-            "odibi/type": node.step.type,
+            **OdibiMetadataSet(
+                step=node.step.name,
+                layer=node.step.layer,
+                type=node.step.type,
+                inputs=dg.MetadataValue.json(node.step.inputs) if node.step.inputs else None,
+                config=dg.MetadataValue.path(str(source)) if source is not None else None,
+            )
         }
-        if node.step.inputs:
-            md["odibi/inputs"] = dg.MetadataValue.json(node.step.inputs)
-        if node.pipeline.source is not None:
-            source = node.pipeline.source.resolve()
-            md["odibi/config"] = dg.MetadataValue.path(str(source))
+        if source is not None:
             with warnings.catch_warnings():  # code references are beta in Dagster; we want them in the UI
                 warnings.simplefilter("ignore", dg.BetaWarning)
                 md["dagster/code_references"] = dg.CodeReferencesMetadataValue(
@@ -125,7 +127,7 @@ class OdibiTranslator:
         step_tags = node.step.metadata.get("tags")
         if isinstance(step_tags, dict):
             tags.update({str(k): _TAG_VALUE.sub("_", str(v))[:63] for k, v in step_tags.items()})
-        tags.update({"odibi/layer": node.step.layer, "odibi/engine": node.engine})
+        tags.update({LAYER_TAG: node.step.layer, ENGINE_TAG: node.engine})
         return tags
 
     def get_kinds(self, node: OdibiStep) -> set[str]:
