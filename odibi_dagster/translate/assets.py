@@ -153,7 +153,8 @@ def _data_asset(
     deps = _deps(plan, step)
     datasets = list(dict.fromkeys(step.outputs.values()))
     specs = [translator.get_asset_spec(OdibiStep(plan.pipeline, step, d, key_prefix), deps=deps) for d in datasets]
-    checks = [(c, plan.asset_keys[check_target(step, c)]) for c in step.checks]
+    configured = step.checks if translator.settings.enable_asset_checks else []
+    checks = [(c, plan.asset_keys[check_target(step, c)]) for c in configured]
     node = OdibiStep(plan.pipeline, step, datasets[0], key_prefix)
 
     def compute(context: dg.AssetExecutionContext) -> Iterator[Any]:
