@@ -43,7 +43,7 @@ from odibi_dagster.observe.snapshot import normalize_type, snapshot_ref
 from odibi_dagster.observe.story.generator import StoryGenerator
 from odibi_dagster.observe.tracker import RunTracker
 from odibi_dagster.plan import DATASET_STORE_KEY, PipelinePlan
-from odibi_dagster.triggers.sensors import dynamic_file_source
+from odibi_dagster.triggers.sensors.file_watch import dynamic_file_source
 
 
 class StepRunConfig(dg.Config):
