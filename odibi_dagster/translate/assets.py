@@ -12,14 +12,9 @@ from odibi_dagster.config.models import DATA_LAYERS, SINK_LAYERS, PartitionMappi
 from odibi_dagster.engines.base import DatasetRef
 from odibi_dagster.observe.metadata_keys import PIPELINE_TAG, STEP_TAG
 from odibi_dagster.plan import DATASET_STORE_KEY, PipelinePlan
-from odibi_dagster.translate.runtime import (
-    StepExecution,
-    StepRunConfig,
-    record_failure,
-    record_name,
-    run_data_step,
-    run_sink_step,
-)
+from odibi_dagster.translate.data_steps import run_data_step
+from odibi_dagster.translate.runtime import StepExecution, StepRunConfig, record_failure, record_name
+from odibi_dagster.translate.sink_steps import run_sink_step
 from odibi_dagster.translate.translator import OdibiStep, OdibiTranslator
 
 
