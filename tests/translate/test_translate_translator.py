@@ -299,20 +299,10 @@ def test_translator_can_be_partially_overridden(project: Project) -> None:
 
 def test_translator_settings_switch_features_off(project: Project) -> None:
     project.sample_csv()
-    steps = [
-        {"layer": "ingest", "name": "read", "value": "data/sample.csv", "outputs": {"data": "raw"}},
-        {
-            "layer": "transform",
-            "name": "keep",
-            "type": "sql",
-            "value": "SELECT * FROM raw",
-            "inputs": {"raw": "raw"},
-            "outputs": {"data": "kept"},
-            "checks": [{"not_null": ["id"]}],
-            "metadata": {"automation": "eager"},
-        },
-    ]
-    path = project.pipeline("switches", steps)
+    read = {"layer": "ingest", "name": "read", "value": "data/sample.csv", "outputs": {"data": "raw"}}
+    keep = {"layer": "transform", "name": "keep", "type": "sql", "value": "SELECT * FROM raw", "inputs": {"raw": "raw"}}
+    keep |= {"outputs": {"data": "kept"}, "checks": [{"not_null": ["id"]}], "metadata": {"automation": "eager"}}
+    path = project.pipeline("switches", [read, keep])
     kept = dg.AssetKey(["switches", "kept"])
     default = build_definitions(path)
     spec = specs_by_key(default)[kept]
