@@ -19,9 +19,10 @@ if TYPE_CHECKING:
     from odibi_dagster.engines.spark import SparkEngine
     from odibi_dagster.io.dataset_io_manager import OdibiIOManager
     from odibi_dagster.io.dataset_store import OdibiDatasetStore
+    from odibi_dagster.observe.metadata_keys import OdibiMetadataSet
     from odibi_dagster.translate.connections import OdibiConnection
     from odibi_dagster.translate.definitions import build_definitions
-    from odibi_dagster.translate.translator import OdibiStep, OdibiTranslator
+    from odibi_dagster.translate.translator import OdibiStep, OdibiTranslator, OdibiTranslatorSettings
 
 __version__ = "0.1.0"
 
@@ -46,6 +47,8 @@ _EXPORTS = {
     "build_definitions": "odibi_dagster.translate.definitions",
     "OdibiStep": "odibi_dagster.translate.translator",
     "OdibiTranslator": "odibi_dagster.translate.translator",
+    "OdibiTranslatorSettings": "odibi_dagster.translate.translator",
+    "OdibiMetadataSet": "odibi_dagster.observe.metadata_keys",
     "SparkEngine": "odibi_dagster.engines.spark",
 }
 
@@ -70,9 +73,11 @@ __all__ = [
     "OdibiConnection",
     "OdibiDatasetStore",
     "OdibiIOManager",
+    "OdibiMetadataSet",
     "OdibiPipelineComponent",
     "OdibiStep",
     "OdibiTranslator",
+    "OdibiTranslatorSettings",
     "PandasDuckDBEngine",
     "PipelineConfig",
     "Problem",

@@ -16,6 +16,7 @@ from odibi_dagster.config.models import CheckConfig, Step
 from odibi_dagster.config.templating import quote_ident, render_sql, sql_literal
 from odibi_dagster.engines.base import DatasetRef
 from odibi_dagster.observe.metadata import sample_markdown
+from odibi_dagster.observe.metadata_keys import OdibiMetadataSet
 
 FAILING_SAMPLE_ROWS = 5
 
@@ -64,9 +65,11 @@ def run_check(
         passed, failing, sample, extra = False, 0, None, {}
     finally:
         ctx.close()
-    metadata: dict[str, Any] = {"odibi/check": check.kind, "failing_rows": dg.MetadataValue.int(int(failing)), **extra}
-    if error is not None:
-        metadata["odibi/check_error"] = dg.MetadataValue.text(error)
+    metadata: dict[str, Any] = {
+        **OdibiMetadataSet(check=check.kind, check_error=error),
+        "failing_rows": dg.MetadataValue.int(int(failing)),
+        **extra,
+    }
     if sample is not None and len(sample):
         metadata["failing_sample"] = dg.MetadataValue.md(sample_markdown(sample, rows=FAILING_SAMPLE_ROWS))
     return dg.AssetCheckResult(

@@ -7,6 +7,7 @@ Pure library code; ``translate/`` wires it into Dagster assets. Run files live u
 
 from odibi_dagster.observe.lineage import sql_column_lineage, sql_output_columns
 from odibi_dagster.observe.metadata import column_schema, dataset_metadata, sample_markdown
+from odibi_dagster.observe.metadata_keys import OdibiMetadataSet
 from odibi_dagster.observe.metrics import metrics_from_lineage, to_prometheus, write_metrics
 from odibi_dagster.observe.redact import Redactor, redact_url
 from odibi_dagster.observe.snapshot import (
@@ -19,6 +20,7 @@ from odibi_dagster.observe.story import StoryGenerator, latest_story, story_path
 from odibi_dagster.observe.tracker import RunTracker, run_dir, snapshot_to_dict, summarize
 
 __all__ = [
+    "OdibiMetadataSet",
     "Redactor",
     "RunTracker",
     "StoryGenerator",

@@ -7,14 +7,14 @@ import contextlib
 import datetime as _dt
 import decimal
 import json
-import math
 import os
 import re
 import sys
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from pydantic_core import to_jsonable_python
 
 from odibi_dagster.engines.paths import temp_name
 
@@ -62,20 +62,27 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "
 def json_safe(value: Any) -> Any:
     """Convert ``value`` into something ``json.dumps`` accepts without losing its meaning.
 
-    Dates become ISO strings, decimals strings (exact), bytes ``base64:``-prefixed text,
-    NaN/NaT/inf ``None``, numpy scalars and arrays plain Python values.
+    pydantic-core's ``to_jsonable_python`` does the walk: mappings (keys as text), sequences
+    and sets as lists, dates ISO, decimals and UUIDs as text, NaN/inf ``None``. The fallback
+    covers what it does not know: numpy and pyarrow values, pandas' missing values, memoryviews,
+    other mappings. Frame cells go through :func:`json_safe_records` first: pydantic-core renders
+    NaT, pandas timestamps, timedeltas, NaN decimals and non-UTF-8 bytes otherwise (or fails).
     """
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [json_safe(v) for v in value]
-    # pandas and numpy values only exist once something loaded them (a frame's sample):
-    # look them up instead of importing them, so code servers never load pandas.
-    pd, np = sys.modules.get("pandas"), sys.modules.get("numpy")
+    return to_jsonable_python(value, inf_nan_mode="null", fallback=_unknown)
+
+
+def json_safe_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """:func:`json_safe` of a frame's ``to_dict(orient="records")`` (a sample).
+
+    Cells of the types pydantic-core knows but renders otherwise keep their own form: NaT
+    ``None`` (pydantic-core fails on it), timestamps ``isoformat()`` (nanoseconds, ``+00:00``),
+    timedeltas ``str()``, NaN decimals ``None``, bytes that are not UTF-8 ``base64:``-prefixed.
+    """
+    return json_safe([{str(k): _cell(v) for k, v in record.items()} for record in records])
+
+
+def _cell(value: Any) -> Any:
+    pd = sys.modules.get("pandas")  # loaded once a frame exists: code servers never import it
     if pd is not None and value is pd.NaT:  # NaT is a datetime too: test it first
         return None
     if isinstance(value, _dt.datetime | _dt.date | _dt.time):  # pd.Timestamp included
@@ -90,23 +97,33 @@ def json_safe(value: Any) -> Any:
             return raw.decode("utf-8")
         except UnicodeDecodeError:
             return "base64:" + base64.b64encode(raw).decode("ascii")
-    if isinstance(value, uuid.UUID):
-        return str(value)
+    return value
+
+
+def _unknown(value: Any) -> Any:
+    """``to_jsonable_python``'s fallback: values of types pydantic-core does not serialise."""
+    np = sys.modules.get("numpy")
     if np is not None and isinstance(value, np.datetime64 | np.timedelta64):
         import pandas as pd
 
         # tolist() of a nanosecond datetime64 is a bare int; go through pandas instead.
         if np.isnat(value):
             return None
-        return pd.Timestamp(value).isoformat() if isinstance(value, np.datetime64) else str(pd.Timedelta(value))
+        return _cell(pd.Timestamp(value) if isinstance(value, np.datetime64) else pd.Timedelta(value))
+    if isinstance(value, memoryview):
+        return _cell(value)
+    if isinstance(value, Mapping):  # a mapping that is not a dict
+        return {str(k): v for k, v in value.items()}
     # numpy scalars / arrays and pyarrow scalars expose tolist()/item()/as_py().
     for attr in ("as_py", "tolist", "item"):
         fn = getattr(value, attr, None)
         if callable(fn):
             try:
-                return json_safe(fn())
+                result = fn()
             except Exception:
                 break
+            return [_cell(v) for v in result] if isinstance(result, list) else _cell(result)
+    pd = sys.modules.get("pandas")
     if pd is not None:
         try:
             if pd.isna(value):
@@ -117,5 +134,5 @@ def json_safe(value: Any) -> Any:
 
 
 def dumps(value: Any, **kwargs: Any) -> str:
-    """``json.dumps`` of :func:`json_safe` output (never raises on odd values)."""
+    """``json.dumps`` of :func:`json_safe` output."""
     return json.dumps(json_safe(value), ensure_ascii=False, **kwargs)

@@ -1,10 +1,11 @@
-"""Column-level lineage of SQL steps, parsed with sqlglot.
+"""Column-level lineage of SQL steps, traced by ``sqlglot.lineage`` (as dagster-dbt does).
 
 The SQL of a step names its inputs by their logical names (the keys of the step's
-``inputs``). Given the columns of each input, the query is qualified (stars expanded,
-every column bound to its table) and each output column of the outermost query is
-traced through CTEs, derived tables, set operations and scalar subqueries down to the
-input columns it is computed from. The result is Dagster's ``TableColumnLineage``.
+``inputs``). Given the columns of each input, the query is parsed and qualified once
+(stars expanded, every column bound to its table); ``sqlglot.lineage`` then walks each
+output column of the outermost query through CTEs, derived tables, set operations and
+scalar subqueries down to the input columns it is computed from. The result is Dagster's
+``TableColumnLineage``.
 
 Only the expression of an output column counts as its dependency (``SUM(amount) AS
 total`` depends on ``amount``); columns that merely filter or join (WHERE, ON) do not,
@@ -14,13 +15,15 @@ which is what Dagster's column lineage view and dagster-dbt show too.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 import dagster as dg
 import sqlglot
 from sqlglot import exp
+from sqlglot.lineage import Node, lineage
 from sqlglot.optimizer.qualify import qualify
-from sqlglot.optimizer.scope import Scope, build_scope, find_all_in_scope
+from sqlglot.optimizer.scope import Scope, build_scope
+from sqlglot.schema import MappingSchema
 
 __all__ = ["sql_column_lineage", "sql_output_columns"]
 
@@ -36,96 +39,6 @@ def _parse(sql: str, dialect: str) -> exp.Expr:
     return statements[0]
 
 
-def _table_label(table: exp.Table) -> str:
-    return ".".join(part.name for part in table.parts)
-
-
-class _Tracer:
-    """Walks the qualified query's scopes from an output column down to table columns."""
-
-    def __init__(self) -> None:
-        self._cache: dict[tuple[int, str | int], frozenset[_Dep]] = {}
-
-    def column_deps(self, scope: Scope, column: str | int) -> frozenset[_Dep]:
-        key = (id(scope), column)
-        if key in self._cache:
-            return self._cache[key]
-        self._cache[key] = frozenset()  # guards recursive CTEs against infinite loops
-        deps = frozenset(self._trace(scope, column))
-        self._cache[key] = deps
-        return deps
-
-    def _trace(self, scope: Scope, column: str | int) -> set[_Dep]:
-        expression = scope.expression
-        if isinstance(expression, exp.SetOperation):
-            # A UNION's output column i comes from column i of each branch.
-            index = column if isinstance(column, int) else _select_index(expression, column)
-            deps: set[_Dep] = set()
-            if index is None:
-                return deps
-            for branch in scope.set_operation_scopes:
-                deps |= self.column_deps(branch, index)
-            return deps
-        if not isinstance(expression, exp.Select):
-            # A parenthesised query: the inner scope holds the real select.
-            deps = set()
-            for inner in scope.subquery_scopes:
-                deps |= self.column_deps(inner, column)
-            return deps
-
-        select = _find_select(expression, column)
-        if select is None:
-            return set()
-        deps = set()
-        if isinstance(select, exp.Star) or (isinstance(select, exp.Column) and select.is_star):
-            # An unexpanded star (unknown input schema): the column passes through by name.
-            if isinstance(column, str):
-                for source in scope.sources.values():
-                    deps |= self._from_source(source, column)
-            return deps
-        for col in find_all_in_scope(select, exp.Column):
-            source = scope.sources.get(col.table)
-            if source is None and not col.table and len(scope.sources) == 1:
-                source = next(iter(scope.sources.values()))
-            if source is not None:
-                deps |= self._from_source(source, col.name)
-        # Scalar subqueries inside the expression: everything they select feeds the column.
-        inner_scopes = {id(s.expression): s for s in scope.subquery_scopes}
-        for subquery in find_all_in_scope(select, *exp.UNWRAPPED_QUERIES):
-            inner = inner_scopes.get(id(subquery))
-            if inner is not None:
-                for i, _ in enumerate(inner.expression.selects):
-                    deps |= self.column_deps(inner, i)
-        return deps
-
-    def _from_source(self, source: exp.Table | Scope, column: str) -> set[_Dep]:
-        if isinstance(source, Scope):
-            return set(self.column_deps(source, column))
-        if isinstance(source, exp.Table) and isinstance(source.this, exp.Identifier):
-            return {(_table_label(source), column)}
-        return set()
-
-
-def _select_index(expression: exp.Query, column: str) -> int | None:
-    for i, select in enumerate(expression.selects):
-        if select.alias_or_name == column:
-            return i
-    return None
-
-
-def _find_select(select: exp.Select, column: str | int) -> exp.Expr | None:
-    selects = select.selects
-    if isinstance(column, int):
-        return selects[column] if column < len(selects) else None
-    for projection in selects:
-        if projection.alias_or_name == column:
-            return projection
-    for projection in selects:
-        if isinstance(projection, exp.Star) or (isinstance(projection, exp.Column) and projection.is_star):
-            return projection
-    return None
-
-
 def _written_names(tree: exp.Expr) -> Iterable[str]:
     """Output names as the user wrote them in the outermost select (aliases, bare columns)."""
     query = tree
@@ -136,35 +49,6 @@ def _written_names(tree: exp.Expr) -> Iterable[str]:
             name = projection.alias_or_name
             if name and name != "*":
                 yield name
-
-
-def _qualified(sql: str, input_columns: Mapping[str, Iterable[str]], dialect: str) -> tuple[exp.Expr, Scope]:
-    tree = _parse(sql, dialect)
-    schema = {table: {column: "UNKNOWN" for column in columns} for table, columns in input_columns.items()}
-    qualified = qualify(
-        tree.copy(),
-        dialect=dialect,
-        schema=schema,
-        validate_qualify_columns=False,
-        identify=False,
-        quote_identifiers=False,
-    )
-    root = build_scope(qualified)
-    if root is None:
-        raise ValueError("not a query")
-    return tree, root
-
-
-def sql_output_columns(
-    sql: str, input_columns: Mapping[str, Iterable[str]], dialect: str = "duckdb"
-) -> list[str] | None:
-    """The output column names of ``sql`` (stars expanded), or ``None`` if it cannot be analysed."""
-    try:
-        tree, root = _qualified(sql, input_columns, dialect)
-        names = _NameMap(tree, input_columns)
-        return [names.output(s.alias_or_name) for s in root.expression.selects]
-    except Exception:
-        return None
 
 
 class _NameMap:
@@ -188,6 +72,83 @@ class _NameMap:
         return self.columns.get(table.lower(), {}).get(name.lower())
 
 
+class _Query:
+    """A step's SQL parsed and qualified once; every output column's lineage reuses the tree."""
+
+    def __init__(self, sql: str, input_columns: Mapping[str, Iterable[str]], dialect: str) -> None:
+        input_columns = {table: list(columns) for table, columns in input_columns.items()}
+        tree = _parse(sql, dialect)
+        self.dialect = dialect
+        self.names = _NameMap(tree, input_columns)
+        # One schema object for qualify and lineage (each would otherwise build its own).
+        self.schema = MappingSchema(
+            {table: dict.fromkeys(columns, "UNKNOWN") for table, columns in input_columns.items()}, dialect=dialect
+        )
+        self.qualified = qualify(
+            tree,  # parsed here, so qualify may rewrite it in place
+            dialect=dialect,
+            schema=self.schema,
+            validate_qualify_columns=False,
+            identify=False,
+            quote_identifiers=False,
+        )
+        root = build_scope(self.qualified)
+        if root is None:
+            raise ValueError("not a query")
+        self.root: Scope = root
+
+    def output_names(self) -> list[str]:
+        """Output columns in the user's spelling (stars expanded)."""
+        return [self.names.output(s.alias_or_name) for s in self.root.expression.selects]
+
+    def column_deps(self) -> dict[str, set[_Dep]]:
+        """Per output column (the optimizer's name), the (table, column) pairs it is computed from."""
+        # The scope is the qualified tree's: lineage() neither parses nor qualifies again. Its
+        # nodes' trimmed SELECT texts (trim_selects) are for drawing graphs: not needed here.
+        nodes = lineage(
+            None, self.qualified, self.schema, dialect=self.dialect, scope=self.root, copy=False, trim_selects=False
+        )
+        columns: dict[str, str] = {}  # leaf name -> column: many leaves share a name
+        return {name: set(_table_columns(node, columns)) for name, node in nodes.items() if name != "*"}
+
+
+def _table_columns(root: Node, columns: dict[str, str]) -> Iterator[_Dep]:
+    """The table columns at the ends of a lineage tree: leaves whose source is a table.
+
+    ``columns`` memoises the column named by a leaf name (parsing it is most of the walk's cost).
+    """
+    stack: list[tuple[Node, Node | None]] = [(root, None)]
+    seen: set[int] = set()
+    while stack:
+        node, parent = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        table = node.expression
+        if isinstance(table, exp.Table) and isinstance(table.this, exp.Identifier):
+            # Leaves are named "<table>.<column>"; a star the optimizer could not expand (an
+            # input without known columns) passes the column its parent asks for through by name.
+            named = parent.name if node.name.endswith("*") and parent is not None else node.name
+            if named not in columns:
+                columns[named] = exp.to_column(named).name
+            yield _table_label(table), columns[named]
+        stack.extend((child, node) for child in node.downstream)
+
+
+def _table_label(table: exp.Table) -> str:
+    return ".".join(part.name for part in table.parts)
+
+
+def sql_output_columns(
+    sql: str, input_columns: Mapping[str, Iterable[str]], dialect: str = "duckdb"
+) -> list[str] | None:
+    """The output column names of ``sql`` (stars expanded), or ``None`` if it cannot be analysed."""
+    try:
+        return _Query(sql, input_columns, dialect).output_names()
+    except Exception:
+        return None
+
+
 def sql_column_lineage(
     sql: str,
     input_columns: Mapping[str, Iterable[str]],
@@ -202,28 +163,21 @@ def sql_column_lineage(
     out. Returns ``None`` instead of raising when the SQL cannot be analysed.
     """
     try:
-        input_columns = {k: list(v) for k, v in input_columns.items()}
-        tree, root = _qualified(sql, input_columns, dialect)
-        names = _NameMap(tree, input_columns)
+        query = _Query(sql, input_columns, dialect)
         keys = {name.lower(): dg.AssetKey.from_coercible(key) for name, key in input_asset_keys.items()}
-        tracer = _Tracer()
         deps_by_column: dict[str, list[dg.TableColumnDep]] = {}
-        for index, projection in enumerate(root.expression.selects):
-            out_name = projection.alias_or_name
-            if not out_name or out_name == "*":
-                continue
-            deps = tracer.column_deps(root, index)
+        for out_name, deps in query.column_deps().items():
             column_deps: list[dg.TableColumnDep] = []
             for table, column in sorted(deps):
-                logical = names.table(table)
-                source_column = names.column(logical, column) if logical else None
+                logical = query.names.table(table)
+                source_column = query.names.column(logical, column) if logical else None
                 if logical is None or source_column is None or logical.lower() not in keys:
                     # Not a step input, or a column the input does not have: the SQL would fail
                     # anyway, and Dagster should not show lineage to columns that do not exist.
                     continue
                 column_deps.append(dg.TableColumnDep(asset_key=keys[logical.lower()], column_name=source_column))
             if column_deps:
-                deps_by_column[names.output(out_name)] = column_deps
+                deps_by_column[query.names.output(out_name)] = column_deps
         return dg.TableColumnLineage(deps_by_column=deps_by_column)
     except Exception as err:  # lineage is best effort: never break a materialization over it
         log.debug("column lineage unavailable: %s", err)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import dagster as dg
 
 from odibi_dagster.engines.base import Snapshot
+from odibi_dagster.observe.metadata_keys import OdibiMetadataSet
 from odibi_dagster.observe.redact import Redactor, redact_url
 from odibi_dagster.observe.snapshot import schema_diff
 
@@ -124,17 +125,18 @@ def dataset_metadata(
         clean = redactor.redact_text(uri) if redactor is not None else redact_url(uri)
         md["dagster/uri"] = dg.MetadataValue.text(clean)
 
-    if before is not None:
-        md["odibi/schema_diff"] = dg.MetadataValue.json(schema_diff(before, after))
-        md["odibi/rows_before"] = dg.MetadataValue.int(int(before.row_count))
-        md["odibi/row_delta"] = dg.MetadataValue.int(rows - int(before.row_count))
-    md["odibi/sample"] = dg.MetadataValue.md(
-        sample_markdown(after.sample, rows=sample_rows, max_cell_chars=max_cell_chars, redactor=redactor)
-    )
     duration_ms = max(float(duration_s), 0.0) * 1000.0
-    md["odibi/duration_ms"] = dg.MetadataValue.float(round(duration_ms, 3))
-    if duration_s > 0:
-        md["odibi/rows_per_second"] = dg.MetadataValue.float(round(rows / duration_s, 3))
-    if story_path:
-        md["odibi/story"] = dg.MetadataValue.path(story_path)
+    md.update(
+        OdibiMetadataSet(
+            schema_diff=dg.MetadataValue.json(schema_diff(before, after)) if before is not None else None,
+            rows_before=int(before.row_count) if before is not None else None,
+            row_delta=rows - int(before.row_count) if before is not None else None,
+            sample=dg.MetadataValue.md(
+                sample_markdown(after.sample, rows=sample_rows, max_cell_chars=max_cell_chars, redactor=redactor)
+            ),
+            duration_ms=round(duration_ms, 3),
+            rows_per_second=round(rows / duration_s, 3) if duration_s > 0 else None,
+            story=dg.MetadataValue.path(story_path) if story_path else None,
+        )
+    )
     return md

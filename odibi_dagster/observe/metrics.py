@@ -11,7 +11,7 @@ import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from odibi_dagster.observe._util import atomic_write_text, dumps
 
@@ -82,17 +82,37 @@ def _labels(**labels: Any) -> str:
     return "{" + ",".join(f'{k}="{_escape_label(v)}"' for k, v in labels.items()) + "}"
 
 
-_STEP_METRICS = (
-    (
-        "odibi_step_duration_seconds",
-        "Wall-clock duration of the step execution in seconds.",
-        "duration_ms",
-        0.001,
+class _Gauge(NamedTuple):
+    """A gauge family: its name, help text, the value's key and the factor to its unit."""
+
+    name: str
+    help: str
+    key: str
+    scale: float = 1.0
+
+
+_STEP_GAUGES = (
+    _Gauge(
+        "odibi_step_duration_seconds", "Wall-clock duration of the step execution in seconds.", "duration_ms", 0.001
     ),
-    ("odibi_step_rows", "Rows the step produced (its input rows when it produced no dataset).", "rows", 1.0),
-    ("odibi_step_rows_per_second", "Step throughput in rows per second.", "rows_per_second", 1.0),
+    _Gauge("odibi_step_rows", "Rows the step produced (its input rows when it produced no dataset).", "rows"),
+    _Gauge("odibi_step_rows_per_second", "Step throughput in rows per second.", "rows_per_second"),
+)
+_PIPELINE_GAUGES = (
+    _Gauge("odibi_pipeline_duration_seconds", "Sum of step durations in seconds.", "total_duration_ms", 0.001),
+    _Gauge("odibi_pipeline_rows_in", "Rows read by the pipeline's source steps.", "rows_in"),
+    _Gauge("odibi_pipeline_rows_out", "Rows written by the pipeline's sink steps.", "rows_out"),
 )
 _STATUSES = ("success", "failed", "running")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _family(lines: list[str], name: str, help_text: str) -> None:
+    lines.append(f"# HELP {name} {_escape_help(help_text)}")
+    lines.append(f"# TYPE {name} gauge")
 
 
 def to_prometheus(metrics: Mapping[str, Any], pipeline: str) -> str:
@@ -105,49 +125,30 @@ def to_prometheus(metrics: Mapping[str, Any], pipeline: str) -> str:
     """
     steps: Mapping[str, Mapping[str, Any]] = metrics.get("steps") or {}
     lines: list[str] = []
-
-    def family(name: str, help_text: str) -> None:
-        lines.append(f"# HELP {name} {_escape_help(help_text)}")
-        lines.append(f"# TYPE {name} gauge")
-
-    for name, help_text, key, scale in _STEP_METRICS:
-        samples = [
-            (step, values[key])
-            for step, values in steps.items()
-            if isinstance(values.get(key), int | float) and not isinstance(values.get(key), bool)
-        ]
-        if not samples:
-            continue
-        family(name, help_text)
+    for gauge in _STEP_GAUGES:
+        samples = [(step, values[gauge.key]) for step, values in steps.items() if _is_number(values.get(gauge.key))]
+        if samples:
+            _family(lines, gauge.name, gauge.help)
         for step, value in samples:
-            lines.append(f"{name}{_labels(pipeline=pipeline, step=step)} {_number(float(value) * scale)}")
+            lines.append(f"{gauge.name}{_labels(pipeline=pipeline, step=step)} {_number(float(value) * gauge.scale)}")
 
     if steps:
-        family("odibi_step_status", "1 for the step's status in the latest run (success, failed, running).")
+        _family(lines, "odibi_step_status", "1 for the step's status in the latest run (success, failed, running).")
         for step, values in steps.items():
             status = str(values.get("status") or "unknown")
             lines.append(f"odibi_step_status{_labels(pipeline=pipeline, step=step, status=status)} 1")
 
     summary: Mapping[str, Any] = metrics.get("summary") or {}
     if summary:
-        family("odibi_pipeline_steps", "Steps of the latest run by status.")
+        _family(lines, "odibi_pipeline_steps", "Steps of the latest run by status.")
         for status in _STATUSES:
             count = summary.get(f"{status}_count", 0)
             lines.append(f"odibi_pipeline_steps{_labels(pipeline=pipeline, status=status)} {_number(float(count))}")
-        for key, name, help_text, scale in (
-            (
-                "total_duration_ms",
-                "odibi_pipeline_duration_seconds",
-                "Sum of step durations in seconds.",
-                0.001,
-            ),
-            ("rows_in", "odibi_pipeline_rows_in", "Rows read by the pipeline's source steps.", 1.0),
-            ("rows_out", "odibi_pipeline_rows_out", "Rows written by the pipeline's sink steps.", 1.0),
-        ):
-            value = summary.get(key)
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                family(name, help_text)
-                lines.append(f"{name}{_labels(pipeline=pipeline)} {_number(float(value) * scale)}")
+        for gauge in _PIPELINE_GAUGES:
+            value = summary.get(gauge.key)
+            if _is_number(value):
+                _family(lines, gauge.name, gauge.help)
+                lines.append(f"{gauge.name}{_labels(pipeline=pipeline)} {_number(float(value) * gauge.scale)}")
     return "\n".join(lines) + "\n" if lines else ""
 
 

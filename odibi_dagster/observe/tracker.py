@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from odibi_dagster.engines.base import Snapshot
-from odibi_dagster.observe._util import atomic_write_text, dumps, json_safe, safe_name
+from odibi_dagster.observe._util import atomic_write_text, dumps, json_safe, json_safe_records, safe_name
 from odibi_dagster.observe.redact import Redactor
 from odibi_dagster.observe.snapshot import schema_diff
 
@@ -86,7 +86,7 @@ def snapshot_to_dict(
         for column in frame.columns[frame.dtypes.astype(str) == "float32"]:
             # float32 values widen to float64 noise (99.99 -> 99.98999786...): keep their short form.
             frame[column] = frame[column].astype(str).astype("float64")
-        sample = json_safe(frame.to_dict(orient="records"))
+        sample = json_safe_records(frame.to_dict(orient="records"))
     return {
         "name": name,
         "timestamp": timestamp or _now().isoformat(),

@@ -10,15 +10,11 @@ import dagster as dg
 from odibi_dagster.checks import check_spec, check_target, run_check
 from odibi_dagster.config.models import DATA_LAYERS, SINK_LAYERS, PartitionMappingConfig, Step
 from odibi_dagster.engines.base import DatasetRef
+from odibi_dagster.observe.metadata_keys import PIPELINE_TAG, STEP_TAG
 from odibi_dagster.plan import DATASET_STORE_KEY, PipelinePlan
-from odibi_dagster.translate.runtime import (
-    StepExecution,
-    StepRunConfig,
-    record_failure,
-    record_name,
-    run_data_step,
-    run_sink_step,
-)
+from odibi_dagster.translate.data_steps import run_data_step
+from odibi_dagster.translate.runtime import StepExecution, StepRunConfig, record_failure, record_name
+from odibi_dagster.translate.sink_steps import run_sink_step
 from odibi_dagster.translate.translator import OdibiStep, OdibiTranslator
 
 
@@ -127,7 +123,7 @@ def _common(plan: PipelinePlan, translator: OdibiTranslator, node: OdibiStep, st
         "retry_policy": translator.get_retry_policy(node),
         "backfill_policy": policy,
         "config_schema": _STEP_CONFIG_SCHEMA,
-        "op_tags": {"odibi/step": step.name, "odibi/pipeline": plan.name},
+        "op_tags": {STEP_TAG: step.name, PIPELINE_TAG: plan.name},
     }
 
 
@@ -152,7 +148,8 @@ def _data_asset(
     deps = _deps(plan, step)
     datasets = list(dict.fromkeys(step.outputs.values()))
     specs = [translator.get_asset_spec(OdibiStep(plan.pipeline, step, d, key_prefix), deps=deps) for d in datasets]
-    checks = [(c, plan.asset_keys[check_target(step, c)]) for c in step.checks]
+    configured = step.checks if translator.settings.enable_asset_checks else []
+    checks = [(c, plan.asset_keys[check_target(step, c)]) for c in configured]
     node = OdibiStep(plan.pipeline, step, datasets[0], key_prefix)
 
     def compute(context: dg.AssetExecutionContext) -> Iterator[Any]:

@@ -12,6 +12,7 @@ from odibi_dagster.config.errors import ConfigValidationError, Problem
 from odibi_dagster.config.models import PipelineConfig
 from odibi_dagster.config.validation import load_pipelines, validate_pipeline
 from odibi_dagster.io.dataset_store import OdibiDatasetStore
+from odibi_dagster.observe.metadata_keys import PIPELINE_TAG
 from odibi_dagster.plan import DATASET_STORE_KEY, PANDAS_ENGINE_KEY, SPARK_ENGINE_KEY, PipelinePlan, make_plan
 from odibi_dagster.translate.assets import build_step_assets
 from odibi_dagster.translate.connections import OdibiConnection
@@ -159,7 +160,7 @@ def definitions_from_plans(
             # The pipeline's assets and every check on them (config checks and schema-change checks).
             selection=dg.AssetSelection.assets(*keys) | dg.AssetSelection.checks_for_assets(*keys),
             description=plan.pipeline.description or f"ODIBI pipeline {plan.name}",
-            tags={"odibi/pipeline": plan.name},
+            tags={PIPELINE_TAG: plan.name},
         )
         jobs.append(job)
         plan_schedules, plan_sensors, plan_checks = build_triggers(plan, job, step_assets)

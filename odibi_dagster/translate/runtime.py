@@ -1,14 +1,14 @@
-"""What happens inside an odibi asset when Dagster runs it (ODIBI's Node.run).
+"""What happens inside an odibi asset when Dagster runs it (ODIBI's Node.run): one step's execution.
 
-Ingest and transform steps read or compute a frame with their engine, persist it
-through the dataset store and yield one materialization per dataset with the
-tracker's metadata. Store and publish steps write their target and report it.
-Every step records itself in the run's tracker; the run's story is re-published as it goes.
+:class:`StepExecution` is one execution of one step for one partition: its template variables,
+rendered value and params (secrets resolved, connections expanded), and :meth:`StepExecution.tracked`,
+the tracker record, ODIBI node events and the run's story around the step's work. The work itself
+is in ``data_steps`` (ingest/transform: compute, persist, materialization metadata) and
+``sink_steps`` (store/publish: write the target); ``api_ingest`` reads ODIBI's ``type: api`` sources.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Iterator
@@ -19,30 +19,18 @@ from typing import Any
 
 import dagster as dg
 
-from odibi_dagster.config.imports import bind_inputs, resolve_callable
 from odibi_dagster.config.models import Step
 from odibi_dagster.config.sql import dialect_for
 from odibi_dagster.config.templating import EnvNamespace, render_params, render_sql, render_text
 from odibi_dagster.engines import paths
 from odibi_dagster.engines.base import DatasetRef, Snapshot
-from odibi_dagster.engines.source_ref import (
-    REFERENCE_FORMATS,
-    SourceChangedError,
-    SourceManifest,
-    encode_sample,
-    fingerprint,
-    verified_manifest,
-)
-from odibi_dagster.io.dataset_store import DatasetLayout
+from odibi_dagster.engines.source_ref import SourceChangedError, verified_manifest
 from odibi_dagster.observe import events
-from odibi_dagster.observe.lineage import sql_column_lineage
-from odibi_dagster.observe.metadata import column_schema, dataset_metadata
+from odibi_dagster.observe.metadata_keys import OdibiMetadataSet
 from odibi_dagster.observe.redact import Redactor, redact_url
-from odibi_dagster.observe.snapshot import normalize_type, snapshot_ref
 from odibi_dagster.observe.story.generator import StoryGenerator
 from odibi_dagster.observe.tracker import RunTracker
-from odibi_dagster.plan import DATASET_STORE_KEY, PipelinePlan
-from odibi_dagster.triggers.sensors import dynamic_file_source
+from odibi_dagster.plan import PipelinePlan
 
 
 class StepRunConfig(dg.Config):
@@ -191,10 +179,12 @@ class StepExecution:
                         next(iter(self.context.assets_def.keys_by_output_name))
                     ],
                     metadata={
-                        "odibi/connection": conn_name,
-                        "odibi/connection_target": self.redactor.redact_text(
-                            redact_url(str(conn_params.get("connection_string") or conn_params.get("jdbc_url")))
-                        ),
+                        **OdibiMetadataSet(
+                            connection=conn_name,
+                            connection_target=self.redactor.redact_text(
+                                redact_url(str(conn_params.get("connection_string") or conn_params.get("jdbc_url")))
+                            ),
+                        )
                     },
                     partition=self.partition_key,
                 )
@@ -346,33 +336,8 @@ def record_name(step: str, partition_key: str | None, run_keys: list[str | None]
     return f"{step}@{partition_key}" if len(run_keys) > 1 else step
 
 
-def read_api(url: str, params: dict[str, Any]) -> Any:
-    """ODIBI's ``type: api`` ingest: GET a JSON endpoint into a DataFrame.
-
-    ``params``: ``headers`` (dict; use ``{"secret": NAME}`` values for tokens),
-    ``record_path`` (where the list of records sits in the response), ``timeout`` (s).
-    """
-    import json
-    import urllib.request
-
-    import pandas as pd
-
-    unknown = set(params) - {"headers", "record_path", "timeout"}
-    if unknown:
-        raise ValueError(f"unknown api reader param(s) {sorted(unknown)}; supported: headers, record_path, timeout")
-    request = urllib.request.Request(url, headers={str(k): str(v) for k, v in (params.get("headers") or {}).items()})
-    with urllib.request.urlopen(request, timeout=float(params.get("timeout", 60))) as response:
-        payload = json.loads(response.read().decode("utf-8"))
-    for part in str(params.get("record_path") or "").split("."):
-        if part:
-            payload = payload[part]
-    if isinstance(payload, dict):
-        payload = [payload]
-    return pd.json_normalize(payload)
-
-
 @contextmanager
-def _sources_unchanged(inputs: dict[str, DatasetRef]) -> Iterator[None]:
+def sources_unchanged(inputs: dict[str, DatasetRef]) -> Iterator[None]:
     """Refuse to commit a step's outputs if a source it read in place (``ingest_mode:
     reference``) changed while it ran: a read racing a rewrite may mix old and new rows.
 
@@ -396,12 +361,13 @@ def _sources_unchanged(inputs: dict[str, DatasetRef]) -> Iterator[None]:
         yield
 
 
-def _engine_context(execution: StepExecution):
+def engine_context(execution: StepExecution) -> Any:
+    """A fresh engine context of the step's engine resource (close it when done)."""
     resource = getattr(execution.context.resources, execution.plan.engine_key(execution.step))
     return resource.context()
 
 
-def _select_partition(ref: DatasetRef, keys: list[str] | None) -> DatasetRef:
+def select_partition(ref: DatasetRef, keys: list[str] | None) -> DatasetRef:
     """The part of an input that belongs to the partitions being computed."""
     if keys is None or not ref.partition_keys:
         return ref
@@ -410,240 +376,3 @@ def _select_partition(ref: DatasetRef, keys: list[str] | None) -> DatasetRef:
     if not pairs:
         return ref
     return DatasetRef(tuple(p for p, _ in pairs), ref.format, ref.asset_key, tuple(k for _, k in pairs))
-
-
-def _reference_manifest(
-    execution: StepExecution, ctx: Any, source: str, params: dict[str, Any], frame: Any
-) -> SourceManifest | None:
-    """The manifest recording ``source`` as this ingest's dataset, or None to copy it instead.
-
-    Copies when the source is not plain files in a lazily readable format, matches no
-    files, or its resolved params carry a secret (the manifest is stored as plain JSON).
-    """
-    try:
-        fmt = ctx.source_format(source, dict(params))
-    except ValueError:
-        return None
-    if fmt not in REFERENCE_FORMATS:
-        return None
-    text = json.dumps(params, default=str)
-    if execution.redactor.redact_text(text) != text:
-        return None
-    try:
-        prints = fingerprint(source)
-    except (FileNotFoundError, OSError):
-        return None
-    if not prints:
-        return None
-    snap = ctx.snapshot(frame, execution.plan.pipeline.story.sample_rows)
-    return SourceManifest(
-        source=source,
-        params=params,
-        engine=execution.engine,
-        fingerprint=prints,
-        row_count=snap.row_count,
-        schema=[[name, normalize_type(kind)] for name, kind in snap.schema],
-        sample_ipc=encode_sample(snap.sample),
-        step=execution.step.name,
-        read_schema=ctx.read_schema(frame, fmt),
-    )
-
-
-def run_data_step(
-    execution: StepExecution,
-    inputs: dict[str, DatasetRef],
-    upstream_keys: dict[str, list[str] | None],
-    config: StepRunConfig,
-) -> tuple[dict[str, tuple[DatasetRef, dict[str, Any]]], Snapshot | None]:
-    """Run an ingest/transform step for one partition; returns refs and metadata per dataset."""
-    plan, step = execution.plan, execution.step
-    story = plan.pipeline.story
-    inputs = {name: _select_partition(ref, upstream_keys.get(name)) for name, ref in inputs.items()}
-    first_input = next(iter(inputs.values()), None)
-    before = snapshot_ref(first_input, story.sample_rows) if first_input is not None else None
-    sql_text = execution.render_value() if step.type == "sql" else None
-    io: DatasetLayout = getattr(execution.context.resources, DATASET_STORE_KEY).at(plan.work_dir)
-    results: dict[str, tuple[DatasetRef, dict[str, Any]]] = {}
-    manifest: SourceManifest | None = None
-    with execution.tracked(before, sql_text) as outcome, _sources_unchanged(inputs):
-        started = time.perf_counter()
-        ctx = _engine_context(execution)
-        try:
-            params = execution.params()
-            if step.layer == "ingest" and step.type == "function":
-                # A custom reader: the function takes the step's params and returns a frame.
-                frames = {None: resolve_callable(step.value, plan.pipeline.module_dirs)(**params)}
-            elif step.layer == "ingest" and step.type == "api":
-                frames = {None: read_api(execution.render_value(), params)}
-            elif step.layer == "ingest":
-                source = (
-                    config.source
-                    or dynamic_file_source(plan, step, execution.partition_key)
-                    or execution.render_value()
-                )
-                resolved = plan.resolve_value(source, params)
-                frames = {None: ctx.read(resolved, **params)}
-                if plan.ingests_by_reference(step):
-                    manifest = _reference_manifest(execution, ctx, resolved, params, frames[None])
-            elif step.type == "sql":
-                for name, ref in inputs.items():
-                    ctx.register_temp(name, ref)
-                frames = {None: ctx.execute_sql(sql_text)}
-            else:  # function
-                fn = resolve_callable(step.value, plan.pipeline.module_dirs)
-                # Functions get the engine's own frames: pandas on pandas, Spark DataFrames on Spark.
-                native = execution.engine == "spark"
-                frames_in = {
-                    name: ctx.load(ref) if native else ctx.to_pandas(ctx.load(ref)) for name, ref in inputs.items()
-                }
-                try:
-                    args, kwargs = bind_inputs(fn, frames_in, params)
-                except TypeError as exc:
-                    raise dg.Failure(description=f"step '{step.name}': {exc}") from None
-                result = fn(*args, **kwargs)
-                if isinstance(result, dict):
-                    missing = set(step.outputs) - set(result)
-                    if missing:
-                        raise dg.Failure(
-                            description=f"step '{step.name}': function returned no frame for "
-                            f"output(s) {sorted(missing)}"
-                        )
-                    frames = {k: result[k] for k in step.outputs}
-                else:
-                    frames = {None: result}
-            persisted: dict[int, DatasetRef] = {}
-            for logical, dataset in step.outputs.items():
-                frame = frames.get(logical, frames.get(None))
-                key = plan.asset_keys[dataset]
-                if manifest is not None:
-                    results[dataset] = (io.persist_reference(manifest, key, execution.partition_key), {})
-                    continue
-                if id(frame) in persisted:
-                    # Same frame under several names: copy the file instead of computing it twice.
-                    frame = ctx.load(persisted[id(frame)])
-                ref, _info = io.persist(frame, key, execution.partition_key)
-                persisted.setdefault(id(frames.get(logical, frames.get(None))), ref)
-                results[dataset] = (ref, {})
-        finally:
-            ctx.close()
-        duration = time.perf_counter() - started
-        after = None
-        lineage = None
-        if step.type == "sql" and sql_text:  # the same SQL result backs every output of the step
-            lineage = sql_column_lineage(
-                sql_text,
-                {name: snapshot_ref(r, 0).columns for name, r in inputs.items()},
-                {name: dg.AssetKey(list(r.asset_key)) for name, r in inputs.items()},
-                dialect=dialect_for(execution.engine),
-            )
-        for dataset, (ref, _) in results.items():
-            snap = snapshot_ref(ref, story.sample_rows)
-            after = after or snap
-            md = dataset_metadata(
-                snap,
-                before,
-                duration_s=duration,
-                lineage=lineage,
-                uri=manifest.source if manifest is not None else ref.paths[0],
-                story_path=execution.story_path,
-                sample_rows=story.sample_rows,
-                max_cell_chars=story.max_cell_chars,
-                partition=execution.partition_key is not None,
-                redactor=execution.redactor,
-            )
-            if manifest is not None:
-                md["odibi/ingest_mode"] = dg.MetadataValue.text("reference")
-            results[dataset] = (ref, md)
-        outcome["after"] = after
-    return results, before
-
-
-def run_sink_step(
-    execution: StepExecution, inputs: dict[str, DatasetRef], upstream_keys: dict[str, list[str] | None]
-) -> dict[str, Any]:
-    """Run a store/publish step: write the (first) input to the target. Returns metadata."""
-    plan, step = execution.plan, execution.step
-    story = plan.pipeline.story
-    inputs = {name: _select_partition(ref, upstream_keys.get(name)) for name, ref in inputs.items()}
-    name, ref = next(iter(inputs.items()))
-    if len(inputs) > 1:
-        execution.context.log.warning(
-            f"step '{step.name}': {step.layer} writes its first input '{name}' only (as ODIBI does)"
-        )
-    before = snapshot_ref(ref, story.sample_rows)
-    with execution.tracked(before, None) as outcome, _sources_unchanged(inputs):
-        started = time.perf_counter()
-        params = execution.params()
-        target = plan.resolve_value(execution.render_value(), params)
-        info = _fast_parquet_copy(execution, ref, target, params)
-        if info is None:
-            ctx = _engine_context(execution)
-            try:
-                info = ctx.write(ctx.load(ref), target, **params)
-            finally:
-                ctx.close()
-        duration = time.perf_counter() - started
-        uri = execution.redactor.redact_text(redact_url(info.uri))
-        rows = info.rows if info.rows is not None else before.row_count
-        md: dict[str, Any] = {
-            "dagster/uri": dg.MetadataValue.text(uri),
-            "dagster/row_count": dg.MetadataValue.int(int(rows)),
-            "dagster/column_schema": dg.MetadataValue.table_schema(column_schema(before)),
-            "odibi/format": dg.MetadataValue.text(info.format),
-            "odibi/mode": dg.MetadataValue.text(str(params.get("mode", "overwrite"))),
-            "odibi/duration_ms": dg.MetadataValue.float(round(duration * 1000, 3)),
-            "odibi/story": dg.MetadataValue.path(execution.story_path),
-        }
-        if execution.partition_key is not None:
-            md["dagster/partition_row_count"] = dg.MetadataValue.int(int(rows))
-        if duration > 0:
-            md["odibi/rows_per_second"] = dg.MetadataValue.float(round(rows / duration, 3))
-        if info.version is not None:
-            md["odibi/delta_version"] = dg.MetadataValue.int(int(info.version))
-        outcome["after"] = before
-        outcome["extra"] = {
-            "target": uri,
-            "rows_written": int(rows),
-            "format": info.format,
-            "delta_version": info.version,
-        }
-        execution.context.log_event(
-            dg.AssetObservation(
-                asset_key=execution.context.asset_key,
-                metadata={
-                    "odibi/written_to": dg.MetadataValue.text(uri),
-                    "odibi/rows_written": dg.MetadataValue.int(int(rows)),
-                    "odibi/format": dg.MetadataValue.text(info.format),
-                },
-                partition=execution.partition_key,
-            )
-        )
-    return md
-
-
-def _fast_parquet_copy(execution: StepExecution, ref: DatasetRef, target: str, params: dict[str, Any]):
-    """Storing an intermediate Parquet dataset as a local Parquet file is a file copy, not a rewrite."""
-    from odibi_dagster.engines.base import WriteInfo
-
-    fmt = str(params.get("format") or params.get("source_type") or "").lower()
-    extra = set(params) - {"format", "source_type", "mode"}
-    if (
-        execution.engine != "pandas"
-        or ref.format != "parquet"
-        or len(ref.paths) != 1
-        or extra
-        or params.get("mode", "overwrite") != "overwrite"
-        or paths.is_remote(target)
-        or paths.is_remote(ref.paths[0])
-        or (fmt and fmt != "parquet")
-        or (not fmt and not target.lower().endswith((".parquet", ".pq")))
-    ):
-        return None
-    with paths.atomic_output(target) as tmp:
-        try:
-            os.link(ref.paths[0], tmp)  # the dataset is only ever replaced, never rewritten in place
-        except OSError:
-            import shutil
-
-            shutil.copyfile(ref.paths[0], tmp)
-    return WriteInfo(uri=target, format="parquet", rows=None)

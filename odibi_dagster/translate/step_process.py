@@ -22,9 +22,12 @@ from dagster._core.storage.runs.sqlite import SqliteRunStorage
 from dagster._core.storage.schedules.sqlite import SqliteScheduleStorage
 from dagster._core.storage.sqlite_storage import DagsterSqliteStorage
 
+import odibi_dagster.translate.api_ingest
 import odibi_dagster.translate.cli_run
+import odibi_dagster.translate.data_steps
 import odibi_dagster.translate.definitions
 import odibi_dagster.translate.runtime
+import odibi_dagster.translate.sink_steps
 import odibi_dagster.triggers.build
 
 with contextlib.suppress(ImportError):  # optional at import time; the engine imports them when used

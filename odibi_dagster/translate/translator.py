@@ -19,6 +19,7 @@ import dagster as dg
 from odibi_dagster.config.models import SINK_LAYERS, PipelineConfig, Step
 from odibi_dagster.config.names import asset_key_part, dagster_name
 from odibi_dagster.config.partitions import build_partitions_def
+from odibi_dagster.observe.metadata_keys import ENGINE_TAG, LAYER_TAG, OdibiMetadataSet
 from odibi_dagster.observe.redact import redact_params, redact_url
 
 _TAG_VALUE = re.compile(r"[^A-Za-z0-9_.-]")
@@ -68,8 +69,36 @@ def storage_format(step: Step, engine: str, dataset: str | None) -> str:
     return FORMAT_KINDS.get(Path(value.split("?")[0]).suffix, "delta" if engine == "spark" else "files")
 
 
+@dataclass(frozen=True)
+class OdibiTranslatorSettings:
+    """Switches of :class:`OdibiTranslator`, as ``DagsterDbtTranslatorSettings`` are for dbt.
+
+    Attributes:
+        enable_code_references: a code reference to the config file and the step's line
+            (``dagster/code_references``, "Open in editor" in the UI).
+        enable_code_versions: a code version per step (a hash of its value, params and engine),
+            so changing a step marks its assets stale.
+        enable_asset_checks: the steps' ``checks:`` become Dagster asset checks.
+        enable_automation_conditions: a step's ``metadata.automation`` becomes its automation condition.
+    """
+
+    enable_code_references: bool = True
+    enable_code_versions: bool = True
+    enable_asset_checks: bool = True
+    enable_automation_conditions: bool = True
+
+
 class OdibiTranslator:
-    """Decides the AssetSpec of each step. Override ``get_*`` methods to change it."""
+    """Decides the AssetSpec of each step. Override ``get_*`` methods to change it;
+    ``settings`` switches whole features off (see :class:`OdibiTranslatorSettings`)."""
+
+    def __init__(self, settings: OdibiTranslatorSettings | None = None) -> None:
+        self._settings = settings or OdibiTranslatorSettings()
+
+    @property
+    def settings(self) -> OdibiTranslatorSettings:
+        """The translator's settings (all features on by default)."""
+        return self._settings
 
     def get_asset_key(self, node: OdibiStep) -> dg.AssetKey:
         """``[prefix..., pipeline, dataset]``, or ``[prefix..., pipeline, step]`` for store/publish."""
@@ -97,17 +126,19 @@ class OdibiTranslator:
         return "\n\n".join(parts) or None
 
     def get_metadata(self, node: OdibiStep) -> dict[str, Any]:
-        """Definition metadata: step identity and a code reference to the config file and line."""
+        """Definition metadata: step identity, the config file and (``enable_code_references``) a
+        code reference to the step's line in it."""
+        source = node.pipeline.source.resolve() if node.pipeline.source is not None else None
         md: dict[str, Any] = {
-            "odibi/step": node.step.name,
-            "odibi/layer": node.step.layer,
-            "odibi/type": node.step.type,
+            **OdibiMetadataSet(
+                step=node.step.name,
+                layer=node.step.layer,
+                type=node.step.type,
+                inputs=dg.MetadataValue.json(node.step.inputs) if node.step.inputs else None,
+                config=dg.MetadataValue.path(str(source)) if source is not None else None,
+            )
         }
-        if node.step.inputs:
-            md["odibi/inputs"] = dg.MetadataValue.json(node.step.inputs)
-        if node.pipeline.source is not None:
-            source = node.pipeline.source.resolve()
-            md["odibi/config"] = dg.MetadataValue.path(str(source))
+        if source is not None and self.settings.enable_code_references:
             with warnings.catch_warnings():  # code references are beta in Dagster; we want them in the UI
                 warnings.simplefilter("ignore", dg.BetaWarning)
                 md["dagster/code_references"] = dg.CodeReferencesMetadataValue(
@@ -125,7 +156,7 @@ class OdibiTranslator:
         step_tags = node.step.metadata.get("tags")
         if isinstance(step_tags, dict):
             tags.update({str(k): _TAG_VALUE.sub("_", str(v))[:63] for k, v in step_tags.items()})
-        tags.update({"odibi/layer": node.step.layer, "odibi/engine": node.engine})
+        tags.update({LAYER_TAG: node.step.layer, ENGINE_TAG: node.engine})
         return tags
 
     def get_kinds(self, node: OdibiStep) -> set[str]:
@@ -141,7 +172,10 @@ class OdibiTranslator:
         return [str(o) for o in owners or []]  # validation checked them with Dagster's own rule
 
     def get_code_version(self, node: OdibiStep) -> str | None:
-        """A hash of the step's value, params and engine: changing them marks the asset stale."""
+        """A hash of the step's value, params and engine: changing them marks the asset stale
+        (``None`` without ``enable_code_versions``)."""
+        if not self.settings.enable_code_versions:
+            return None
         # Of the masked value and params: no hash of a password in the definitions.
         payload = json.dumps(
             {
@@ -160,9 +194,10 @@ class OdibiTranslator:
         return build_partitions_def(node.pipeline.partitions, node.pipeline.name)
 
     def get_automation_condition(self, node: OdibiStep) -> dg.AutomationCondition | None:
-        """``metadata.automation: eager | on_missing | on_cron:<expr>`` on the step, else none."""
+        """``metadata.automation: eager | on_missing | on_cron:<expr>`` on the step, else none
+        (always none without ``enable_automation_conditions``)."""
         spec = node.step.metadata.get("automation")
-        if not spec:
+        if not spec or not self.settings.enable_automation_conditions:
             return None
         spec = str(spec)
         if spec == "eager":

@@ -34,26 +34,19 @@ def build_schedule(plan: PipelinePlan, job: Any) -> dg.ScheduleDefinition | None
     sch = plan.pipeline.schedule
     if sch is None or sch.cron is None:
         return None
-    status = dg.DefaultScheduleStatus.RUNNING if sch.enabled else dg.DefaultScheduleStatus.STOPPED
+    common: dict[str, Any] = {
+        "name": schedule_name(plan),
+        "job": job,
+        "cron_schedule": sch.cron,
+        "execution_timezone": sch.timezone,
+        "default_status": dg.DefaultScheduleStatus.RUNNING if sch.enabled else dg.DefaultScheduleStatus.STOPPED,
+    }
+    described = f"Runs {plan.name} at '{sch.cron}' ({sch.timezone})"
     pdef = build_partitions_def(plan.pipeline.partitions, plan.name)
     if pdef is None:
-        return dg.ScheduleDefinition(
-            name=schedule_name(plan),
-            job=job,
-            cron_schedule=sch.cron,
-            execution_timezone=sch.timezone,
-            default_status=status,
-            description=f"Runs {plan.name} at '{sch.cron}' ({sch.timezone})",
-        )
+        return dg.ScheduleDefinition(**common, description=described)
 
-    @dg.schedule(
-        name=schedule_name(plan),
-        job=job,
-        cron_schedule=sch.cron,
-        execution_timezone=sch.timezone,
-        default_status=status,
-        description=f"Runs {plan.name} at '{sch.cron}' ({sch.timezone}) for the latest partition",
-    )
+    @dg.schedule(**common, description=f"{described} for the latest partition")
     def _partitioned(context: dg.ScheduleEvaluationContext) -> Any:
         at = context.scheduled_execution_time
         if isinstance(pdef, dg.TimeWindowPartitionsDefinition):

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dagster as dg
 import pandas as pd
+import pytest
 from dagster._core.definitions.metadata.metadata_set import TableMetadataSet, UriMetadataSet
 
 from odibi_dagster.engines.base import Snapshot
 from odibi_dagster.observe.lineage import sql_column_lineage
 from odibi_dagster.observe.metadata import dataset_metadata, sample_markdown
+from odibi_dagster.observe.metadata_keys import OdibiMetadataSet
 from odibi_dagster.observe.redact import Redactor
 
 BEFORE = Snapshot(10, (("id", "int64"), ("amount", "double"), ("note", "string")))
@@ -142,3 +144,18 @@ def test_metadata_is_accepted_by_a_real_materialization():
     assert event.metadata["dagster/row_count"].value == 7
     assert event.metadata["odibi/row_delta"].value == -3
     assert isinstance(event.metadata["dagster/column_lineage"], dg.TableColumnLineageMetadataValue)
+
+
+def test_odibi_metadata_set_is_typed_and_round_trips():
+    md = dataset_metadata(AFTER, BEFORE, duration_s=0.5, story_path="/tmp/s.html")
+    odibi = OdibiMetadataSet.extract(md)
+    assert odibi.row_delta == -3 and odibi.rows_before == 10 and odibi.duration_ms == 500.0
+    assert odibi.story == dg.MetadataValue.path("/tmp/s.html") and odibi.format is None
+    # Splatted, the set gives the entries Dagster stores: raw values wrapped as Dagster does.
+    assert {**odibi} == {k: v for k, v in md.items() if k.startswith("odibi/")}
+    assert {**OdibiMetadataSet(check="unique", rows_written=3)} == {
+        "odibi/rows_written": dg.MetadataValue.int(3),
+        "odibi/check": dg.MetadataValue.text("unique"),
+    }
+    with pytest.raises(ValueError):  # pydantic's ValidationError: a field holds one type
+        OdibiMetadataSet(row_delta="many")

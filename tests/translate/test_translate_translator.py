@@ -23,6 +23,7 @@ from odibi_dagster import (
     OdibiConnection,
     OdibiStep,
     OdibiTranslator,
+    OdibiTranslatorSettings,
     build_definitions,
     load_pipeline,
 )
@@ -294,6 +295,37 @@ def test_translator_can_be_partially_overridden(project: Project) -> None:
         assert spec.group_name == default[key].group_name == "simple_pipeline"
         assert spec.code_version == default[key].code_version
         assert spec.kinds == default[key].kinds
+
+
+def test_translator_settings_switch_features_off(project: Project) -> None:
+    project.sample_csv()
+    read = {"layer": "ingest", "name": "read", "value": "data/sample.csv", "outputs": {"data": "raw"}}
+    keep = {"layer": "transform", "name": "keep", "type": "sql", "value": "SELECT * FROM raw", "inputs": {"raw": "raw"}}
+    keep |= {"outputs": {"data": "kept"}, "checks": [{"not_null": ["id"]}], "metadata": {"automation": "eager"}}
+    path = project.pipeline("switches", [read, keep])
+    kept = dg.AssetKey(["switches", "kept"])
+    default = build_definitions(path)
+    spec = specs_by_key(default)[kept]
+    assert spec.code_version and spec.automation_condition is not None and code_reference(spec)
+    assert len(list(default.resolve_asset_graph().asset_check_keys)) == 1
+
+    settings = OdibiTranslatorSettings(
+        enable_code_references=False,
+        enable_code_versions=False,
+        enable_asset_checks=False,
+        enable_automation_conditions=False,
+    )
+    assert OdibiTranslator(settings=settings).settings is settings
+    assert OdibiTranslator().settings == OdibiTranslatorSettings()  # all on by default
+    with pytest.raises(AttributeError):  # frozen, as DagsterDbtTranslatorSettings
+        settings.enable_code_versions = True  # type: ignore[misc]
+    off = build_definitions(path, translator=OdibiTranslator(settings=settings))
+    spec = specs_by_key(off)[kept]
+    assert spec.code_version is None and spec.automation_condition is None
+    assert "dagster/code_references" not in spec.metadata and "odibi/config" in spec.metadata
+    assert not list(off.resolve_asset_graph().asset_check_keys)
+    result = off.resolve_job_def("switches").execute_in_process(instance=dg.DagsterInstance.ephemeral())
+    assert result.success and not result.get_asset_check_evaluations()
 
 
 def test_key_prefix_prefixes_every_key_and_runs(project: Project) -> None:
