@@ -52,12 +52,6 @@ class PipelinePlan:
         """The steps and the edges between them (datasets and connections)."""
         return StepGraph((s.name for s in self.pipeline.steps), self.graph_edges)
 
-    @cached_property
-    def upstream_steps(self) -> dict[str, list[str]]:
-        """Step name -> the steps (and connect steps) it reads from."""
-        graph = self.step_graph
-        return {n: graph.predecessors(n) for n in graph.nodes if graph.predecessors(n)}
-
     def connection_key(self, connect_step: str) -> str:
         return f"{dagster_name(self.name)}__{dagster_name(connect_step)}"
 

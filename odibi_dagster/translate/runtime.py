@@ -259,26 +259,7 @@ class StepExecution:
                     known[name] = str(record["status"])
             return known.get(name)
 
-        memo: dict[str, bool] = {}
-
-        def blocked(name: str) -> bool:
-            # Whether an ancestor failed; iterative and memoised (deep chains, no recursion limit).
-            stack = [name]
-            while stack:
-                current = stack[-1]
-                if current in memo:
-                    stack.pop()
-                    continue
-                ups = self.plan.upstream_steps.get(current, [])
-                pending = [up for up in ups if up not in memo]
-                if pending:
-                    stack.extend(pending)
-                    continue
-                memo[current] = any(status(up) == "failed" or memo[up] for up in ups)
-                stack.pop()
-            return memo[name]
-
-        return any(status(name) is None and not blocked(name) for name in planned)
+        return self.plan.step_graph.any_can_run(planned, status)
 
     @contextmanager
     def tracked(self, before: Snapshot | None, sql: str | None) -> Iterator[dict[str, Any]]:
