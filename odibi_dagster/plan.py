@@ -42,6 +42,15 @@ class PipelinePlan:
         return self.pipeline.name
 
     @cached_property
+    def external_keys(self) -> dict[str, dg.AssetKey]:
+        """Dataset -> key of the asset outside the pipeline that produces it (``external_inputs``)."""
+        return {name: dg.AssetKey(ext.asset_key) for name, ext in self.pipeline.external_inputs.items()}
+
+    def input_key(self, dataset: str) -> dg.AssetKey:
+        """The asset key a step input depends on: the pipeline's own dataset or an external input."""
+        return self.asset_keys[dataset] if dataset in self.asset_keys else self.external_keys[dataset]
+
+    @cached_property
     def steps_by_op(self) -> dict[str, str]:
         """Dagster op name -> step name."""
         return {self.op_name(s): s.name for s in self.pipeline.steps}

@@ -160,6 +160,9 @@ def _parse_document(raw: RawPipeline, col: _Collector) -> tuple[PipelineConfig |
     except ValidationError as exc:
         for err in exc.errors():
             col.add(None, _loc_to_field(err["loc"]), _pydantic_message(err))
+        external = doc.get("external_inputs")
+        if isinstance(external, dict):  # inputs naming them are not "not produced" on top
+            col.maybe_produced |= {k for k in external if isinstance(k, str)}
     if steps_raw is None:
         col.add(None, "steps", "missing required field 'steps'")
         return pipeline, []
@@ -317,11 +320,12 @@ def _check_step_kinds(steps: list[Step], col: _Collector) -> None:
             col.add(s, "outputs", f"{s.layer} steps write a target and produce no datasets; remove 'outputs'")
 
 
-def _check_inputs_and_cycles(steps: list[Step], col: _Collector) -> None:
+def _check_inputs_and_cycles(steps: list[Step], col: _Collector, external: Iterable[str] = ()) -> None:
     producers = {ds: s.name for s in steps for ds in s.outputs.values()}
+    known = set(external) | col.maybe_produced
     for s in steps:
         for logical, dataset in s.inputs.items():
-            if dataset in producers or dataset in col.maybe_produced:
+            if dataset in producers or dataset in known:
                 continue
             if dataset in col.disabled_outputs:
                 col.add(
@@ -716,6 +720,25 @@ def _check_pipeline(pipeline: PipelineConfig, steps: list[Step], col: _Collector
                 )
 
 
+def _check_external_inputs(pipeline: PipelineConfig, steps: list[Step], col: _Collector) -> None:
+    """External inputs name datasets nobody in the pipeline produces, by a usable key and path."""
+    producers = {ds: s.name for s in steps for ds in s.outputs.values()}
+    for name, ext in pipeline.external_inputs.items():
+        where = f"external_inputs.{name}"
+        if name in producers:
+            col.add(
+                None,
+                where,
+                f"dataset '{name}' is produced by step '{producers[name]}'; external inputs are datasets "
+                "produced outside the pipeline",
+            )
+        if any(not part.strip() for part in ext.asset_key):
+            col.add(None, f"{where}.asset_key", f"asset key {ext.asset_key} has an empty part")
+        if has_template(ext.path):
+            # Read before the step's partition or run variables exist: the path is fixed.
+            col.add(None, f"{where}.path", "an external input's path is not a template; write it out")
+
+
 def validate_raw(raw: RawPipeline) -> tuple[PipelineConfig | None, list[Problem]]:
     """Validate one raw config; returns the model (when valid) and every problem found."""
     col = _Collector(raw)
@@ -725,7 +748,7 @@ def validate_raw(raw: RawPipeline) -> tuple[PipelineConfig | None, list[Problem]
     source = Path(raw.file) if raw.file and not raw.file.startswith("<") else None
     _check_names_and_outputs(steps, col)
     _check_step_kinds(steps, col)
-    _check_inputs_and_cycles(steps, col)
+    _check_inputs_and_cycles(steps, col, pipeline.external_inputs if pipeline is not None else ())
     if pipeline is not None:
         pipeline = pipeline.model_copy(update={"steps": steps}).with_source(source)
         if raw.odibi_format:
@@ -733,6 +756,7 @@ def validate_raw(raw: RawPipeline) -> tuple[PipelineConfig | None, list[Problem]
             pipeline.with_data_root(root, tuple(others))
         _check_step_details(pipeline, steps, col)
         _check_pipeline(pipeline, steps, col)
+        _check_external_inputs(pipeline, steps, col)
     if raw.document.get("steps") and not steps and not col.problems:
         col.add(None, "steps", "Config is empty - no enabled steps found")
     if pipeline is not None and raw.odibi_format:
