@@ -33,9 +33,6 @@ class PipelinePlan:
     data_root: str  # relative paths in the config resolve against this
     work_dir: str  # datasets, stories, tracker JSON
     graph_edges: list[tuple[str, str]] = field(default_factory=list)
-    # Tracker files and stories are rewritten during the run under a file lock, which
-    # needs a local filesystem: with a remote work_dir they stay beside the config.
-    local_work_dir: str | None = None
 
     @property
     def name(self) -> str:
@@ -72,7 +69,11 @@ class PipelinePlan:
 
     @property
     def stories_dir(self) -> str:
-        return os.path.join(self.local_work_dir or self.work_dir, "stories")
+        """Tracker records and stories: under the work dir, a blob store too (workers that share
+        no disk all see it; see ``observe.run_files``)."""
+        if "://" in self.work_dir:
+            return self.work_dir.rstrip("/") + "/stories"
+        return os.path.join(self.work_dir, "stories")
 
     def op_name(self, step: Step) -> str:
         return f"{dagster_name(self.name)}__{dagster_name(step.name)}"
@@ -181,5 +182,4 @@ def make_plan(pipeline: PipelineConfig, key_for, base_dir: str | os.PathLike[str
         conn = s.params.get("connection")
         if isinstance(conn, str):
             edges.append((conn, s.name))
-    local_work_dir = os.path.join(str(config_dir), ".odibi") if "://" in work_dir else None
-    return PipelinePlan(pipeline, asset_keys, sink_keys, data_root, work_dir, sorted(set(edges)), local_work_dir)
+    return PipelinePlan(pipeline, asset_keys, sink_keys, data_root, work_dir, sorted(set(edges)))

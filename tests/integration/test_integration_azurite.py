@@ -1,6 +1,6 @@
 """Pipelines on Azure Blob Storage paths (``abfs://``) against a real Azurite on 127.0.0.1:
 sources, persisted datasets, stores in Parquet/CSV/Delta, ingest by reference (ETag
-fingerprint), with tracker files and the story kept local beside the config."""
+fingerprint), with tracker records and the story in the blob store beside the datasets."""
 
 from __future__ import annotations
 
@@ -183,10 +183,17 @@ def test_a_pipeline_reads_persists_and_stores_on_azure_blob_storage(tmp_path: Pa
     assert mats["big"]["dagster/uri"].value == f"abfs://{container}/work/datasets/az/big/data.parquet"
     assert mats["save_delta"]["dagster/row_count"].value == 3
     assert ACCOUNT_KEY not in json.dumps({k: str(v) for md in mats.values() for k, v in md.items()})
-    # tracker files and the story stay local beside the config, not in a folder named "abfs:"
-    stories = list((tmp_path / ".odibi" / "stories" / "az").glob("*/story.html"))
-    assert len(stories) == 1 and ACCOUNT_KEY not in stories[0].read_text()
-    assert not Path("abfs:").exists()
+    # tracker records and the story live under the remote work dir, where every worker sees them
+    run_dir = f"abfs://{container}/work/stories/az/{result.run_id}"
+    story = fs.cat(f"{run_dir}/story.html").decode()
+    assert story.startswith("<!DOCTYPE html>") and ACCOUNT_KEY not in story
+    assert mats["big"]["odibi/story"].value == f"{run_dir}/story.html"
+    lineage = json.loads(fs.cat(f"{run_dir}/tracker.json"))
+    assert lineage["summary"]["success_count"] == 5 and lineage["summary"]["running_count"] == 0
+    assert sorted(p.rsplit("/", 1)[-1] for p in fs.ls(f"{run_dir}/steps", detail=False)) == [
+        f"{s}.json" for s in ("big", "read", "save_csv", "save_delta", "save_parquet")
+    ]
+    assert not (tmp_path / ".odibi").exists() and not Path("abfs:").exists()
 
 
 def test_reference_ingest_on_blob_storage_fails_downstream_when_the_blob_changes(
