@@ -26,7 +26,6 @@ import json
 import os
 import secrets
 import shutil
-import textwrap
 import time
 import uuid
 from collections.abc import Iterator
@@ -144,8 +143,24 @@ def _start(dep: Deployment, blob: str, container: str, broker: str) -> None:
         root / "distributed" / "server" / "run",
         {**remote, "PYTHONPATH": f"{server_code}{os.pathsep}{REPO}"},
     )
+    _start_workers(dep, broker, remote)
+    for location in (EXAMPLES, TEAM, DISTRIBUTED):
+        dep.wait_code_server(location)
+    workspace = _workspace(dep)
+    dep.ports["webserver"] = port = free_port()
+    web = [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port), "-w", str(workspace)]
+    dep.add("webserver", web, root)
+    dep.add("daemon", [str(BIN / "dagster-daemon"), "run", "-w", str(workspace)], root)
+    wait_for(dep.workspace_loaded, 120, "the webserver to load the workspace")
     for worker in WORKERS:
-        folder = root / "distributed" / worker
+        wait_for(lambda w=worker: " ready." in dep.servers[w].tail(200), 120, f"Celery {worker} to be ready")
+
+
+def _start_workers(dep: Deployment, broker: str, remote: dict[str, str]) -> None:
+    """Two Celery workers, each in its own folder with its own copy of the location and its own
+    ``DAGSTER_HOME`` (the same storage settings), one task at a time each."""
+    for worker in WORKERS:
+        folder = dep.root / "distributed" / worker
         code = _distributed_copy(folder)
         home = write_dagster_yaml(folder / "home", dep.facts["pg"]).parent
         config = folder / "celery.yaml"
@@ -159,17 +174,6 @@ def _start(dep: Deployment, blob: str, container: str, broker: str) -> None:
             folder,
             {**remote, "DAGSTER_HOME": str(home), "PYTHONPATH": f"{code}{os.pathsep}{REPO}"},
         )
-    for location in (EXAMPLES, TEAM, DISTRIBUTED):
-        dep.wait_code_server(location)
-    workspace = _workspace(dep)
-    dep.ports["webserver"] = port = free_port()
-    dep.add(
-        "webserver", [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port), "-w", str(workspace)], root
-    )
-    dep.add("daemon", [str(BIN / "dagster-daemon"), "run", "-w", str(workspace)], root)
-    wait_for(dep.workspace_loaded, 120, "the webserver to load the workspace")
-    for worker in WORKERS:
-        wait_for(lambda w=worker: " ready." in dep.servers[w].tail(200), 120, f"Celery {worker} to be ready")
 
 
 @pytest.fixture(scope="module")
@@ -203,12 +207,12 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         _prepare_blob_store(dep.facts["container"])
         try:
             _start(dep, blob, dep.facts["container"], broker)
+            dep.facts["startup_s"] = round(time.monotonic() - started, 1)
+            print(f"deployment started in {dep.facts['startup_s']} s")
+            _kick_off(dep)
         except BaseException:
             print(dep.log_tails(60))
             raise
-        dep.facts["startup_s"] = round(time.monotonic() - started, 1)
-        print(f"deployment started in {dep.facts['startup_s']} s")
-        _kick_off(dep)
         yield dep
 
 
@@ -517,7 +521,7 @@ def test_a_celery_run_spreads_the_medallion_over_two_workers_that_share_no_disk(
     # Nothing was kept on the workers' or the server's disks: all of it went to the blob store.
     for folder in ("server", *WORKERS):
         assert not list((dep.root / "distributed" / folder).rglob(".odibi")), folder
-    print(textwrap.shorten(f"steps by worker: {worker_of}", 400))
+    print(f"steps by worker: {worker_of}")
 
 
 def test_the_backfill_is_marked_completed(deployment: Deployment) -> None:
