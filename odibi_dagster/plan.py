@@ -34,13 +34,19 @@ class PipelinePlan:
     data_root: str  # relative paths in the config resolve against this
     work_dir: str  # datasets, stories, tracker JSON
     graph_edges: list[tuple[str, str]] = field(default_factory=list)
-    # Tracker files and stories are rewritten during the run under a file lock, which
-    # needs a local filesystem: with a remote work_dir they stay beside the config.
-    local_work_dir: str | None = None
 
     @property
     def name(self) -> str:
         return self.pipeline.name
+
+    @cached_property
+    def external_keys(self) -> dict[str, dg.AssetKey]:
+        """Dataset -> key of the asset outside the pipeline that produces it (``external_inputs``)."""
+        return {name: dg.AssetKey(ext.asset_key) for name, ext in self.pipeline.external_inputs.items()}
+
+    def input_key(self, dataset: str) -> dg.AssetKey:
+        """The asset key a step input depends on: the pipeline's own dataset or an external input."""
+        return self.asset_keys[dataset] if dataset in self.asset_keys else self.external_keys[dataset]
 
     @cached_property
     def steps_by_op(self) -> dict[str, str]:
@@ -61,7 +67,11 @@ class PipelinePlan:
 
     @property
     def stories_dir(self) -> str:
-        return os.path.join(self.local_work_dir or self.work_dir, "stories")
+        """Tracker records and stories: under the work dir, a blob store too (workers that share
+        no disk all see it; see ``observe.run_files``)."""
+        if "://" in self.work_dir:
+            return self.work_dir.rstrip("/") + "/stories"
+        return os.path.join(self.work_dir, "stories")
 
     def op_name(self, step: Step) -> str:
         return f"{dagster_name(self.name)}__{dagster_name(step.name)}"
@@ -162,5 +172,4 @@ def make_plan(pipeline: PipelineConfig, key_for, base_dir: str | os.PathLike[str
     asset_keys = {ds: key_for(s, ds) for s in pipeline.steps if s.layer in DATA_LAYERS for ds in s.outputs.values()}
     sink_keys = {s.name: key_for(s, None) for s in pipeline.steps if s.layer in ("store", "publish")}
     edges = sorted(StepGraph.of_steps(pipeline.steps).edges)
-    local_work_dir = os.path.join(str(config_dir), ".odibi") if "://" in work_dir else None
-    return PipelinePlan(pipeline, asset_keys, sink_keys, data_root, work_dir, edges, local_work_dir)
+    return PipelinePlan(pipeline, asset_keys, sink_keys, data_root, work_dir, edges)

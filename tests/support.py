@@ -1,6 +1,6 @@
 """Helpers shared by tests that start real servers on loopback: free ports, npm packages
 installed once into a cache folder (Azurite, playwright-core), ``dagster dev`` on a copy of
-the example code location, and GraphQL requests to its webserver."""
+the example code location, GraphQL requests to its webserver, PostgreSQL and Azurite."""
 
 from __future__ import annotations
 
@@ -239,3 +239,48 @@ def postgres_server(root: Path, password: str, *, user: str = "odibi") -> Iterat
         log.close()
         if as_root:
             shutil.rmtree(root, ignore_errors=True)
+
+
+AZURITE_DIR = Path(os.environ.get("ODIBI_AZURITE_DIR", Path.home() / ".cache" / "odibi_dagster" / "azurite"))
+# Azurite's documented, well-known development account key (not a secret).
+AZURITE_ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+@contextlib.contextmanager
+def azurite_server() -> Iterator[str]:
+    """A blob-only Azurite in memory on a free loopback port, in its own process group; yields
+    its connection string. Azurite is installed from npm on first use (``AZURITE_DIR``)."""
+    binary = npm_install(AZURITE_DIR, "azurite@3", AZURITE_DIR / "node_modules" / ".bin" / "azurite-blob")
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            str(binary),
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            str(port),
+            "--inMemoryPersistence",
+            "--disableTelemetry",
+            "--silent",
+            "--skipApiVersionCheck",
+            "--loose",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"Azurite did not start: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
+            time.sleep(0.2)
+        yield (
+            f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={AZURITE_ACCOUNT_KEY};"
+            f"BlobEndpoint=http://127.0.0.1:{port}/devstoreaccount1;"
+        )
+    finally:
+        stop_group(proc)  # node may have children: stop the whole group

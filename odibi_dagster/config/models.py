@@ -333,6 +333,32 @@ class StoryConfig(_Strict):
     )
 
 
+class ExternalInputConfig(_Strict):
+    """A dataset produced outside the pipeline, by an asset of another pipeline or another code
+    location (a hand-written asset, say): steps name it in ``inputs`` like any dataset, their
+    assets depend on ``asset_key`` (so the asset graph links the two), and they read the data
+    that asset wrote at ``path``."""
+
+    asset_key: list[str] = Field(
+        min_length=1,
+        description="Key of the producing asset, as a list of parts or 'part/part' (Dagster's user form).",
+        json_schema_extra={"examples": [["team", "store_targets"], "team/store_targets"]},
+    )
+    path: str = Field(
+        min_length=1,
+        description="Where that asset writes the dataset: a Parquet file, folder or glob, or a Delta table; "
+        "relative paths resolve like the steps' paths.",
+    )
+    format: Literal["parquet", "delta"] = "parquet"
+    description: str | None = None
+
+    @field_validator("asset_key", mode="before", json_schema_input_type=list[str] | str)
+    @classmethod
+    def _user_string(cls, v: Any) -> Any:
+        # `team/store_targets` is how Dagster writes a key for people (AssetKey.to_user_string).
+        return v.split("/") if isinstance(v, str) else v
+
+
 class PipelineConfig(_Strict):
     """A pipeline document: pipeline-wide settings wrapping ODIBI steps."""
 
@@ -360,6 +386,11 @@ class PipelineConfig(_Strict):
         description="copy: every ingest is persisted as a Parquet/Delta dataset. reference: ingests of files "
         "(CSV, JSON, Parquet, Delta, Avro) record a fingerprinted manifest and downstream steps read "
         "the source itself; a source that changes afterwards fails loudly.",
+    )
+    external_inputs: dict[str, ExternalInputConfig] = Field(
+        default_factory=dict,
+        description="Datasets produced outside the pipeline (another code location's assets), by the name "
+        "steps use in `inputs`.",
     )
     steps: list[Step]
 

@@ -169,6 +169,20 @@ class DatasetLayout:
         return DatasetRef(tuple(found), fmt, tuple(asset_key.path), tuple(k for k in keys if k is not None))
 
 
+def external_dataset(path: str, fmt: Literal["parquet", "delta"], asset_key: dg.AssetKey) -> DatasetRef:
+    """The ref of a dataset an asset outside the pipeline wrote at ``path`` (an external input).
+
+    Raises a non-retryable ``dg.Failure`` naming the asset when nothing is there yet.
+    """
+    if not any(ch in path for ch in "*?[") and not paths.exists(path):
+        raise dg.Failure(
+            description=f"External input {asset_key.to_user_string()} has not been written to {path}; "
+            "materialize it in its code location first.",
+            allow_retries=False,
+        )
+    return DatasetRef((path,), fmt, tuple(asset_key.path))
+
+
 class OdibiDatasetStore(dg.ConfigurableResource):
     """The resource odibi's steps persist and read their datasets through (key ``odibi_datasets``).
 

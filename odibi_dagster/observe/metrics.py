@@ -157,9 +157,13 @@ def write_metrics(directory: str | os.PathLike[str], lineage: Mapping[str, Any])
 
     Returns the two paths. The pipeline label is the lineage's ``pipeline``.
     """
+    out = Path(directory)
+    written = [atomic_write_text(out / name, text) for name, text in metrics_texts(lineage).items()]
+    return written[0], written[1]
+
+
+def metrics_texts(lineage: Mapping[str, Any]) -> dict[str, str]:
+    """``{"metrics.json": ..., "metrics.prom": ...}``: a run's metrics as the files' texts."""
     metrics = metrics_from_lineage(lineage)
     pipeline = str(lineage.get("pipeline") or lineage.get("pipeline_id") or "pipeline")
-    out = Path(directory)
-    json_path = atomic_write_text(out / "metrics.json", dumps(metrics, indent=2))
-    prom_path = atomic_write_text(out / "metrics.prom", to_prometheus(metrics, pipeline))
-    return json_path, prom_path
+    return {"metrics.json": dumps(metrics, indent=2), "metrics.prom": to_prometheus(metrics, pipeline)}

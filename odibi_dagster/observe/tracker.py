@@ -4,7 +4,9 @@ Steps of one run may execute in separate processes or on separate machines shari
 the stories folder, so nothing is kept only in memory: ``start_step`` and
 ``end_step`` each (re)write the step's own file atomically, and ``export_lineage``
 merges whatever step files exist into ODIBI's lineage JSON. Two steps never write
-the same file, so concurrent writers cannot clobber each other.
+the same file, so concurrent writers cannot clobber each other. The stories folder
+may be a blob-store URL (a remote work dir, for workers that share no disk): see
+:mod:`odibi_dagster.observe.run_files`.
 
 Layout::
 
@@ -25,8 +27,9 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from odibi_dagster.engines.base import Snapshot
-from odibi_dagster.observe._util import atomic_write_text, dumps, json_safe, json_safe_records, safe_name
+from odibi_dagster.observe._util import dumps, json_safe, json_safe_records, safe_name
 from odibi_dagster.observe.redact import Redactor
+from odibi_dagster.observe.run_files import run_files
 from odibi_dagster.observe.snapshot import schema_diff
 
 __all__ = ["RunTracker", "run_dir", "snapshot_to_dict", "summarize"]
@@ -37,7 +40,7 @@ StepStatus = Literal["success", "failed"]
 class StoryWriter(Protocol):
     """What :meth:`RunTracker.publish` needs from a story renderer (``StoryGenerator``)."""
 
-    def write(self, path: Any, lineage: Mapping[str, Any], graph: Mapping[str, Any] | None = None) -> Path: ...
+    def render(self, lineage: Mapping[str, Any], graph: Mapping[str, Any] | None = None) -> str: ...
 
 
 # Keys every step record has, in ODIBI's StepExecution order; ``extra`` cannot override them.
@@ -113,9 +116,10 @@ def _rows(snapshot: Mapping[str, Any] | None) -> int | None:
 class RunTracker:
     """Per-run tracker writing ODIBI step records, safe across processes.
 
-    ``stories_dir`` is the root of all stories; records go under
+    ``stories_dir`` is the root of all stories, a folder or a blob-store URL; records go under
     ``<stories_dir>/<pipeline>/<run_id>/``. Every record passes through ``redactor``
-    (when given) before it is written.
+    (when given) before it is written. Paths (``run_dir``, ``story_path``...) are ``Path``s
+    in a folder and URLs (text) on a blob store.
     """
 
     def __init__(
@@ -127,42 +131,51 @@ class RunTracker:
         *,
         sample_rows: int = 5,
     ) -> None:
-        self.stories_dir = Path(stories_dir)
         self.pipeline = pipeline
         self.run_id = run_id
         self.redactor = redactor
         self.sample_rows = sample_rows
-        self.run_dir = run_dir(stories_dir, pipeline, run_id)
-        self.steps_dir = self.run_dir / "steps"
+        self.files = run_files(stories_dir, safe_name(pipeline), safe_name(run_id))
+        self.run_dir = self.files.root
         self._clock: dict[str, float] = {}  # precise durations when start and end share a process
 
     # -- paths -----------------------------------------------------------------------------
 
     @property
-    def tracker_path(self) -> Path:
+    def tracker_path(self) -> Path | str:
         """``<run_dir>/tracker.json``."""
-        return self.run_dir / "tracker.json"
+        return self.files.location("tracker.json")
 
     @property
-    def story_path(self) -> Path:
-        """``<run_dir>/story.html`` (the StoryGenerator writes it)."""
-        return self.run_dir / "story.html"
+    def story_path(self) -> Path | str:
+        """``<run_dir>/story.html`` (rendered by the StoryGenerator)."""
+        return self.files.location("story.html")
 
-    def step_path(self, step_name: str) -> Path:
+    def step_path(self, step_name: str) -> Path | str:
         """``<run_dir>/steps/<step>.json`` (the step name made file-system safe)."""
-        return self.steps_dir / f"{safe_name(step_name)}.json"
+        return self.files.location("steps", self._step_file(step_name))
+
+    @staticmethod
+    def _step_file(step_name: str) -> str:
+        return f"{safe_name(step_name)}.json"
+
+    def published_age(self) -> float | None:
+        """Seconds since the run's tracker JSON was last published, ``None`` before the first publish."""
+        return self.files.age_seconds("tracker.json")
 
     # -- records ---------------------------------------------------------------------------
 
     def read_step(self, step_name: str) -> dict[str, Any] | None:
         """The current record of ``step_name``, ``None`` if it has none yet."""
-        return self._read(self.step_path(step_name))
+        return self._parse(self.files.read_text("steps", self._step_file(step_name)))
 
     @staticmethod
-    def _read(path: Path) -> dict[str, Any] | None:
+    def _parse(text: str | None) -> dict[str, Any] | None:
+        if text is None:
+            return None
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            data = json.loads(text)
+        except ValueError:
             return None
         return data if isinstance(data, dict) else None
 
@@ -170,7 +183,7 @@ class RunTracker:
         safe = json_safe(record)
         if self.redactor is not None:
             safe = self.redactor.redact(safe)
-        atomic_write_text(self.step_path(step_name), json.dumps(safe, ensure_ascii=False, indent=2))
+        self.files.write_text(json.dumps(safe, ensure_ascii=False, indent=2), "steps", self._step_file(step_name))
         return safe
 
     def start_step(
@@ -281,12 +294,7 @@ class RunTracker:
 
     def steps(self) -> list[dict[str, Any]]:
         """All step records of the run (from every process), ordered by start time."""
-        records = []
-        if self.steps_dir.is_dir():
-            for path in self.steps_dir.glob("*.json"):
-                record = self._read(path)
-                if record is not None:
-                    records.append(record)
+        records = [r for r in map(self._parse, self.files.texts("steps", ".json")) if r is not None]
         records.sort(key=lambda r: (str(r.get("start_time") or ""), str(r.get("step_name") or "")))
         return records
 
@@ -309,9 +317,9 @@ class RunTracker:
         }
         return self.redactor.redact(lineage) if self.redactor is not None else lineage
 
-    def save(self) -> Path:
+    def save(self) -> Path | str:
         """Write the merged lineage to ``<run_dir>/tracker.json`` atomically and return its path."""
-        return atomic_write_text(self.tracker_path, dumps(self.export_lineage(), indent=2))
+        return self.files.write_text(dumps(self.export_lineage(), indent=2), "tracker.json")
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
@@ -320,12 +328,9 @@ class RunTracker:
         Hold it around "merge the step files, then write story/tracker.json" so that
         two steps finishing at once cannot leave an older merge on disk last. Step
         files themselves never need it. Not re-entrant (do not call :meth:`publish`
-        while holding it). ``filelock`` (Dagster's own dependency) makes it work on every OS.
+        while holding it). On a blob store there is no lock (see ``run_files``).
         """
-        from filelock import FileLock
-
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(self.run_dir / ".lock")):
+        with self.files.lock():
             yield
 
     def publish(
@@ -344,12 +349,13 @@ class RunTracker:
         with self.lock():
             lineage = self.export_lineage()
             if story is not None:
-                story.write(self.story_path, lineage, graph)
-            atomic_write_text(self.tracker_path, dumps(lineage, indent=2))
+                self.files.write_text(story.render(lineage, graph), "story.html")
+            self.files.write_text(dumps(lineage, indent=2), "tracker.json")
             if metrics:
-                from odibi_dagster.observe.metrics import write_metrics
+                from odibi_dagster.observe.metrics import metrics_texts
 
-                write_metrics(self.run_dir, lineage)
+                for name, text in metrics_texts(lineage).items():
+                    self.files.write_text(text, name)
             return lineage
 
 

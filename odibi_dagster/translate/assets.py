@@ -10,6 +10,7 @@ import dagster as dg
 from odibi_dagster.checks import check_spec, check_target, run_check
 from odibi_dagster.config.models import DATA_LAYERS, SINK_LAYERS, PartitionMappingConfig, Step
 from odibi_dagster.engines.base import DatasetRef
+from odibi_dagster.io.dataset_store import external_dataset
 from odibi_dagster.observe.metadata_keys import PIPELINE_TAG, STEP_TAG
 from odibi_dagster.plan import DATASET_STORE_KEY, PipelinePlan
 from odibi_dagster.translate.data_steps import run_data_step
@@ -41,6 +42,10 @@ def _inputs(
     refs: dict[str, DatasetRef] = {}
     try:
         for logical, dataset in step.inputs.items():
+            if dataset in plan.external_keys:  # written by an asset outside the pipeline, where it says
+                ext = plan.pipeline.external_inputs[dataset]
+                refs[logical] = external_dataset(plan.resolve_path(ext.path), ext.format, plan.external_keys[dataset])
+                continue
             wanted: list[str | None] = [None] if keys == [None] else []
             for per_key in upstream:
                 wanted += [k for k in per_key.get(logical) or [] if k not in wanted]
@@ -137,9 +142,13 @@ def _step_config(context: dg.AssetExecutionContext) -> StepRunConfig:
 
 
 def _deps(plan: PipelinePlan, step: Step) -> list[dg.AssetDep]:
-    """The step's inputs as asset deps, with the step's partition mapping."""
+    """The step's inputs as asset deps, with the step's partition mapping (external inputs: Dagster's
+    default mapping, since their partitions are the producing location's business)."""
     mapping = partition_mapping(step.partition_mapping)
-    return [dg.AssetDep(plan.asset_keys[dataset], partition_mapping=mapping) for dataset in step.inputs.values()]
+    return [
+        dg.AssetDep(plan.input_key(ds), partition_mapping=mapping if ds in plan.asset_keys else None)
+        for ds in step.inputs.values()
+    ]
 
 
 def _data_asset(

@@ -252,7 +252,9 @@ def fail_orphaned_runs(instance: dg.DagsterInstance) -> list[str]:
 
 
 def story_for(plan: PipelinePlan, run_id: str) -> str | None:
-    from odibi_dagster.observe.story.generator import story_path
+    """The path (or blob URL) of a run's story, ``None`` when it has none."""
+    from odibi_dagster.engines import paths
+    from odibi_dagster.observe.tracker import RunTracker
 
-    path = story_path(plan.stories_dir, plan.name, run_id)
-    return str(path) if path.exists() else None
+    path = str(RunTracker(plan.stories_dir, plan.name, run_id).story_path)
+    return path if paths.exists(path) else None

@@ -235,9 +235,8 @@ class StepExecution:
             self.context.log.warning(f"odibi: could not update the run story: {exc}")
 
     def _publish_due(self, step_ended: bool) -> bool:
-        try:
-            age = time.time() - self.tracker.tracker_path.stat().st_mtime
-        except FileNotFoundError:
+        age = self.tracker.published_age()
+        if age is None:
             return True  # the run's first publish: the story exists from the first step on
         if age >= self.plan.pipeline.story.refresh_seconds:
             return True

@@ -678,6 +678,46 @@ CASES = [
         [("read_data", "name", "step name 'read_data' and step 'read data' both become the Dagster name")],
         [ingest("read data"), ingest("read-more", out="raw2"), sql_step(), store()],
     ),
+    # --- external inputs: datasets another code location's assets produce ------------------
+    Case(
+        "external_input_undeclared",
+        doc([ingest(), sql_step(inputs={"data": "raw", "t": "targets"}), store()]),
+        [("filter", "inputs.t", "Input 'targets' is not produced by any step")],
+        doc(
+            [ingest(), sql_step(inputs={"data": "raw", "t": "targets"}), store()],
+            external_inputs={"targets": {"asset_key": "team/targets", "path": "shared/targets.parquet"}},
+        ),
+    ),
+    Case(
+        "external_input_produced_in_the_pipeline",
+        doc(external_inputs={"raw": {"asset_key": ["team", "raw"], "path": "raw.parquet"}}),
+        [(None, "external_inputs.raw", "dataset 'raw' is produced by step 'read'; external inputs are datasets")],
+        doc(external_inputs={"team_raw": {"asset_key": ["team", "raw"], "path": "raw.parquet"}}),
+    ),
+    Case(
+        "external_input_key_and_path",
+        doc(external_inputs={"t": {"asset_key": "team//t", "path": "t/{{ partition_key }}.parquet"}}),
+        [
+            (None, "external_inputs.t.asset_key", "asset key ['team', '', 't'] has an empty part"),
+            (None, "external_inputs.t.path", "an external input's path is not a template"),
+        ],
+        doc(external_inputs={"t": {"asset_key": "team/t", "path": "t/targets.parquet", "format": "parquet"}}),
+    ),
+    Case(
+        "external_input_shape",
+        doc(
+            [ingest(), sql_step(inputs={"data": "raw", "t": "t"}), store()],
+            external_inputs={"t": {"asset_key": [], "path": "t.parquet", "format": "csv"}},
+        ),
+        [
+            (None, "external_inputs.t.asset_key", "List should have at least 1 item"),
+            (None, "external_inputs.t.format", "Input should be 'parquet' or 'delta'"),
+        ],
+        doc(
+            [ingest(), sql_step(inputs={"data": "raw", "t": "t"}), store()],
+            external_inputs={"t": {"asset_key": ["t"], "path": "t", "format": "delta"}},
+        ),
+    ),
     Case(
         "store_named_like_a_dataset",
         [ingest(), sql_step(), store(name="filtered")],

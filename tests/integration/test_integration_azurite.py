@@ -1,14 +1,10 @@
 """Pipelines on Azure Blob Storage paths (``abfs://``) against a real Azurite on 127.0.0.1:
 sources, persisted datasets, stores in Parquet/CSV/Delta, ingest by reference (ETag
-fingerprint), with tracker files and the story kept local beside the config."""
+fingerprint), with tracker records and the story in the blob store beside the datasets."""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,57 +13,19 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 import pytest
-from support import free_port, npm_install
+from support import AZURITE_ACCOUNT_KEY, azurite_server
 
 from odibi_dagster import build_definitions
 from odibi_dagster.engines import paths
 
-AZURITE_DIR = Path(os.environ.get("ODIBI_AZURITE_DIR", Path.home() / ".cache" / "odibi_dagster" / "azurite"))
-# Azurite's documented, well-known development account key (not a secret).
-ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-
-
-def _azurite_bin() -> Path:
-    return npm_install(AZURITE_DIR, "azurite@3", AZURITE_DIR / "node_modules" / ".bin" / "azurite-blob")
+ACCOUNT_KEY = AZURITE_ACCOUNT_KEY
 
 
 @pytest.fixture(scope="module")
 def azurite() -> Iterator[str]:
     """A blob-only Azurite in memory on a free loopback port; yields its connection string."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            str(_azurite_bin()),
-            "--blobHost",
-            "127.0.0.1",
-            "--blobPort",
-            str(port),
-            "--inMemoryPersistence",
-            "--disableTelemetry",
-            "--silent",
-            "--skipApiVersionCheck",
-            "--loose",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"Azurite did not start: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
-            time.sleep(0.2)
-        yield (
-            f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={ACCOUNT_KEY};"
-            f"BlobEndpoint=http://127.0.0.1:{port}/devstoreaccount1;"
-        )
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)  # node may have children: stop the whole group
-        proc.wait(timeout=30)
+    with azurite_server() as connection_string:
+        yield connection_string
 
 
 @pytest.fixture
@@ -183,10 +141,17 @@ def test_a_pipeline_reads_persists_and_stores_on_azure_blob_storage(tmp_path: Pa
     assert mats["big"]["dagster/uri"].value == f"abfs://{container}/work/datasets/az/big/data.parquet"
     assert mats["save_delta"]["dagster/row_count"].value == 3
     assert ACCOUNT_KEY not in json.dumps({k: str(v) for md in mats.values() for k, v in md.items()})
-    # tracker files and the story stay local beside the config, not in a folder named "abfs:"
-    stories = list((tmp_path / ".odibi" / "stories" / "az").glob("*/story.html"))
-    assert len(stories) == 1 and ACCOUNT_KEY not in stories[0].read_text()
-    assert not Path("abfs:").exists()
+    # tracker records and the story live under the remote work dir, where every worker sees them
+    run_dir = f"abfs://{container}/work/stories/az/{result.run_id}"
+    story = fs.cat(f"{run_dir}/story.html").decode()
+    assert story.startswith("<!DOCTYPE html>") and ACCOUNT_KEY not in story
+    assert mats["big"]["odibi/story"].value == f"{run_dir}/story.html"
+    lineage = json.loads(fs.cat(f"{run_dir}/tracker.json"))
+    assert lineage["summary"]["success_count"] == 5 and lineage["summary"]["running_count"] == 0
+    assert sorted(p.rsplit("/", 1)[-1] for p in fs.ls(f"{run_dir}/steps", detail=False)) == [
+        f"{s}.json" for s in ("big", "read", "save_csv", "save_delta", "save_parquet")
+    ]
+    assert not (tmp_path / ".odibi").exists() and not Path("abfs:").exists()
 
 
 def test_reference_ingest_on_blob_storage_fails_downstream_when_the_blob_changes(

@@ -7,6 +7,7 @@ import decimal
 import json
 import multiprocessing
 import time
+import uuid
 
 import numpy as np
 import observe_tracker_workers as workers_mod
@@ -219,3 +220,33 @@ def test_multi_process_writers_merge(tmp_path):
     assert all(f"step_{i:02d}" in story for i in range(steps)) and 'class="step running"' not in story
     metrics = json.loads((tmp_path / "pipe" / "run-mp" / "metrics.json").read_text())
     assert len(metrics["steps"]) == steps
+
+
+def test_a_blob_store_run_folder_merges_records_written_by_workers_that_share_no_disk():
+    """With a remote work dir (here fsspec's ``memory://``) every record, the merged lineage, the
+    story and the metrics are blobs under the run's URL: a step that ran on another machine is in
+    the story."""
+    import fsspec
+
+    from odibi_dagster.observe.story import StoryGenerator
+
+    stories = f"memory://odibi-{uuid.uuid4().hex[:8]}/work/stories"
+    worker_a, worker_b = RunTracker(stories, "p", "r"), RunTracker(stories, "p", "r")
+    assert worker_a.published_age() is None
+    worker_a.start_step("ingest", "ingest", outputs={"data": "raw"})
+    worker_a.end_step("ingest", "success", after=Snapshot(4, (("id", "int64"),)))
+    worker_b.start_step("clean", "transform", inputs={"data": "raw"}, before=Snapshot(4, (("id", "int64"),)))
+    worker_b.end_step("clean", "success", after=Snapshot(3, (("id", "int64"),)))
+    assert worker_a.read_step("clean")["row_delta"] == -1  # a record the other worker wrote
+    lineage = worker_b.publish(StoryGenerator(), None, metrics=True)
+    assert [s["step_name"] for s in lineage["steps"]] == ["ingest", "clean"]
+
+    assert worker_a.story_path == f"{stories}/p/r/story.html" == worker_b.story_path
+    assert worker_a.step_path("clean") == f"{stories}/p/r/steps/clean.json"
+    fs = fsspec.filesystem("memory")
+    assert fs.cat(worker_a.story_path).decode().startswith("<!DOCTYPE html>")
+    assert json.loads(fs.cat(str(worker_a.tracker_path)))["summary"]["success_count"] == 2
+    assert fs.exists(f"{stories}/p/r/metrics.prom") and fs.exists(f"{stories}/p/r/metrics.json")
+    assert 0 <= worker_a.published_age() < 60
+    with worker_a.lock():  # nothing to lock on a blob store: saving inside it does not block
+        worker_a.save()

@@ -37,6 +37,9 @@ def _parse_settings(raw: RawPipeline, doc: dict[str, Any], col: Collector) -> Pi
     except ValidationError as exc:
         for err in exc.errors():
             col.add(None, loc_to_field(err["loc"]), pydantic_message(err))
+        external = doc.get("external_inputs")
+        if isinstance(external, dict):  # inputs naming them are not "not produced" on top
+            col.maybe_produced |= {k for k in external if isinstance(k, str)}
     return None
 
 

@@ -12,7 +12,7 @@ from odibi_dagster.config.models import PipelineConfig, Step
 from odibi_dagster.config.names import dagster_name
 from odibi_dagster.config.roots import odibi_project_root
 from odibi_dagster.config.validation.collector import Collector
-from odibi_dagster.config.validation.dependencies import check_inputs_and_cycles
+from odibi_dagster.config.validation.dependencies import check_external_inputs, check_inputs_and_cycles
 from odibi_dagster.config.validation.document import parse_document
 from odibi_dagster.config.validation.kinds import check_step_kinds
 from odibi_dagster.config.validation.names import check_names_and_outputs
@@ -29,7 +29,7 @@ def validate_raw(raw: RawPipeline) -> tuple[PipelineConfig | None, list[Problem]
     source = Path(raw.file) if raw.file and not raw.file.startswith("<") else None
     check_names_and_outputs(steps, col)
     check_step_kinds(steps, col)
-    check_inputs_and_cycles(steps, col)
+    check_inputs_and_cycles(steps, col, pipeline.external_inputs if pipeline is not None else ())
     if pipeline is not None:
         pipeline = pipeline.model_copy(update={"steps": steps}).with_source(source)
         if raw.odibi_format:
@@ -37,6 +37,7 @@ def validate_raw(raw: RawPipeline) -> tuple[PipelineConfig | None, list[Problem]
             pipeline.with_data_root(root, tuple(others))
         check_step_details(pipeline, steps, col)
         check_pipeline(pipeline, steps, col)
+        check_external_inputs(pipeline, steps, col)
     if raw.document.get("steps") and not steps and not col.problems:
         col.add(None, "steps", "Config is empty - no enabled steps found")
     if pipeline is not None and raw.odibi_format:
