@@ -1144,7 +1144,7 @@ class SparkEngine(dg.ConfigurableResource):
 def _csv_null_tokens(params: Mapping[str, Any]) -> list[str] | None:
     """pandas' null tokens for a CSV read, as on the pandas engine (Spark reads empty fields as
     null already); None when only those would be null."""
-    from odibi_dagster.engines.formats import csv_null_tokens
+    from odibi_dagster.engines.formats.csv import csv_null_tokens
 
     return [t for t in csv_null_tokens(params) if t] or None
 

@@ -21,12 +21,9 @@ import pytest
 
 from odibi_dagster.engines import formats, paths
 from odibi_dagster.engines.base import DatasetRef, EngineContext, WriteInfo
-from odibi_dagster.engines.pandas_duckdb import (
-    PandasDuckDBContext,
-    PandasDuckDBEngine,
-    SecretNotFoundError,
-    persist_frame,
-)
+from odibi_dagster.engines.formats import duck
+from odibi_dagster.engines.pandas_duckdb import PandasDuckDBContext, PandasDuckDBEngine, persist_frame
+from odibi_dagster.engines.secrets import SecretNotFoundError, redact_url
 
 
 @pytest.fixture
@@ -367,7 +364,7 @@ def test_sqlalchemy_url_read_and_write(ctx, tmp_path, people):
 
 
 def test_sql_uri_hides_password():
-    assert "secret" not in formats.safe_url("postgresql://user:secret@host/db")
+    assert "secret" not in redact_url("postgresql://user:secret@host/db")
 
 
 # ----------------------------------------------------------------------------- params
@@ -508,18 +505,18 @@ def test_failing_writer_keeps_old_file_and_no_temp(ctx, tmp_path, people, monkey
         target = tmp_path / name
         ctx.write(people, str(target))
         before = target.read_bytes()
-        real_copy = formats.copy_to
+        real_copy = duck.copy_to
 
         def half_then_fail(conn, rel, path, options, _real=real_copy):
             _real(conn, rel, path, options)  # the temp file is fully written ...
             raise OSError("disk full")  # ... and then the write fails
 
-        monkeypatch.setattr(formats, "copy_to", half_then_fail)
+        monkeypatch.setattr(duck, "copy_to", half_then_fail)
         with pytest.raises(OSError, match="disk full"):
             ctx.write(people.iloc[:1], str(target))
         with pytest.raises(OSError, match="disk full"):
             ctx.write(people.iloc[:1], str(target), mode="append")
-        monkeypatch.setattr(formats, "copy_to", real_copy)
+        monkeypatch.setattr(duck, "copy_to", real_copy)
         assert target.read_bytes() == before, name
     assert leftovers(tmp_path) == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.csv", "p.json", "p.jsonl", "p.parquet"]
