@@ -57,6 +57,29 @@ def test_context_implements_engine_contract(ctx):
     assert ctx.engine == "pandas"
 
 
+def test_engine_contract_is_what_the_run_path_calls():
+    """The Protocol lists exactly the methods the runtime, dataset store, checks and observe
+    call on an engine context (``ctx.<name>(...)``): none missing, none that nobody calls."""
+    import ast
+
+    import odibi_dagster
+
+    package = Path(odibi_dagster.__file__).parent
+    sources = [package / "checks.py", *(package / d for d in ("translate", "io", "observe"))]
+    files = [f for src in sources for f in ([src] if src.is_file() else src.rglob("*.py"))]
+    called = {
+        node.func.attr
+        for f in files
+        for node in ast.walk(ast.parse(f.read_text()))
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and isinstance(node.func.value, ast.Name)
+        and node.func.value.id == "ctx"
+    }
+    members = {name for name, value in vars(EngineContext).items() if callable(value) and not name.startswith("_")}
+    assert members == called
+
+
 # ----------------------------------------------------------------------------- formats
 
 
