@@ -770,3 +770,11 @@ def test_a_closed_or_broken_shared_database_is_replaced():
         assert again.execute_sql("SELECT 42").fetchall() == [(42,)]
     finally:
         again.close()
+
+
+def test_a_format_of_the_table_the_engine_lacks_names_the_ones_it_has(ctx, people, tmp_path):
+    with pytest.raises(ValueError, match="format 'avro' is not supported by the pandas engine; its readers: csv"):
+        ctx.read(str(tmp_path / "x.avro"))
+    with pytest.raises(ValueError, match="format 'table' is not supported by the pandas engine"):
+        ctx.write(people, "tbl", source_type="table")
+    assert ctx.source_format("q", {"source_type": "jdbc"}) == "sql"
