@@ -1,15 +1,5 @@
-"""Pipeline configs: models, loaders (JSON, YAML, SQLite, CSV) and validation."""
+"""Pipeline configs: models, loaders (JSON, YAML, SQLite, CSV), the step graph and validation.
 
-from odibi_dagster.config.errors import ConfigValidationError, Problem
-from odibi_dagster.config.models import PipelineConfig, Step
-from odibi_dagster.config.validation import load_pipeline, load_pipelines, validate_pipeline
-
-__all__ = [
-    "ConfigValidationError",
-    "PipelineConfig",
-    "Problem",
-    "Step",
-    "load_pipeline",
-    "load_pipelines",
-    "validate_pipeline",
-]
+Nothing is imported here: ``odibi-dagster`` imports ``config.errors`` before it handles
+Ctrl-C, and validation pulls in sqlglot. The public names are in ``odibi_dagster``.
+"""

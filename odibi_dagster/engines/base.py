@@ -61,14 +61,27 @@ class Snapshot:
 
 @runtime_checkable
 class EngineContext(Protocol):
-    """ODIBI CORE's EngineContext: read, write, execute_sql, register_temp,
-    collect_sample, get_secret, plus the persistence hooks the IO managers need."""
+    """What odibi's runtime calls on an engine context, and no more (ODIBI CORE's
+    EngineContext: read, write, execute_sql, register_temp; plus the dataset hooks).
 
-    engine: str
+    Both engines' contexts implement it (``PandasDuckDBContext``, ``SparkEngineContext``)
+    and offer more for direct use: ODIBI's ``get_secret`` and ``collect_sample``, and
+    ``persist`` (the dataset store calls the engines' ``persist_frame`` functions).
+    """
 
     def read(self, source: str, **params: Any) -> Any:
         """Read ``source`` (path, URL, table) into a frame. ``params`` are reader options
         (``format``/``source_type``, ``table``, ``query``, ``connection_string``, ...)."""
+        ...
+
+    def source_format(self, source: str, params: dict[str, Any]) -> str:
+        """The canonical format ``read(source, **params)`` would use (see
+        :mod:`odibi_dagster.engines.formats.table`); ValueError when there is none."""
+        ...
+
+    def read_schema(self, df: Any, fmt: str) -> str | None:
+        """The schema a read of format ``fmt`` inferred, in the engine's own form, to hand back
+        to the reader of a source ingested by reference (None: nothing to pin)."""
         ...
 
     def write(self, df: Any, target: str, **params: Any) -> WriteInfo:
@@ -84,24 +97,12 @@ class EngineContext(Protocol):
         """Make ``df`` (a frame, pandas, Arrow or a :class:`DatasetRef`) queryable as ``name``."""
         ...
 
-    def collect_sample(self, df: Any, n: int = 5) -> pd.DataFrame:
-        """The first ``n`` rows as pandas, without collecting the whole frame."""
-        ...
-
-    def get_secret(self, key: str) -> str:
-        """A secret by name (environment variable or configured secret store)."""
-        ...
-
-    def to_pandas(self, df: Any) -> pd.DataFrame:
-        """The whole frame as pandas (used by ``function`` steps only)."""
-        ...
-
     def load(self, ref: DatasetRef) -> Any:
         """A lazy frame over a persisted dataset."""
         ...
 
-    def persist(self, df: Any, path: str, format: DatasetFormat = "parquet") -> WriteInfo:
-        """Persist a dataset between steps at ``path`` atomically (IO manager)."""
+    def to_pandas(self, df: Any) -> pd.DataFrame:
+        """The whole frame as pandas (used by ``function`` steps only)."""
         ...
 
     def snapshot(self, df: Any, sample_rows: int = 5) -> Snapshot:

@@ -12,41 +12,57 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 import duckdb
 
 from odibi_dagster.config.templating import quote_ident, sql_literal
-from odibi_dagster.engines import formats, paths, source_ref
+from odibi_dagster.engines import paths, source_ref
 from odibi_dagster.engines.base import DatasetFormat, DatasetRef, Snapshot, WriteInfo
+from odibi_dagster.engines.formats import csv, delta, duck, json, parquet, registry, sql
+from odibi_dagster.engines.secrets import SecretResolver, SecretSource
 
 if TYPE_CHECKING:  # loaded when a frame needs them: code servers never import pandas
     import pandas as pd
 
-SecretSource = Mapping[str, str] | Callable[[str], str | None]
+# The format families this engine reads and writes: importing them registered their readers
+# and writers (see engines.formats.registry).
+FORMAT_MODULES = (csv, json, parquet, delta, sql)
 
 __all__ = [
     "PandasDuckDBContext",
     "PandasDuckDBEngine",
-    "SecretNotFoundError",
+    "accepted_params",
     "persist_frame",
+    "read_source",
+    "source_format",
+    "write_target",
 ]
 
 
-class SecretNotFoundError(KeyError):
-    """A secret that is neither in the configured secrets nor in the environment."""
+def source_format(source: str, params: Mapping[str, Any]) -> str:
+    """The format this engine reads or writes ``source`` with ``params`` in (``csv``, ``sql``...)."""
+    return registry.resolve(duck.ENGINE, str(source), params)
 
-    def __init__(self, key: str) -> None:
-        super().__init__(key)
-        self.key = key
 
-    def __str__(self) -> str:  # KeyError would repr() the message; keep it readable
-        return (
-            f"secret {self.key!r} is not set: define the environment variable {self.key} "
-            f"or add it to the engine's secrets"
-        )
+def read_source(conn: duckdb.DuckDBPyConnection, source: str, **params: Any) -> duckdb.DuckDBPyRelation:
+    """Read ``source`` into a lazy relation on ``conn`` with the reader of its format."""
+    return registry.read(duck.ENGINE, conn, str(source), params)
+
+
+def write_target(
+    conn: duckdb.DuckDBPyConnection, rel: duckdb.DuckDBPyRelation, target: str, **params: Any
+) -> WriteInfo:
+    """Write ``rel`` to ``target`` with the writer of its format."""
+    return registry.write(duck.ENGINE, conn, rel, str(target), params)
+
+
+def accepted_params(fmt: str, kind: str) -> frozenset[str] | None:
+    """The params this engine's ``kind`` (``reader`` / ``writer``) of ``fmt`` accepts, for
+    validation; None for formats whose options are not checked before a run (databases)."""
+    return registry.accepted_params(duck.ENGINE, fmt, kind)
 
 
 def _is_pandas(obj: Any) -> bool:
@@ -148,7 +164,7 @@ class PandasDuckDBContext:
         threads: DuckDB worker threads (default: all cores).
         memory_limit: DuckDB memory limit such as ``"8GB"`` (default: DuckDB's 80% of RAM).
         secrets: a mapping or a callable ``name -> value | None`` consulted before the
-            environment by :meth:`get_secret`.
+            environment by :meth:`get_secret` and for ``{"secret": NAME}`` params.
         temp_directory: where DuckDB spills when a query exceeds memory.
         database: DuckDB database (``":memory:"`` by default).
     """
@@ -175,7 +191,7 @@ class PandasDuckDBContext:
         self.conn: duckdb.DuckDBPyConnection = (
             _memory_database(config).cursor() if database == ":memory:" else duckdb.connect(database, config=config)
         )
-        self._secrets = secrets
+        self.secrets = SecretResolver(secrets)
         self._delta_scan: bool | None = None
         self._closed = False
 
@@ -215,7 +231,7 @@ class PandasDuckDBContext:
 
     def read(self, source: str, **params: Any) -> duckdb.DuckDBPyRelation:
         """Read ``source`` into a lazy relation; see :mod:`odibi_dagster.engines.formats`."""
-        return formats.read_source(self.conn, str(source), **params)
+        return read_source(self.conn, source, **self.secrets.resolve_params(params))
 
     def read_schema(self, df: Any, fmt: str) -> str | None:
         """Nothing to pin: DuckDB's CSV/JSON sniffing reads a sample, not the whole file."""
@@ -223,11 +239,11 @@ class PandasDuckDBContext:
 
     def source_format(self, source: str, params: dict[str, Any]) -> str:
         """The reader format ``read(source, **params)`` would use (``csv``, ``parquet``, ``sql``...)."""
-        return formats.resolve_format(str(source), params)
+        return source_format(source, params)
 
     def write(self, df: Any, target: str, **params: Any) -> WriteInfo:
         """Write ``df`` to ``target`` atomically (``format``/``source_type``, ``mode``, options)."""
-        return formats.write_target(self.conn, self.relation(df), str(target), **params)
+        return write_target(self.conn, self.relation(df), target, **self.secrets.resolve_params(params))
 
     def execute_sql(self, query: str) -> duckdb.DuckDBPyRelation:
         """Run ``query`` over the registered names; returns a lazy relation."""
@@ -278,7 +294,7 @@ class PandasDuckDBContext:
         if not ref.paths:
             raise ValueError(f"DatasetRef {ref.asset_key} has no paths")
         if ref.format == "parquet":
-            return formats.read_parquet(self.conn, list(ref.paths))
+            return parquet.read_parquet(self.conn, list(ref.paths))
         if ref.format in ("delta", "source"):
             relation = self._delta_relation if ref.format == "delta" else self._source_relation
             rels = [relation(p) for p in ref.paths]
@@ -295,7 +311,7 @@ class PandasDuckDBContext:
     def _delta_relation(self, path: str) -> duckdb.DuckDBPyRelation:
         if not paths.is_remote(path) and self._delta_scan_available():
             return self.conn.sql(f"SELECT * FROM delta_scan({sql_literal(paths.local_path(path))})")
-        return self.conn.from_arrow(formats.open_delta_dataset(path))
+        return self.conn.from_arrow(delta.open_delta_dataset(path))
 
     def persist(self, df: Any, path: str, format: DatasetFormat = "parquet") -> WriteInfo:
         """Persist a dataset between steps at ``path`` (Parquet file or Delta table), atomically."""
@@ -303,7 +319,7 @@ class PandasDuckDBContext:
         if format == "parquet":
             return persist_frame(rel, path)
         if format == "delta":
-            return formats.write_delta(self.conn, rel, path, mode="overwrite", schema_mode="overwrite")
+            return delta.write_delta(self.conn, rel, path, mode="overwrite", schema_mode="overwrite")
         raise ValueError(f"unknown dataset format {format!r}; use 'parquet' or 'delta'")
 
     # ------------------------------------------------------------------ inspection
@@ -343,23 +359,13 @@ class PandasDuckDBContext:
     # ------------------------------------------------------------------ secrets
 
     def get_secret(self, key: str) -> str:
-        """A secret from the configured ``secrets`` (mapping or callable), else the environment.
+        """A secret from the configured ``secrets`` (mapping or callable), else the environment
+        (see :class:`~odibi_dagster.engines.secrets.SecretResolver`).
 
-        Raises :class:`SecretNotFoundError` (a ``KeyError``) naming the secret, never a value.
+        Raises :class:`~odibi_dagster.engines.secrets.SecretNotFoundError` (a ``KeyError``)
+        naming the secret, never a value.
         """
-        value: str | None = None
-        if callable(self._secrets):
-            try:
-                value = self._secrets(key)
-            except KeyError:  # a store that raises for unknown names: fall back to the env
-                value = None
-        elif self._secrets is not None:
-            value = self._secrets.get(key)
-        if value is None:
-            value = os.environ.get(key)
-        if value is None:
-            raise SecretNotFoundError(key)
-        return str(value)
+        return self.secrets.get(key)
 
 
 class PandasDuckDBEngine(dg.ConfigurableResource):

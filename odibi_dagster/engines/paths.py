@@ -34,6 +34,11 @@ def protocol_of(path: str) -> str | None:
     return m.group(1).lower() if m else None
 
 
+def has_glob(path: str) -> bool:
+    """Whether ``path`` is a glob pattern (``*``, ``?`` or ``[``)."""
+    return any(ch in str(path) for ch in "*?[")
+
+
 def is_remote(path: str) -> bool:
     """True when ``path`` lives on a non-local fsspec filesystem (``abfs://``, ``memory://``...)."""
     proto = protocol_of(path)

@@ -32,7 +32,8 @@ from odibi_dagster.config.templating import (
     render_text,
     sample_variables,
 )
-from odibi_dagster.engines import formats, paths
+from odibi_dagster.engines import pandas_duckdb, paths
+from odibi_dagster.engines.formats import format_of_extension
 from odibi_dagster.plan import mentions_secret_or_connection
 
 # (step, field, message) -> recorded by the caller's collector
@@ -129,7 +130,7 @@ def check_sources(
                 continue
             path, params = readable[step.name]
             try:
-                rel = formats.read_source(conn, path, **params)
+                rel = pandas_duckdb.read_source(conn, path, **params)
                 schema = list(zip(rel.columns, [str(t) for t in rel.types], strict=True))
             except Exception:
                 continue
@@ -263,11 +264,12 @@ def check_io_params(pipeline: PipelineConfig, step: Step, report: Report) -> Non
         return
     explicit = step.params.get("format") or step.params.get("source_type")
     try:
-        fmt = formats.resolve_format(step.value, step.params) if explicit or formats._ext_format(step.value) else None
+        known = explicit or format_of_extension(step.value)
+        fmt = pandas_duckdb.source_format(step.value, step.params) if known else None
     except ValueError as exc:
         report(step, "params.format" if explicit else "value", str(exc))
         return
-    accepted = formats.accepted_params(fmt, kind) if fmt else None
+    accepted = pandas_duckdb.accepted_params(fmt, kind) if fmt else None
     if accepted is None:
         return
     for key in step.params:
@@ -298,8 +300,8 @@ def compatibility_warnings(
             continue
         try:
             fmt = (
-                formats.resolve_format(step.value, step.params)
-                if formats._ext_format(step.value) or step.params.get("format") or step.params.get("source_type")
+                pandas_duckdb.source_format(step.value, step.params)
+                if format_of_extension(step.value) or step.params.get("format") or step.params.get("source_type")
                 else None
             )
         except ValueError:

@@ -27,6 +27,7 @@ from typing import Any
 
 from odibi_dagster.engines import paths
 from odibi_dagster.engines.base import Snapshot
+from odibi_dagster.engines.formats.table import REFERENCE_FORMATS
 
 __all__ = [
     "MANIFEST_SUFFIX",
@@ -42,8 +43,8 @@ __all__ = [
 ]
 
 MANIFEST_SUFFIX = "source.json"
-# Formats both engines read lazily from files (Avro, ORC: Spark only).
-REFERENCE_FORMATS = frozenset({"csv", "json", "jsonl", "parquet", "delta", "avro", "orc"})
+# REFERENCE_FORMATS (from the format table): formats both engines read lazily from files
+# (Avro, ORC: Spark only).
 _MANIFEST_VERSION = 1
 
 
@@ -79,10 +80,6 @@ class SourceManifest:
         return Snapshot(row_count=self.row_count, schema=tuple((c, t) for c, t in self.schema), sample=sample)
 
 
-def _has_glob(path: str) -> bool:
-    return any(ch in path for ch in "*?[")
-
-
 def fingerprint(source: str) -> list[list[Any]]:
     """``[name, size, version]`` for every file under ``source`` (a file, folder or glob).
 
@@ -91,7 +88,7 @@ def fingerprint(source: str) -> list[list[Any]]:
     """
     if paths.is_remote(source):
         fs = paths.fs_for(source)
-        if _has_glob(source):
+        if paths.has_glob(source):
             infos = [fs.info(p) for p in fs.glob(source)]
         elif fs.isdir(source):
             infos = list(fs.find(source, detail=True).values())
@@ -103,7 +100,7 @@ def fingerprint(source: str) -> list[list[Any]]:
             out.append([str(info["name"]), int(info.get("size") or 0), str(version)])
         return sorted(out)
     local = paths.local_path(source)
-    if _has_glob(local):
+    if paths.has_glob(local):
         files = [p for p in globlib.glob(local, recursive=True) if os.path.isfile(p)]
     elif os.path.isdir(local):
         files = [os.path.join(root, name) for root, _dirs, names in os.walk(local) for name in names]

@@ -9,7 +9,6 @@ is in ``data_steps`` (ingest/transform: compute, persist, materialization metada
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +23,7 @@ from odibi_dagster.config.sql import dialect_for
 from odibi_dagster.config.templating import EnvNamespace, render_params, render_sql, render_text
 from odibi_dagster.engines import paths
 from odibi_dagster.engines.base import DatasetRef, Snapshot
+from odibi_dagster.engines.secrets import SecretNotFoundError, SecretResolver
 from odibi_dagster.engines.source_ref import SourceChangedError, verified_manifest
 from odibi_dagster.observe import events
 from odibi_dagster.observe.metadata_keys import OdibiMetadataSet
@@ -193,19 +193,12 @@ class StepExecution:
 
     def _resolve_secrets(self, value: Any, where: str) -> Any:
         """Replace ``{"secret": NAME}`` (at any depth) with the environment variable's value."""
-        if isinstance(value, dict) and set(value) == {"secret"}:
-            name = value["secret"]
-            if name not in os.environ:
-                raise dg.Failure(
-                    description=f"step '{self.step.name}': {where}: secret environment variable '{name}' is not set"
-                )
-            self.redactor.add(os.environ[name])
-            return os.environ[name]
-        if isinstance(value, dict):
-            return {k: self._resolve_secrets(v, f"{where}.{k}") for k, v in value.items()}
-        if isinstance(value, list):
-            return [self._resolve_secrets(v, f"{where}[{i}]") for i, v in enumerate(value)]
-        return value
+        try:
+            return SecretResolver(redactor=self.redactor).resolve(value, where)
+        except SecretNotFoundError as exc:
+            raise dg.Failure(
+                description=f"step '{self.step.name}': {exc.where}: secret environment variable '{exc.key}' is not set"
+            ) from None
 
     def explanation(self) -> str | None:
         text = self.step.metadata.get("description") or self.plan.pipeline.explanations.get(self.step.name)

@@ -11,7 +11,6 @@ import json
 import re
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -19,22 +18,11 @@ import dagster as dg
 from odibi_dagster.config.models import SINK_LAYERS, PipelineConfig, Step
 from odibi_dagster.config.names import asset_key_part, dagster_name
 from odibi_dagster.config.partitions import build_partitions_def
+from odibi_dagster.engines.formats.table import storage_kind
 from odibi_dagster.observe.metadata_keys import ENGINE_TAG, LAYER_TAG, OdibiMetadataSet
 from odibi_dagster.observe.redact import redact_params, redact_url
 
 _TAG_VALUE = re.compile(r"[^A-Za-z0-9_.-]")
-
-FORMAT_KINDS = {
-    ".parquet": "parquet",
-    ".pq": "parquet",
-    ".csv": "csv",
-    ".json": "json",
-    ".jsonl": "json",
-    ".ndjson": "json",
-    ".db": "sqlite",
-    ".sqlite": "sqlite",
-    ".avro": "avro",
-}
 
 
 @dataclass(frozen=True)
@@ -57,16 +45,10 @@ class OdibiStep:
 
 
 def storage_format(step: Step, engine: str, dataset: str | None) -> str:
-    """The storage format a step's asset lives in (a kind in the UI)."""
-    fmt = step.params.get("format") or step.params.get("source_type")
-    if fmt:
-        return str(fmt).lower()
-    if dataset is not None:  # an intermediate dataset persisted by the dataset store
-        return "delta" if engine == "spark" else "parquet"
-    value = step.value.strip().lower()
-    if "://" in value and not value.startswith(("abfs", "az://", "file://", "s3")):
-        return value.split("://", 1)[0].split("+", 1)[0]  # postgresql://, sqlite://, ...
-    return FORMAT_KINDS.get(Path(value.split("?")[0]).suffix, "delta" if engine == "spark" else "files")
+    """The storage format a step's asset lives in (a kind in the UI), from the one format table."""
+    if dataset is not None and not (step.params.get("format") or step.params.get("source_type")):
+        return "delta" if engine == "spark" else "parquet"  # an intermediate dataset of the dataset store
+    return storage_kind(step.value, step.params) or ("delta" if engine == "spark" else "files")
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from odibi_dagster.config import ConfigValidationError, Problem, load_pipelines
+from odibi_dagster import ConfigValidationError, Problem, load_pipelines
 
 # ODIBI's transformation_config columns, in ODIBI's spelling.
 ODIBI_COLUMNS = ["Layer", "StepName", "StepType", "Engine", "Value", "Params", "Inputs", "Outputs"]

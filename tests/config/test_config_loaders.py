@@ -19,7 +19,7 @@ from odibi_config_helpers import (
     store,
 )
 
-from odibi_dagster.config import ConfigValidationError, load_pipeline, load_pipelines
+from odibi_dagster import ConfigValidationError, load_pipeline, load_pipelines
 
 # ODIBI's rows: capitalised values, JSON strings in the JSON columns, NULL/'' where a step has nothing.
 ODIBI_ROWS = [

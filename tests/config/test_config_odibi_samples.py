@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from odibi_config_helpers import assert_only, find, ingest, problems_of, sql_step, store
 
-from odibi_dagster.config import load_pipeline, validate_pipeline
+from odibi_dagster import load_pipeline, validate_pipeline
 from odibi_dagster.config.sql import parse_sql, referenced_tables
 from odibi_dagster.config.templating import render_sql, sql_literal
 

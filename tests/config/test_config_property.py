@@ -16,7 +16,7 @@ from dagster._core.definitions.utils import DISALLOWED_NAMES
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from odibi_dagster.config import (
+from odibi_dagster import (
     ConfigValidationError,
     PipelineConfig,
     Step,

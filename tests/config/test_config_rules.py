@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from odibi_config_helpers import assert_only, find, good_steps, ingest, problems_of, sql_step, store
 
-from odibi_dagster.config import ConfigValidationError, load_pipeline, load_pipelines, validate_pipeline
+from odibi_dagster import ConfigValidationError, load_pipeline, load_pipelines, validate_pipeline
 
 DB_URL = "postgresql://odibi@db.example.com/warehouse"
 

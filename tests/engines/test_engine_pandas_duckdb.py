@@ -21,12 +21,9 @@ import pytest
 
 from odibi_dagster.engines import formats, paths
 from odibi_dagster.engines.base import DatasetRef, EngineContext, WriteInfo
-from odibi_dagster.engines.pandas_duckdb import (
-    PandasDuckDBContext,
-    PandasDuckDBEngine,
-    SecretNotFoundError,
-    persist_frame,
-)
+from odibi_dagster.engines.formats import duck
+from odibi_dagster.engines.pandas_duckdb import PandasDuckDBContext, PandasDuckDBEngine, persist_frame
+from odibi_dagster.engines.secrets import SecretNotFoundError, redact_url
 
 
 @pytest.fixture
@@ -58,6 +55,29 @@ def leftovers(directory: Path) -> list[str]:
 def test_context_implements_engine_contract(ctx):
     assert isinstance(ctx, EngineContext)
     assert ctx.engine == "pandas"
+
+
+def test_engine_contract_is_what_the_run_path_calls():
+    """The Protocol lists exactly the methods the runtime, dataset store, checks and observe
+    call on an engine context (``ctx.<name>(...)``): none missing, none that nobody calls."""
+    import ast
+
+    import odibi_dagster
+
+    package = Path(odibi_dagster.__file__).parent
+    sources = [package / "checks.py", *(package / d for d in ("translate", "io", "observe"))]
+    files = [f for src in sources for f in ([src] if src.is_file() else src.rglob("*.py"))]
+    called = {
+        node.func.attr
+        for f in files
+        for node in ast.walk(ast.parse(f.read_text()))
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and isinstance(node.func.value, ast.Name)
+        and node.func.value.id == "ctx"
+    }
+    members = {name for name, value in vars(EngineContext).items() if callable(value) and not name.startswith("_")}
+    assert members == called
 
 
 # ----------------------------------------------------------------------------- formats
@@ -367,7 +387,7 @@ def test_sqlalchemy_url_read_and_write(ctx, tmp_path, people):
 
 
 def test_sql_uri_hides_password():
-    assert "secret" not in formats.safe_url("postgresql://user:secret@host/db")
+    assert "secret" not in redact_url("postgresql://user:secret@host/db")
 
 
 # ----------------------------------------------------------------------------- params
@@ -508,18 +528,18 @@ def test_failing_writer_keeps_old_file_and_no_temp(ctx, tmp_path, people, monkey
         target = tmp_path / name
         ctx.write(people, str(target))
         before = target.read_bytes()
-        real_copy = formats.copy_to
+        real_copy = duck.copy_to
 
         def half_then_fail(conn, rel, path, options, _real=real_copy):
             _real(conn, rel, path, options)  # the temp file is fully written ...
             raise OSError("disk full")  # ... and then the write fails
 
-        monkeypatch.setattr(formats, "copy_to", half_then_fail)
+        monkeypatch.setattr(duck, "copy_to", half_then_fail)
         with pytest.raises(OSError, match="disk full"):
             ctx.write(people.iloc[:1], str(target))
         with pytest.raises(OSError, match="disk full"):
             ctx.write(people.iloc[:1], str(target), mode="append")
-        monkeypatch.setattr(formats, "copy_to", real_copy)
+        monkeypatch.setattr(duck, "copy_to", real_copy)
         assert target.read_bytes() == before, name
     assert leftovers(tmp_path) == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.csv", "p.json", "p.jsonl", "p.parquet"]
@@ -750,3 +770,11 @@ def test_a_closed_or_broken_shared_database_is_replaced():
         assert again.execute_sql("SELECT 42").fetchall() == [(42,)]
     finally:
         again.close()
+
+
+def test_a_format_of_the_table_the_engine_lacks_names_the_ones_it_has(ctx, people, tmp_path):
+    with pytest.raises(ValueError, match="format 'avro' is not supported by the pandas engine; its readers: csv"):
+        ctx.read(str(tmp_path / "x.avro"))
+    with pytest.raises(ValueError, match="format 'table' is not supported by the pandas engine"):
+        ctx.write(people, "tbl", source_type="table")
+    assert ctx.source_format("q", {"source_type": "jdbc"}) == "sql"

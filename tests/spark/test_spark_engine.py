@@ -13,15 +13,16 @@ import dagster as dg
 import pyspark
 import pytest
 
-from odibi_dagster.engines import spark as spark_mod
-from odibi_dagster.engines.spark import SparkEngine, delta_package, redact
+from odibi_dagster.engines.spark import SparkEngine, delta_package
+from odibi_dagster.engines.spark import jars as spark_jars
+from odibi_dagster.observe.redact import Redactor
 
 pytestmark = pytest.mark.spark
 
 
 def test_session_conf_has_delta_avro_and_a_stable_ivy_cache(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     monkeypatch.setenv("ODIBI_SPARK_IVY", str(tmp_path / "ivy"))
-    monkeypatch.setattr(spark_mod, "_published_versions", lambda *a: None)  # no network in this test
+    monkeypatch.setattr(spark_jars, "_published_versions", lambda *a: None)  # no network in this test
     engine = SparkEngine(
         master="local[2]",
         spark_conf={
@@ -63,19 +64,20 @@ def test_jar_versions_fall_back_to_the_cache_then_to_maven_metadata(
     def no_network(*args):
         raise AssertionError("the cache should have answered")
 
-    monkeypatch.setattr(spark_mod, "_published_versions", no_network)
+    monkeypatch.setattr(spark_jars, "_published_versions", no_network)
     # PyPI has 4.4.1, Maven Central only 4.4.0: the cached 4.4.0 is used, offline
-    assert spark_mod._resolve_version("io.delta", "delta-spark_4.0_2.13", "4.4.1", ivy) == "4.4.0"
-    monkeypatch.setattr(spark_mod, "_published_versions", lambda *a: frozenset({"4.0.1", "4.0.2", "4.1.1"}))
-    assert spark_mod._resolve_version("org.apache.spark", "spark-avro_2.13", "4.0.5", ivy) == "4.0.2"
-    monkeypatch.setattr(spark_mod, "_published_versions", lambda *a: None)
-    assert spark_mod._resolve_version("org.apache.spark", "spark-avro_2.13", "4.0.5", ivy) == "4.0.5"
+    assert spark_jars._resolve_version("io.delta", "delta-spark_4.0_2.13", "4.4.1", ivy) == "4.4.0"
+    monkeypatch.setattr(spark_jars, "_published_versions", lambda *a: frozenset({"4.0.1", "4.0.2", "4.1.1"}))
+    assert spark_jars._resolve_version("org.apache.spark", "spark-avro_2.13", "4.0.5", ivy) == "4.0.2"
+    monkeypatch.setattr(spark_jars, "_published_versions", lambda *a: None)
+    assert spark_jars._resolve_version("org.apache.spark", "spark-avro_2.13", "4.0.5", ivy) == "4.0.5"
     assert delta_package(ivy).startswith("io.delta:delta-spark_")
 
 
 def test_redact() -> None:
+    # The engine masks its errors with the one rule of observe.redact (see SparkEngineContext.redact).
     text = "failed: jdbc:postgresql://h/db?user=a&password=hunter2 with hunter3; pwd=x1;"
-    assert redact(text, ["hunter3", None, ""]) == (
+    assert Redactor(["hunter3", None, ""]).redact_text(text) == (
         "failed: jdbc:postgresql://h/db?user=a&password=*** with ***; pwd=***;"
     )
 

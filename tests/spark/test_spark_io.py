@@ -172,3 +172,27 @@ def test_csv_null_tokens_match_the_pandas_engine(ctx: SparkEngineContext, tmp_pa
     assert got["flag"].tolist() == expected["flag"].tolist()
     raw = ctx.read(str(src), keep_default_na=False)  # Spark's own reading: tokens stay text
     assert raw.filter("label = 'N/A'").count() == 1
+
+
+def test_format_names_and_unknown_formats_are_the_same_as_on_pandas(
+    ctx: SparkEngineContext, sales, tmp_path: Path
+) -> None:
+    from odibi_dagster.engines.pandas_duckdb import PandasDuckDBContext
+
+    with PandasDuckDBContext() as duck:
+        for source, params in [("noext", {}), ("a.csv", {"format": "xlsx"}), (str(tmp_path / "x.unknown"), {})]:
+            with pytest.raises(ValueError) as on_spark:
+                ctx.read(source, **params)
+            with pytest.raises(ValueError) as on_pandas:
+                duck.read(source, **params)
+            assert str(on_spark.value) == str(on_pandas.value)  # no silent Parquet on Spark
+        # aliases mean the same on both engines
+        aliases = [("tsv", "csv"), ("text", "csv"), ("postgres", "sql"), ("ndjson", "jsonl"), ("pq", "parquet")]
+        for alias, fmt in aliases:
+            assert ctx.source_format("t", {"format": alias}) == duck.source_format("t", {"format": alias}) == fmt
+    # tsv: tab-separated CSV both ways
+    target = tmp_path / "sales.tsv"
+    info = ctx.write(sales, str(target), single_file=True)
+    assert info.format == "csv" and target.read_text().splitlines()[0] == "sale_id\tstore\tamount\tsale_date"
+    assert ctx.read(str(target)).count() == 3
+    assert ctx.read(str(target), format="tsv").columns == ["sale_id", "store", "amount", "sale_date"]

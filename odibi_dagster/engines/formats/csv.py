@@ -1,0 +1,208 @@
+"""CSV (and TSV) on the pandas+DuckDB engine: DuckDB's parallel ``read_csv`` and ``COPY``.
+
+Both accept DuckDB's option names and the usual pandas spellings (``sep``, ``header``,
+``usecols``, ``nrows``, ``dtype``, ``na_rep``...). Numbers, booleans and text are inferred
+as pandas does, and pandas' null tokens are nulls, on both engines (see
+:func:`csv_null_tokens`). ``mode: append`` adds rows without a second header, in the
+existing file's column order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import duckdb
+
+from odibi_dagster.config.templating import quote_ident, sql_literal
+from odibi_dagster.engines.base import WriteInfo
+from odibi_dagster.engines.formats import duck
+
+__all__ = ["PANDAS_NA_VALUES", "csv_null_tokens", "read_csv", "write_csv"]
+
+_CSV_PASSTHROUGH = {
+    "compression",
+    "all_varchar",
+    "sample_size",
+    "ignore_errors",
+    "union_by_name",
+    "filename",
+    "hive_partitioning",
+    "auto_detect",
+    "dateformat",
+    "timestampformat",
+    "decimal_separator",
+    "null_padding",
+    "new_line",
+    "comment",
+    "normalize_names",
+    "max_line_size",
+    "parallel",
+    "strict_mode",
+    "allow_quoted_nulls",
+    "encoding",
+    "quote",
+    "escape",
+    "skip",
+    "nullstr",
+    "names",
+    "types",
+    "auto_type_candidates",
+}
+# ODIBI's pandas engine reads CSV with ``pd.read_csv``: numbers and booleans are inferred,
+# dates and times stay text unless ``parse_dates`` asks. DuckDB's sniffer would also detect
+# DATE/TIME/TIMESTAMP columns, so the candidates are limited to pandas' (pass
+# ``auto_type_candidates`` to widen them).
+_PANDAS_CSV_TYPES = ["BOOLEAN", "BIGINT", "DOUBLE", "VARCHAR"]
+_CSV_ALIASES = {
+    "delimiter": "delim",
+    "sep": "delim",
+    "delim": "delim",
+    "quotechar": "quote",
+    "escapechar": "escape",
+    "skiprows": "skip",
+    "na_values": "nullstr",
+    "date_format": "dateformat",
+    "timestamp_format": "timestampformat",
+    "column_names": "names",
+}
+_CSV_READ_PARAMS = (
+    _CSV_PASSTHROUGH
+    | set(_CSV_ALIASES)
+    | {"header", "dtype", "columns", "usecols", "nrows", "parse_dates", "keep_default_na"}
+)
+# pandas' default ``na_values`` (``pandas._libs.parsers.STR_NA_VALUES``), which ODIBI's pandas
+# engine reads as nulls: the same file gives the same COUNT(col) on both. ``na_values`` adds to
+# them; ``keep_default_na: false`` keeps only the ones given (empty fields stay null).
+PANDAS_NA_VALUES = (
+    "",
+    "#N/A",
+    "#N/A N/A",
+    "#NA",
+    "-1.#IND",
+    "-1.#QNAN",
+    "-NaN",
+    "-nan",
+    "1.#IND",
+    "1.#QNAN",
+    "<NA>",
+    "N/A",
+    "NA",
+    "NULL",
+    "NaN",
+    "None",
+    "n/a",
+    "nan",
+    "null",
+)
+
+
+def csv_null_tokens(params: Mapping[str, Any]) -> list[str]:
+    """The strings a CSV read with ``params`` takes for null, on both engines (see above)."""
+    given = params.get("na_values", params.get("nullstr"))
+    extra = [] if given is None else [str(v) for v in duck.as_list(given)]
+    keep_default = params.get("keep_default_na", True) not in (False, "false", "False", 0)
+    tokens = [*(PANDAS_NA_VALUES if keep_default else ("",)), *extra]
+    return list(dict.fromkeys(tokens))
+
+
+def _header_flag(value: Any) -> bool:
+    # pandas spells "first row is the header" as header=0 and "no header" as header=None.
+    if value is None or value is False:
+        return False
+    if value is True or value == 0 or value == "infer":
+        return True
+    raise ValueError(f"csv header={value!r} is not supported; use true/false (or 0/None)")
+
+
+def read_csv(conn: duckdb.DuckDBPyConnection, source: str, **params: Any) -> duckdb.DuckDBPyRelation:
+    """CSV through DuckDB's ``read_csv`` (parallel, globs, a directory's ``*.csv``)."""
+    duck.check_params("csv", "reader", params, _CSV_READ_PARAMS)
+    named: dict[str, Any] = {"nullstr": csv_null_tokens(params)}
+    columns = limit = parse_dates = None
+    for key, value in params.items():
+        if key in duck.COMMON_PARAMS or key in ("na_values", "nullstr", "keep_default_na"):
+            continue
+        if key == "header":
+            named["header"] = _header_flag(value)
+        elif key in ("dtype", "types"):
+            named["types"] = duck.duck_types(value) if isinstance(value, Mapping) else value
+        elif key in ("columns", "usecols"):
+            columns = duck.as_list(value)
+        elif key == "nrows":
+            limit = int(value)
+        elif key == "parse_dates":
+            parse_dates = duck.as_list(value)
+        else:
+            named[_CSV_ALIASES.get(key, key)] = value
+    if not named.get("all_varchar") and named.get("auto_detect", True) is not False:
+        named.setdefault("auto_type_candidates", _PANDAS_CSV_TYPES)
+    path = duck.scan_path(conn, source, "csv")
+    return duck.select(conn, f"read_csv({duck.call_args(path, named)})", columns, limit, parse_dates)
+
+
+_CSV_WRITE_PARAMS = {
+    "mode",
+    "delimiter",
+    "sep",
+    "header",
+    "quote",
+    "quotechar",
+    "escape",
+    "escapechar",
+    "na_rep",
+    "nullstr",
+    "dateformat",
+    "date_format",
+    "timestampformat",
+    "timestamp_format",
+    "compression",
+    "index",
+    "encoding",
+}
+_CSV_WRITE_ALIASES = {
+    "sep": "delimiter",
+    "quotechar": "quote",
+    "escapechar": "escape",
+    "na_rep": "nullstr",
+    "date_format": "dateformat",
+    "timestamp_format": "timestampformat",
+}
+
+
+def _aligned_to_header(conn: duckdb.DuckDBPyConnection, copy_opts: Mapping[str, Any]):
+    """For an append: reorder the new rows to the existing file's header (refusing another
+    column set) and write them without a header."""
+
+    def align(rel: duckdb.DuckDBPyRelation, old: str) -> tuple[duckdb.DuckDBPyRelation, dict[str, Any]]:
+        opts = {**copy_opts, "header": False}
+        if copy_opts.get("header") is False:
+            return rel, opts
+        delim = copy_opts.get("delimiter", ",")
+        existing = conn.sql(
+            f"SELECT * FROM read_csv({sql_literal(old)}, delim = {sql_literal(delim)}, header = true) LIMIT 0"
+        ).columns
+        if sorted(existing) != sorted(rel.columns):
+            raise ValueError(f"csv append: columns {rel.columns} do not match the existing file's header {existing}")
+        return rel.select(*[quote_ident(c) for c in existing]), opts
+
+    return align
+
+
+def write_csv(conn: duckdb.DuckDBPyConnection, rel: duckdb.DuckDBPyRelation, target: str, **params: Any) -> WriteInfo:
+    """CSV through DuckDB's COPY (header by default); ``mode`` overwrite | append."""
+    params, mode = duck.writer_params("csv", params, _CSV_WRITE_PARAMS)
+    enc = params.pop("encoding", None)
+    if enc and str(enc).lower().replace("-", "") != "utf8":
+        raise ValueError(f"csv writer: encoding {enc!r} is not supported; only utf-8")
+    opts: dict[str, Any] = {"format": "csv", "header": True}
+    for key, value in params.items():
+        opts[_CSV_WRITE_ALIASES.get(key, key)] = _header_flag(value) if key == "header" else value
+    if mode == "append":
+        rows = duck.concat_append(conn, rel, target, opts, "csv", _aligned_to_header(conn, opts))
+    else:
+        rows = duck.replace_file(conn, rel, target, opts)
+    return duck.write_info("csv", target, rows, mode)
+
+
+duck.register_format("csv", read_csv, write_csv, _CSV_READ_PARAMS, _CSV_WRITE_PARAMS)
