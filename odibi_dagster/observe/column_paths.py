@@ -337,7 +337,7 @@ def _datasets(value: Any) -> tuple[str, ...]:
 def _record_step(record: Mapping[str, Any]) -> StepColumns | None:
     layer = str(record.get("layer") or "")
     name = str(record.get("step_name") or "")
-    common = {"name": name, "layer": layer, "inputs": _datasets(record.get("inputs"))}
+    common: dict[str, Any] = {"name": name, "layer": layer, "inputs": _datasets(record.get("inputs"))}
     if layer in ("store", "publish"):
         target = record.get("target")
         columns = _schema_columns(record.get("before_snapshot"))
@@ -354,6 +354,8 @@ def _record_step(record: Mapping[str, Any]) -> StepColumns | None:
     if record.get("sql"):
         rows = record.get("column_lineage")
         lineage = tuple(r for r in rows if isinstance(r, Mapping)) if isinstance(rows, list) else None
+        if "column_lineage" not in record:  # written when the step succeeds
+            common["lineage_note"] = "lineage unknown: the step has not succeeded in this run"
         return StepColumns(kind="sql", outputs=outputs, columns=columns, lineage=lineage, **common)
     return StepColumns(kind="function", outputs=outputs, columns=columns, **common)
 

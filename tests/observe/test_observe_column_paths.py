@@ -115,6 +115,7 @@ def test_steps_from_records_take_a_steps_last_successful_record() -> None:
     assert set(steps) == {"read", "sum", "fn", "save"}
     assert (steps["read"].kind, steps["read"].columns, steps["read"].source) == ("ingest", ("id", "v"), "/a.csv")
     assert (steps["sum"].kind, steps["sum"].lineage) == ("sql", None)
+    assert steps["sum"].lineage_note == "lineage unknown: the step has not succeeded in this run"
     assert (steps["fn"].kind, steps["save"].kind, steps["save"].source) == ("function", "sink", "/o.json")
     assert ColumnGraph(list(steps.values())).origin("save", "v").text() == (
         "save.v = written to /o.json  [publish step save]"
@@ -175,11 +176,13 @@ def test_story_says_when_a_sql_steps_lineage_is_unknown() -> None:
         "steps": [
             _record(
                 "pick", "transform", inputs={"r": "raw"}, outputs={"data": "out"}, sql="SELECT ?", column_lineage=None
-            )
+            ),
+            _record("later", "transform", "failed", inputs={"r": "out"}, outputs={"data": "o2"}, sql="SELECT 1"),
         ]
     }
     doc = _Texts()
     doc.feed(StoryGenerator().render(lineage))
     text = "".join(doc.text)
     assert "Column lineage unknown: the SQL could not be analysed." in text
+    assert "Column lineage unknown: the step has not succeeded in this run." in text
     assert "Where does a column come from?" not in text  # no column is known: no picker
