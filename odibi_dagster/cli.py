@@ -1,4 +1,4 @@
-"""``odibi-dagster``: validate | run | story | schema."""
+"""``odibi-dagster``: validate | run | story | lineage | schema."""
 
 from __future__ import annotations
 
@@ -363,6 +363,20 @@ def _cmd_story(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_lineage(args: argparse.Namespace) -> int:
+    from odibi_dagster.translate.config_lineage import column_path
+
+    if args.base_dir:
+        os.environ["ODIBI_BASE_DIR"] = str(Path(args.base_dir).resolve())
+    try:
+        lines = column_path(args.path, args.column, pipeline=args.pipeline, project=args.project)
+    except LookupError as exc:
+        print(f"error: {exc.args[0]}", file=sys.stderr)
+        return 2
+    print("\n".join(lines))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="odibi-dagster", description="Run ODIBI CORE config pipelines on Dagster.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -395,6 +409,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("run_id", nargs="?", help="run id (default: latest)")
     s.add_argument("--path", action="append", help="config file or directory whose .odibi/ to search (default .)")
     s.set_defaults(fn=_cmd_story)
+
+    li = sub.add_parser(
+        "lineage", help="print where a dataset's column comes from, step by step down to the source's columns"
+    )
+    li.add_argument("path", help="config file or directory")
+    li.add_argument("column", metavar="DATASET.COLUMN", help="a dataset (or store/publish step) and one of its columns")
+    li.add_argument("--pipeline", help="which pipeline, when the path holds several")
+    li.add_argument("--project", help="SQLite/CSV: only rows of this project")
+    li.add_argument("--base-dir", help="resolve relative paths and find persisted datasets here")
+    li.set_defaults(fn=_cmd_lineage)
 
     sc = sub.add_parser("schema", help="print the JSON Schema of the pipeline document")
     sc.set_defaults(fn=_cmd_schema)

@@ -56,6 +56,31 @@ def npm_install(folder: Path, package: str, installed: Path, timeout: float = 60
     return installed
 
 
+CHROMIUM = "/usr/bin/chromium"
+PLAYWRIGHT_DIR = Path(os.environ.get("ODIBI_PLAYWRIGHT_DIR", Path.home() / ".cache" / "odibi_dagster" / "playwright"))
+
+
+def ensure_chromium() -> str:
+    """Debian's Chromium; installed with apt-get when missing. Fails (never skips) without it."""
+    if not Path(CHROMIUM).exists():
+        for cmd in (["apt-get", "update"], ["apt-get", "install", "-y", "chromium"]):
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+            if proc.returncode != 0:
+                pytest.fail(f"cannot install chromium ({' '.join(cmd)}): {proc.stderr[-2000:]}")
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"no browser at {CHROMIUM}")
+    return CHROMIUM
+
+
+def ensure_playwright_core() -> Path:
+    """playwright-core (the library only; the browser is Debian's) in a cached npm directory."""
+    module = PLAYWRIGHT_DIR / "node_modules" / "playwright-core"
+    npm_install(PLAYWRIGHT_DIR, "playwright-core@1", module / "package.json", timeout=300)
+    if shutil.which("node") is None:
+        pytest.fail("node is needed to drive the browser")
+    return module
+
+
 REPO = Path(__file__).resolve().parents[1]
 DAGSTER = str(Path(sys.executable).parent / "dagster")
 

@@ -44,7 +44,7 @@ _BINDER_COLUMN = re.compile(r'Referenced column "(?P<col>[^"]+)" not found')
 _BINDER_TABLE = re.compile(r"Table with name (?P<table>\S+) does not exist")
 
 
-def _partition_variables(pipeline: PipelineConfig) -> dict[str, Any] | None:
+def partition_variables(pipeline: PipelineConfig) -> dict[str, Any] | None:
     """Template variables for the pipeline's first partition (None: dynamic, no key to try)."""
     variables = sample_variables(partitioned=pipeline.partitions is not None)
     if pipeline.partitions is None:
@@ -92,7 +92,7 @@ def check_sources(
     pipeline: PipelineConfig, steps: list[Step], report: Report, *, check_remote: bool = False
 ) -> dict[str, Schema]:
     """Report missing sources; return the schema of every dataset whose columns are known."""
-    variables = _partition_variables(pipeline)
+    variables = partition_variables(pipeline)
     if variables is None:
         return {}
     known: dict[str, Schema] = {}
@@ -153,7 +153,7 @@ def check_columns(pipeline: PipelineConfig, steps: list[Step], known: dict[str, 
     """Bind every SQL transform whose inputs' schemas are known; report unknown columns."""
     if not known:
         return
-    variables = _partition_variables(pipeline) or sample_variables(pipeline.partitions is not None)
+    variables = partition_variables(pipeline) or sample_variables(pipeline.partitions is not None)
     import duckdb
 
     conn = duckdb.connect()

@@ -14,9 +14,10 @@ from odibi_dagster.config.sql import dialect_for
 from odibi_dagster.engines.base import DatasetRef, Snapshot
 from odibi_dagster.engines.source_ref import REFERENCE_FORMATS, SourceManifest, encode_sample, fingerprint
 from odibi_dagster.io.dataset_store import DatasetLayout
-from odibi_dagster.observe.lineage import sql_column_lineage
+from odibi_dagster.observe.lineage import OutputColumn, lineage_record, sql_lineage, table_column_lineage
 from odibi_dagster.observe.metadata import dataset_metadata
 from odibi_dagster.observe.metadata_keys import OdibiMetadataSet
+from odibi_dagster.observe.redact import redact_url
 from odibi_dagster.observe.snapshot import normalize_type, snapshot_ref
 from odibi_dagster.plan import DATASET_STORE_KEY
 from odibi_dagster.translate.api_ingest import read_api
@@ -51,14 +52,29 @@ def run_data_step(
     with execution.tracked(before, sql_text) as outcome, sources_unchanged(inputs):
         started = time.perf_counter()
         ctx = engine_context(execution)
+        outcome["extra"] = extra = {}  # what the tracker record adds (an ingest's source, SQL lineage)
         try:
-            frames, manifest = _frames(execution, ctx, inputs, config, sql_text)
+            frames, manifest = _frames(execution, ctx, inputs, config, sql_text, extra)
             refs = _persist(execution, ctx, store, frames, manifest)
         finally:
             ctx.close()
         duration = time.perf_counter() - started
-        results, outcome["after"] = _described(execution, refs, inputs, before, sql_text, manifest, duration)
+        columns = _sql_lineage(execution, inputs, sql_text)
+        results, outcome["after"] = _described(execution, refs, inputs, before, columns, manifest, duration)
+        if step.type == "sql" and sql_text:
+            # The story's column lineage: None when the SQL could not be analysed.
+            extra["column_lineage"] = lineage_record(columns, step.inputs) if columns is not None else None
     return results, before
+
+
+def _sql_lineage(
+    execution: StepExecution, inputs: dict[str, DatasetRef], sql_text: str | None
+) -> list[OutputColumn] | None:
+    """The column lineage of a SQL step (the same SQL result backs every output of the step)."""
+    if execution.step.type != "sql" or not sql_text:
+        return None
+    input_columns = {name: snapshot_ref(r, 0).columns for name, r in inputs.items()}
+    return sql_lineage(sql_text, input_columns, dialect=dialect_for(execution.engine))
 
 
 def _frames(
@@ -67,12 +83,13 @@ def _frames(
     inputs: dict[str, DatasetRef],
     config: StepRunConfig,
     sql_text: str | None,
+    extra: dict[str, Any],
 ) -> tuple[Frames, SourceManifest | None]:
     """What the step computes, and the manifest of a source ingested by reference."""
     step = execution.step
     params = execution.params()
     if step.layer == "ingest":
-        return _ingest(execution, ctx, params, config)
+        return _ingest(execution, ctx, params, config, extra)
     if step.type == "sql":
         for name, ref in inputs.items():
             ctx.register_temp(name, ref)
@@ -81,16 +98,21 @@ def _frames(
 
 
 def _ingest(
-    execution: StepExecution, ctx: Any, params: dict[str, Any], config: StepRunConfig
+    execution: StepExecution, ctx: Any, params: dict[str, Any], config: StepRunConfig, extra: dict[str, Any]
 ) -> tuple[Frames, SourceManifest | None]:
+    """What an ingest reads; ``extra["source"]`` names it (credentials removed) for the story."""
     plan, step = execution.plan, execution.step
     if step.type == "function":
         # A custom reader: the function takes the step's params and returns a frame.
+        extra["source"] = f"function {step.value}"
         return {None: resolve_callable(step.value, plan.pipeline.module_dirs)(**params)}, None
     if step.type == "api":
-        return {None: read_api(execution.render_value(), params)}, None
+        url = execution.render_value()
+        extra["source"] = execution.redactor.redact_text(redact_url(url))
+        return {None: read_api(url, params)}, None
     source = config.source or dynamic_file_source(plan, step, execution.partition_key) or execution.render_value()
     resolved = plan.resolve_value(source, params)
+    extra["source"] = execution.redactor.redact_text(redact_url(resolved))
     frame = ctx.read(resolved, **params)
     manifest = _reference_manifest(execution, ctx, resolved, params, frame) if plan.ingests_by_reference(step) else None
     return {None: frame}, manifest
@@ -143,20 +165,15 @@ def _described(
     refs: dict[str, DatasetRef],
     inputs: dict[str, DatasetRef],
     before: Snapshot | None,
-    sql_text: str | None,
+    columns: list[OutputColumn] | None,
     manifest: SourceManifest | None,
     duration: float,
 ) -> tuple[DataResults, Snapshot | None]:
     """Each dataset with its materialization metadata, and the snapshot of the first one."""
     story = execution.plan.pipeline.story
     lineage = None
-    if execution.step.type == "sql" and sql_text:  # the same SQL result backs every output of the step
-        lineage = sql_column_lineage(
-            sql_text,
-            {name: snapshot_ref(r, 0).columns for name, r in inputs.items()},
-            {name: dg.AssetKey(list(r.asset_key)) for name, r in inputs.items()},
-            dialect=dialect_for(execution.engine),
-        )
+    if columns is not None:
+        lineage = table_column_lineage(columns, {name: dg.AssetKey(list(r.asset_key)) for name, r in inputs.items()})
     results: DataResults = {}
     after = None
     for dataset, ref in refs.items():

@@ -7,6 +7,8 @@ These tests fail (never skip) when Chromium is missing: install it with
 from __future__ import annotations
 
 import html as html_lib
+import json
+import os
 import shutil
 import struct
 import subprocess
@@ -116,3 +118,112 @@ def test_harness_detects_unescaped_markup(tmp_path):
     page.write_text(f"<!DOCTYPE html><html><head><title>safe</title></head><body>{IMG_PAYLOAD}</body></html>")
     dom = _run_chromium(tmp_path, page.as_uri(), "--dump-dom").stdout
     assert "<title>pwned</title>" in dom
+
+
+PICK_COLUMN_SCRIPT = r"""// Opens a story, picks a column in the column lineage section, then follows a link of a
+// step card's lineage table. Env: PW_CORE, CHROMIUM, STORY_URL, COLUMN, SHOT. Prints one JSON line.
+const { chromium } = require(process.env.PW_CORE);
+(async () => {
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM, headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
+  });
+  const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(String(e)));
+  page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+  await page.goto(process.env.STORY_URL);
+  const lines = () => page.$$eval('#column-path > div', (els) =>
+    els.map((e) => ({ text: e.innerText, indent: e.style.paddingLeft, visible: e.offsetHeight > 0 })));
+  const before = await lines();
+  await page.selectOption('#column-pick', { label: process.env.COLUMN });
+  const picked = await lines();
+  await page.locator('#column-lineage').scrollIntoViewIfNeeded();
+  await page.screenshot({ path: process.env.SHOT });
+  // A person reading build_gold's card clicks the output column "weighted" of its table.
+  const card = page.locator('details.step', { has: page.locator('span.name', { hasText: /^build_gold$/ }) });
+  await card.locator(':scope > summary').click();
+  await card.locator('table.lineage-table a', { hasText: /^avg_quantity$/ }).click();
+  await page.waitForFunction(() => document.querySelector('#column-path > div') !== null);
+  const linked = await lines();
+  const selected = await page.$eval('#column-pick', (s) => s.options[s.selectedIndex].textContent);
+  // Every column the picker offers, as the page shows it.
+  const every = {};
+  const labels = await page.$$eval('#column-pick option', (os) => os.filter((o) => o.value).map((o) => o.textContent));
+  for (const label of labels) {
+    await page.selectOption('#column-pick', { label });
+    every[label] = await lines();
+  }
+  await browser.close();
+  console.log(JSON.stringify({ before, picked, linked, selected, every, errors }));
+})().catch((e) => { console.error(e && e.stack || e); process.exit(1); });
+"""
+
+
+def _shown(lines: list[dict[str, object]]) -> list[tuple[int, str]]:
+    """(depth, text) of the path lines the page shows; depth from the indent (1.5em per level)."""
+    assert all(line["visible"] for line in lines)
+    return [(round(float(str(line["indent"] or "0em").removesuffix("em")) / 1.5), str(line["text"])) for line in lines]
+
+
+def _printed(lines: list[str]) -> list[tuple[int, str]]:
+    """(depth, text) of the lines ``odibi-dagster lineage`` prints (two spaces per level)."""
+    return [((len(line) - len(line.lstrip(" "))) // 2, line.lstrip(" ")) for line in lines]
+
+
+def test_picking_a_column_shows_its_path_down_to_the_source(tmp_path):
+    """What a person does: pick ``gold.total`` in the story, see where it comes from, the same
+    lines as ``odibi-dagster lineage`` prints; then follow a column link of a step card."""
+    from lineage_medallion import run_medallion, write_medallion
+    from support import ensure_chromium, ensure_playwright_core
+
+    from odibi_dagster.config.validation import load_pipelines
+    from odibi_dagster.translate.config_lineage import column_path, config_column_graph
+    from odibi_dagster.translate.definitions import build_plans
+    from odibi_dagster.translate.translator import OdibiTranslator
+
+    config = write_medallion(tmp_path / "project")
+    _result, story = run_medallion(config)
+    ARTIFACTS.mkdir(exist_ok=True)
+    script = tmp_path / "pick_column.js"
+    script.write_text(PICK_COLUMN_SCRIPT)
+    env = {
+        **os.environ,
+        "PW_CORE": str(ensure_playwright_core()),
+        "CHROMIUM": ensure_chromium(),
+        "STORY_URL": story.as_uri(),
+        "COLUMN": "gold.total",
+        "SHOT": str(ARTIFACTS / "story_column_lineage.png"),
+    }
+    proc = subprocess.run(["node", str(script)], env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    seen = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert seen["errors"] == []  # the script ran under the page's CSP, without errors
+    assert seen["before"] == []
+    sales = tmp_path / "project" / "data" / "sales.csv"
+    assert _shown(seen["picked"]) == [
+        (0, "gold.total = SUM(amount)  [sql step build_gold]"),
+        (1, "← silver_sales.amount = CAST(s.amount AS DOUBLE)  [sql step clean_sales]"),
+        (2, f"← bronze_sales.amount = column 'amount' of {sales}  [ingest step ingest_sales]"),
+        (0, "used by: gold_ranked.total, save_gold.total"),
+    ]
+    assert _shown(seen["picked"]) == _printed(column_path(config, "gold.total"))
+    # A click on a column of build_gold's lineage table shows that column's path; it reaches
+    # bronze_sales.amount twice (through silver amount and value), the second time "see above".
+    assert seen["selected"] == "gold.avg_quantity"
+    assert _shown(seen["linked"]) == [
+        (0, "gold.avg_quantity = SUM(value) / SUM(amount)  [sql step build_gold]"),
+        (1, "← silver_sales.amount = CAST(s.amount AS DOUBLE)  [sql step clean_sales]"),
+        (2, f"← bronze_sales.amount = column 'amount' of {sales}  [ingest step ingest_sales]"),
+        (1, "← silver_sales.value = s.amount * s.quantity  [sql step clean_sales]"),
+        (2, "← bronze_sales.amount (see above)"),
+        (2, f"← bronze_sales.quantity = column 'quantity' of {sales}  [ingest step ingest_sales]"),
+        (0, "used by: gold_ranked.avg_quantity, save_gold.avg_quantity"),
+    ]
+    # Every column the story offers shows what `odibi-dagster lineage` prints for it.
+    plan = build_plans(load_pipelines(config), OdibiTranslator(), (), None)[0]
+    graph = config_column_graph(plan)
+    assert len(seen["every"]) == len(graph.all_refs()) == 33
+    for label, lines in seen["every"].items():
+        assert _shown(lines) == _printed(graph.path_lines(*graph.resolve(label))), label
+    shutil.copy(story, ARTIFACTS / "story_column_lineage.html")

@@ -5,7 +5,13 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
-from odibi_dagster.observe.lineage import sql_column_lineage, sql_output_columns
+from odibi_dagster.observe.lineage import (
+    lineage_record,
+    sql_column_lineage,
+    sql_lineage,
+    sql_output_columns,
+    table_column_lineage,
+)
 
 COLUMNS = {
     "orders": ["order_id", "cust_id", "amount", "status"],
@@ -124,3 +130,39 @@ def test_output_columns():
         "next",
     ]
     assert sql_output_columns("not sql at all (", COLUMNS) is None
+
+
+def test_sql_lineage_lists_every_output_column_with_its_expression():
+    columns = sql_lineage(
+        "SELECT o.*, c.name AS customer, amount * 2 AS doubled, 'x' AS tag, COUNT(*) OVER () AS n "
+        "FROM orders o JOIN customers c USING (cust_id)",
+        COLUMNS,
+    )
+    assert columns is not None
+    assert [(c.name, c.expression, c.sources) for c in columns] == [
+        ("order_id", "*", (("orders", "order_id"),)),
+        ("cust_id", "*", (("orders", "cust_id"),)),
+        ("amount", "*", (("orders", "amount"),)),
+        ("status", "*", (("orders", "status"),)),
+        ("customer", "c.name", (("customers", "name"),)),
+        ("doubled", "amount * 2", (("orders", "amount"),)),
+        ("tag", "'x'", ()),
+        ("n", "COUNT(*) OVER ()", ()),
+    ]
+    assert sql_lineage("SELEC nonsense FROM", COLUMNS) is None
+
+
+def test_one_analysis_gives_the_metadata_and_the_tracker_record():
+    columns = sql_lineage("SELECT cust_id, SUM(amount) AS total, COUNT(*) AS n FROM orders GROUP BY 1", COLUMNS)
+    assert columns is not None
+    # Dagster's lineage leaves out columns without an input column behind them.
+    assert table_column_lineage(columns, KEYS).deps_by_column == {
+        "cust_id": [dg.TableColumnDep(asset_key=KEYS["orders"], column_name="cust_id")],
+        "total": [dg.TableColumnDep(asset_key=KEYS["orders"], column_name="amount")],
+    }
+    # The tracker record keeps every column and names inputs by dataset.
+    assert lineage_record(columns, {"orders": "bronze_orders"}) == [
+        {"column": "cust_id", "expression": "cust_id", "sources": [["bronze_orders", "cust_id"]]},
+        {"column": "total", "expression": "SUM(amount)", "sources": [["bronze_orders", "amount"]]},
+        {"column": "n", "expression": "COUNT(*)", "sources": []},
+    ]

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,12 +14,10 @@ from pathlib import Path
 
 import pytest
 import support
-from support import graphql, npm_install
+from support import ensure_chromium, ensure_playwright_core, graphql
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-PLAYWRIGHT_DIR = Path(os.environ.get("ODIBI_PLAYWRIGHT_DIR", Path.home() / ".cache" / "odibi_dagster" / "playwright"))
 DAGSTER = str(Path(sys.executable).parent / "dagster")
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -170,27 +167,6 @@ async function shot(page, name) {
   console.log(JSON.stringify(result));
 })().catch(e => { console.error(e && e.stack || e); process.exit(1); });
 """
-
-
-def ensure_chromium() -> str:
-    """Debian's Chromium; installed with apt-get when missing. Fails (never skips) without it."""
-    if not Path(CHROMIUM).exists():
-        for cmd in (["apt-get", "update"], ["apt-get", "install", "-y", "chromium"]):
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-            if proc.returncode != 0:
-                pytest.fail(f"cannot install chromium ({' '.join(cmd)}): {proc.stderr[-2000:]}")
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"no browser at {CHROMIUM}")
-    return CHROMIUM
-
-
-def ensure_playwright_core() -> Path:
-    """playwright-core (the library only; the browser is Debian's) in a cached npm directory."""
-    module = PLAYWRIGHT_DIR / "node_modules" / "playwright-core"
-    npm_install(PLAYWRIGHT_DIR, "playwright-core@1", module / "package.json", timeout=300)
-    if shutil.which("node") is None:
-        pytest.fail("node is needed to drive the browser")
-    return module
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ import jinja2
 from markupsafe import Markup
 
 from odibi_dagster.observe._util import atomic_write_text, safe_name
+from odibi_dagster.observe.story.columns import column_view
 from odibi_dagster.observe.story.layout import STATUS_CLASSES, graph_layout
 
 __all__ = ["STORY_FILENAME", "StoryGenerator", "graph_layout", "latest_story", "story_path"]
@@ -31,13 +32,89 @@ __all__ = ["STORY_FILENAME", "StoryGenerator", "graph_layout", "latest_story", "
 STORY_FILENAME = "story.html"
 _TEMPLATES = Path(__file__).parent / "templates"
 
-# The page's only script: expand/collapse all cards and open a card when its graph node
-# is clicked. No data is interpolated into it, so its CSP hash is a constant.
+# The page's only script: expand/collapse all cards, open a card when its graph node is
+# clicked, and show the path of the column picked in the column lineage section (or linked as
+# #column-N). A column's path is walked over the page's hop lines as ColumnGraph.upstream and
+# ColumnGraph.used_by walk it (see observe/story/columns.py), with the words the page carries.
+# No data is interpolated into it, so its CSP hash is a constant.
 _SCRIPT = """
 (function () {
   function cards() { return document.querySelectorAll("details.step"); }
+  function hop(id) { return document.getElementById("hop-" + id); }
+  function ids(el, name) { return (el.getAttribute(name) || "").split(" ").filter(Boolean); }
+  var dependents = null;
+  function downstream(start) {
+    if (!dependents) {
+      dependents = {};
+      document.querySelectorAll("#column-hops > .hop[data-known]").forEach(function (h) {
+        ids(h, "data-src").forEach(function (s) { (dependents[s] = dependents[s] || []).push(h.id.slice(4)); });
+      });
+    }
+    var seen = {}, order = [], frontier = [start];
+    while (frontier.length) {
+      var found = [];
+      frontier.forEach(function (ref) {
+        (dependents[ref] || []).forEach(function (d) {
+          if (!seen[d]) { seen[d] = true; order.push(d); found.push(d); }
+        });
+      });
+      frontier = found;
+    }
+    return order;
+  }
+  function hopLine(words, depth, id, repeated) {
+    var line = document.createElement("div");
+    line.className = "hop";
+    line.style.paddingLeft = (1.5 * depth) + "em";
+    if (depth) { line.appendChild(document.createTextNode(words.arrow)); }
+    var src = hop(id);
+    line.appendChild(src.querySelector("code").cloneNode(true));
+    if (repeated) { line.appendChild(document.createTextNode(words.seeAbove)); }
+    else { line.appendChild(src.querySelector(".detail").cloneNode(true)); }
+    return line;
+  }
+  function usedLine(words, start) {
+    var reached = downstream(start), labels = [], opaque = [];
+    reached.forEach(function (id) { labels.push(hop(id).querySelector("code").textContent); });
+    [start].concat(reached).forEach(function (id) {
+      ids(hop(id), "data-opaque").forEach(function (n) {
+        var name = document.getElementById("opaque-" + n).textContent;
+        if (opaque.indexOf(name) < 0) { opaque.push(name); }
+      });
+    });
+    var text = words.usedBy + (labels.length ? labels.join(", ") : words.nothing);
+    if (opaque.length) { text += words.also + opaque.join(", ") + words.notKnown; }
+    var line = document.createElement("div");
+    line.className = "used";
+    line.textContent = text;
+    return line;
+  }
+  function showColumn(id) {
+    var pick = document.getElementById("column-pick");
+    var out = document.getElementById("column-path");
+    if (!pick || !out) { return; }
+    if (id !== undefined) { pick.value = id; }
+    while (out.firstChild) { out.removeChild(out.firstChild); }
+    if (!pick.value) { return; }
+    var words = document.getElementById("column-words").dataset;
+    var expanded = {}, stack = [[0, pick.value]];
+    while (stack.length) {
+      var top = stack.pop(), depth = top[0], ref = top[1];
+      if (expanded[ref]) { out.appendChild(hopLine(words, depth, ref, true)); continue; }
+      expanded[ref] = true;
+      out.appendChild(hopLine(words, depth, ref, false));
+      ids(hop(ref), "data-src").reverse().forEach(function (s) { stack.push([depth + 1, s]); });
+    }
+    out.appendChild(usedLine(words, pick.value));
+  }
   function openTarget() {
     var id = decodeURIComponent(location.hash.slice(1));
+    var column = /^column-([0-9]+)$/.exec(id);
+    if (column) {
+      showColumn(column[1]);
+      document.getElementById("column-lineage").scrollIntoView();
+      return;
+    }
     var el = id && document.getElementById(id);
     if (el && el.tagName === "DETAILS") { el.open = true; }
   }
@@ -46,6 +123,9 @@ _SCRIPT = """
     if (!t) { return; }
     var open = t.getAttribute("data-toggle") === "open";
     cards().forEach(function (d) { d.open = open; });
+  });
+  document.addEventListener("change", function (ev) {
+    if (ev.target.id === "column-pick") { showColumn(); }
   });
   window.addEventListener("hashchange", openTarget);
   openTarget();
@@ -229,7 +309,7 @@ class StoryGenerator:
                 rows.append({"name": str(name), "type": type_, "change": "removed", "note": "removed"})
         return rows
 
-    def _step_view(self, index: int, step: Mapping[str, Any]) -> dict[str, Any]:
+    def _step_view(self, index: int, step: Mapping[str, Any], lineage: Mapping[str, Any] | None) -> dict[str, Any]:
         name = str(step.get("step_name") or f"step {index + 1}")
         status = str(step.get("status") or "pending")
         before, after = step.get("before_snapshot"), step.get("after_snapshot")
@@ -238,7 +318,7 @@ class StoryGenerator:
         known = {
             "step_name", "layer", "start_time", "end_time", "duration_ms", "status", "before_snapshot",
             "after_snapshot", "schema_diff", "row_delta", "error_message", "inputs", "outputs", "sql",
-            "explanation", "pid", "partition_key",
+            "explanation", "pid", "partition_key", "column_lineage",
         }  # fmt: skip
         extra = [(str(k), _text(v)) for k, v in step.items() if k not in known and v not in (None, "", [], {})]
         return {
@@ -271,12 +351,14 @@ class StoryGenerator:
             "explanation": explanation,
             "error": step.get("error_message"),
             "extra": extra,
+            "lineage": lineage,
         }
 
     def context(self, lineage: Mapping[str, Any], graph: Mapping[str, Any] | None) -> dict[str, Any]:
         """The template's view model (also handy for tests and other renderers)."""
         steps = [s for s in lineage.get("steps") or [] if isinstance(s, Mapping)]
-        views = [self._step_view(i, s) for i, s in enumerate(steps)]
+        columns = column_view(steps)
+        views = [self._step_view(i, s, columns["tables"].get(str(s.get("step_name")))) for i, s in enumerate(steps)]
         graph = graph or {}
         nodes = list(graph.get("nodes") or [])
         edges = list(graph.get("edges") or [])
@@ -302,6 +384,7 @@ class StoryGenerator:
             "pending_count": pending,
             "graph": layout,
             "steps": views,
+            "columns": columns,
             "script": Markup(_SCRIPT),  # a constant of this module, no run data inside
             "script_hash": _SCRIPT_HASH,
         }
