@@ -126,6 +126,7 @@ def _common(plan: PipelinePlan, translator: OdibiTranslator, node: OdibiStep, st
         "name": plan.op_name(step),
         "required_resource_keys": resources,
         "retry_policy": translator.get_retry_policy(node),
+        "pool": translator.get_pool(node),
         "backfill_policy": policy,
         "config_schema": _STEP_CONFIG_SCHEMA,
         "op_tags": {STEP_TAG: step.name, PIPELINE_TAG: plan.name},
