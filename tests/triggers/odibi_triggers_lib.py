@@ -152,8 +152,8 @@ def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.5
 class DagsterProcess:
     """``dagster-webserver`` / ``dagster-daemon run`` in its own process group (killed whole)."""
 
-    def __init__(self, args: list[str], home: Path, cwd: Path, log: Path):
-        env = dict(os.environ, DAGSTER_HOME=str(home), PYTHONUNBUFFERED="1")
+    def __init__(self, args: list[str], home: Path, cwd: Path, log: Path, env: dict[str, str] | None = None):
+        env = dict(os.environ, DAGSTER_HOME=str(home), PYTHONUNBUFFERED="1", **(env or {}))
         env.pop("ODIBI_BASE_DIR", None)
         self.log = log
         self._fh = open(log, "wb")  # noqa: SIM115 - closed in stop()
@@ -206,8 +206,11 @@ def start_webserver(home: Path, workspace: Path, port: int, log: Path) -> Dagste
     return proc
 
 
-def start_daemon(home: Path, workspace: Path, log: Path) -> DagsterProcess:
-    return DagsterProcess([str(VENV_BIN / "dagster-daemon"), "run", "-w", str(workspace)], home, workspace.parent, log)
+def start_daemon(home: Path, workspace: Path, log: Path, env: dict[str, str] | None = None) -> DagsterProcess:
+    """``dagster-daemon run``; ``env`` adds variables (e.g. ``FRESHNESS_DAEMON_INTERVAL_SECONDS``)."""
+    return DagsterProcess(
+        [str(VENV_BIN / "dagster-daemon"), "run", "-w", str(workspace)], home, workspace.parent, log, env
+    )
 
 
 def _http_ok(url: str) -> bool:
