@@ -2,13 +2,21 @@
 
 # No postponed annotations here: Dagster reads the step functions' `context` annotation as a type.
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
 
 from odibi_dagster.checks import check_spec, check_target, partition_check_events, run_check
-from odibi_dagster.config.models import DATA_LAYERS, SINK_LAYERS, CheckConfig, PartitionMappingConfig, Step
+from odibi_dagster.config.models import (
+    DATA_LAYERS,
+    SINK_LAYERS,
+    CheckConfig,
+    PartitionMappingConfig,
+    PipelineConfig,
+    Step,
+)
 from odibi_dagster.engines.base import DatasetRef
 from odibi_dagster.io.dataset_store import external_dataset
 from odibi_dagster.observe.metadata_keys import PIPELINE_TAG, STEP_TAG
@@ -95,16 +103,52 @@ def _range_metadata(
     return {}
 
 
+@dataclass(frozen=True)
+class StepInvocation:
+    """One execution of a step's asset, as a step runner sees it (``build_definitions(step_runner=)``,
+    ``OdibiPipelineComponent.execute``): which step, and its standard execution."""
+
+    node: OdibiStep
+    plan: PipelinePlan
+    _execute: Callable[[], Iterator[Any]] = field(repr=False)
+
+    @property
+    def step(self) -> Step:
+        """The step (its ``name``, ``layer``, ``value``, ``params``, ...)."""
+        return self.node.step
+
+    @property
+    def pipeline(self) -> PipelineConfig:
+        return self.node.pipeline
+
+    def execute(self) -> Iterator[Any]:
+        """The step's standard execution, for every partition of the run: read the inputs, run the
+        step on its engine, persist or write, record it in the tracker and the story, and evaluate
+        its checks. Yields what the asset yields (materializations, check results)."""
+        return self._execute()
+
+
+#: Runs one step's asset: gets the asset's context and the :class:`StepInvocation`, yields what the
+#: asset yields. The default, :func:`run_step`, runs the standard execution.
+StepRunner = Callable[[dg.AssetExecutionContext, StepInvocation], Iterable[Any]]
+
+
+def run_step(context: dg.AssetExecutionContext, step: StepInvocation) -> Iterator[Any]:
+    """The default step runner: the step's standard execution."""
+    yield from step.execute()
+
+
 def build_step_assets(
-    plan: PipelinePlan, translator: OdibiTranslator, key_prefix: tuple[str, ...]
+    plan: PipelinePlan, translator: OdibiTranslator, key_prefix: tuple[str, ...], step_runner: StepRunner = run_step
 ) -> list[dg.AssetsDefinition]:
-    """One multi-asset per ingest/transform step and one asset per store/publish step."""
+    """One multi-asset per ingest/transform step and one asset per store/publish step; each asset's
+    body calls ``step_runner``."""
     out: list[dg.AssetsDefinition] = []
     for step in plan.pipeline.steps:
         if step.layer in DATA_LAYERS:
-            out.append(_data_asset(plan, translator, key_prefix, step))
+            out.append(_data_asset(plan, translator, key_prefix, step, step_runner))
         elif step.layer in SINK_LAYERS:
-            out.append(_sink_asset(plan, translator, key_prefix, step))
+            out.append(_sink_asset(plan, translator, key_prefix, step, step_runner))
     return out
 
 
@@ -153,7 +197,7 @@ def _deps(plan: PipelinePlan, step: Step) -> list[dg.AssetDep]:
 
 
 def _data_asset(
-    plan: PipelinePlan, translator: OdibiTranslator, key_prefix: tuple[str, ...], step: Step
+    plan: PipelinePlan, translator: OdibiTranslator, key_prefix: tuple[str, ...], step: Step, runner: StepRunner
 ) -> dg.AssetsDefinition:
     deps = _deps(plan, step)
     datasets = list(dict.fromkeys(step.outputs.values()))
@@ -163,7 +207,7 @@ def _data_asset(
     node = OdibiStep(plan.pipeline, step, datasets[0], key_prefix)
     pdef = translator.get_partitions_def(node)
 
-    def compute(context: dg.AssetExecutionContext) -> Iterator[Any]:
+    def run(context: dg.AssetExecutionContext) -> Iterator[Any]:
         config = _step_config(context)
         keys = _partition_keys(context)
         refs = _inputs(context, plan, step, keys)
@@ -191,6 +235,9 @@ def _data_asset(
                 f"blocking asset check failed: {', '.join(failed_checks)}",
                 [record_name(step.name, k, keys) for k in keys],
             )
+
+    def compute(context: dg.AssetExecutionContext) -> Iterator[Any]:
+        yield from runner(context, StepInvocation(node, plan, lambda: run(context)))
 
     return dg.multi_asset(
         specs=specs,
@@ -233,12 +280,12 @@ def _check_events(
 
 
 def _sink_asset(
-    plan: PipelinePlan, translator: OdibiTranslator, key_prefix: tuple[str, ...], step: Step
+    plan: PipelinePlan, translator: OdibiTranslator, key_prefix: tuple[str, ...], step: Step, runner: StepRunner
 ) -> dg.AssetsDefinition:
     node = OdibiStep(plan.pipeline, step, None, key_prefix)
     spec = translator.get_asset_spec(node, deps=_deps(plan, step))
 
-    def compute(context: dg.AssetExecutionContext) -> Iterator[Any]:
+    def run(context: dg.AssetExecutionContext) -> Iterator[Any]:
         config = _step_config(context)
         keys = _partition_keys(context)
         refs = _inputs(context, plan, step, keys)
@@ -247,5 +294,8 @@ def _sink_asset(
             execution = StepExecution(plan, step, context, key, run_config=config, run_keys=keys)
             per_key.append(run_sink_step(execution, refs, _upstream_keys(context, plan, step, key)))
         yield dg.MaterializeResult(metadata=_range_metadata(context, plan.sink_keys[step.name], keys, per_key))
+
+    def compute(context: dg.AssetExecutionContext) -> Iterator[Any]:
+        yield from runner(context, StepInvocation(node, plan, lambda: run(context)))
 
     return dg.multi_asset(specs=[spec], can_subset=False, **_common(plan, translator, node, step))(compute)

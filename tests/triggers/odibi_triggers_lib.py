@@ -206,6 +206,40 @@ def start_webserver(home: Path, workspace: Path, port: int, log: Path) -> Dagste
     return proc
 
 
+# An instance for a webserver and daemon: runs queue and are taken every second, three at once.
+DAEMON_DAGSTER_YAML = """\
+telemetry: {enabled: false}
+run_queue:
+  max_concurrent_runs: 3
+  dequeue_interval_seconds: 1
+"""
+
+DEFS_PY = """\
+from pathlib import Path
+
+import dagster as dg
+
+from odibi_dagster import build_definitions
+
+# In-process executor: each run is one process (the daemon's run launcher), no process per step.
+defs = build_definitions(Path(__file__).parent / "pipelines", executor=dg.in_process_executor)
+"""
+
+
+def write_deployment(root: Path, location: str) -> tuple[Path, Path]:
+    """``root/home/dagster.yaml`` (:data:`DAEMON_DAGSTER_YAML`), and a code location ``location``
+    building ``root/pipelines`` (``defs.py`` and ``workspace.yaml``); returns (home, workspace)."""
+    home = root / "home"
+    home.mkdir(exist_ok=True)
+    (home / "dagster.yaml").write_text(DAEMON_DAGSTER_YAML)
+    (root / "defs.py").write_text(DEFS_PY)
+    workspace = root / "workspace.yaml"
+    workspace.write_text(
+        f"load_from:\n  - python_file: {{relative_path: defs.py, working_directory: ., location_name: {location}}}\n"
+    )
+    return home, workspace
+
+
 def start_daemon(home: Path, workspace: Path, log: Path, env: dict[str, str] | None = None) -> DagsterProcess:
     """``dagster-daemon run``; ``env`` adds variables (e.g. ``FRESHNESS_DAEMON_INTERVAL_SECONDS``)."""
     return DagsterProcess(

@@ -11,7 +11,6 @@ run queue) in their own process group on a temp DAGSTER_HOME, driven over GraphQ
 
 from __future__ import annotations
 
-import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from odibi_triggers_lib import (
     start_webserver,
     wait_for,
     write_csv,
+    write_deployment,
     write_yaml,
 )
 from support import free_port
@@ -36,23 +36,6 @@ LOCATION = "odibi_auto"
 REPO = {"repositoryLocationName": LOCATION, "repositoryName": "__repository__"}
 SENSOR = {**REPO, "sensorName": "default_automation_condition_sensor"}
 DAYS = ["2024-01-01", "2024-01-02", "2024-01-03"]
-
-DAGSTER_YAML = """\
-telemetry: {enabled: false}
-run_queue:
-  max_concurrent_runs: 3
-  dequeue_interval_seconds: 1
-"""
-
-DEFS_PY = """\
-from pathlib import Path
-
-import dagster as dg
-
-from odibi_dagster import build_definitions
-
-defs = build_definitions(Path(__file__).parent / "pipelines", executor=dg.in_process_executor)
-"""
 
 LAUNCH = """mutation($p: ExecutionParams!) { launchRun(executionParams: $p) { __typename
   ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } ... on InvalidSubsetError { message }
@@ -196,23 +179,12 @@ def _pipelines(pipelines: Path) -> None:
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     root = tmp_path_factory.mktemp("automation")
-    home = root / "home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text(DAGSTER_YAML)
+    home, workspace = write_deployment(root, LOCATION)
     _pipelines(root / "pipelines")
-    (root / "defs.py").write_text(DEFS_PY)
-    (root / "workspace.yaml").write_text(
-        textwrap.dedent(f"""\
-        load_from:
-          - python_file: {{relative_path: defs.py, working_directory: ., location_name: {LOCATION}}}
-        """)
-    )
     port = free_port()
-    web = start_webserver(home, root / "workspace.yaml", port, root / "webserver.log")
+    web = start_webserver(home, workspace, port, root / "webserver.log")
     # The freshness daemon evaluates every 2 s instead of 30 s, so states change within the test.
-    daemon = start_daemon(
-        home, root / "workspace.yaml", root / "daemon.log", {"FRESHNESS_DAEMON_INTERVAL_SECONDS": "2"}
-    )
+    daemon = start_daemon(home, workspace, root / "daemon.log", {"FRESHNESS_DAEMON_INTERVAL_SECONDS": "2"})
     dep = Deployment(root, port, web, daemon)
     try:
         yield dep
