@@ -1,20 +1,31 @@
 """Durations (``26h``, ``90m``, ``2d``, ISO 8601 ``PT26H``) and freshness policies.
 
-``parse_duration`` is used by the config models, so this module imports no Dagster at the
-top: the CLI loads configs before Dagster. :func:`build_freshness_policy` turns a validated
-``freshness:`` setting into Dagster's ``FreshnessPolicy``.
+:class:`FreshnessConfig` is the ``freshness:`` setting (of a pipeline, or a step's
+``metadata.freshness``); this module imports no Dagster at the top, since the CLI loads configs
+before Dagster. :func:`build_freshness_policy` turns a validated setting into Dagster's
+``FreshnessPolicy``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 if TYPE_CHECKING:
     import dagster as dg
-
-    from odibi_dagster.config.models import FreshnessConfig
 
 _UNIT_SECONDS = {"w": 604_800, "d": 86_400, "h": 3_600, "m": 60, "s": 1}
 _PART = re.compile(r"(\d+(?:\.\d+)?)\s*([wdhms])")
@@ -25,8 +36,6 @@ _SHORT_FORM = re.compile(r"(?:\d+(?:\.\d+)?\s*[wdhms]\s*)+")
 def parse_duration(value: Any) -> dt.timedelta:
     """A positive duration from ``26h``, ``90m``, ``2d``, ``1w``, ``1h30m``, ISO 8601 (``PT26H``,
     ``P1DT2H``), a number of seconds, or a ``timedelta``."""
-    from pydantic import TypeAdapter, ValidationError
-
     duration: dt.timedelta | None = None
     if isinstance(value, dt.timedelta):
         duration = value
@@ -59,6 +68,55 @@ def format_duration(value: dt.timedelta) -> str:
             parts.append(f"{seconds // size}{unit}")
             seconds %= size
     return "".join(parts) or "0s"
+
+
+#: A duration: ``26h``, ``90m``, ``2d``, ``1h30m``, ISO 8601 (``PT26H``) or seconds.
+Duration = Annotated[dt.timedelta, BeforeValidator(parse_duration, json_schema_input_type=str | float)]
+
+
+class FreshnessConfig(BaseModel):
+    """How fresh an asset must be: Dagster's ``FreshnessPolicy``.
+
+    Either a time window (``fail_window``, optionally ``warn_window``: the asset warns once its
+    last materialization is older than ``warn_window`` and fails once older than
+    ``fail_window``), or a cron deadline (``deadline_cron`` with ``lower_bound_delta``: the asset
+    must materialize in the ``lower_bound_delta`` before each tick of the cron).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    fail_window: Duration | None = Field(None, json_schema_extra={"examples": ["26h", "90m", "2d", "PT26H"]})
+    warn_window: Duration | None = Field(None, json_schema_extra={"examples": ["25h"]})
+    deadline_cron: str | None = Field(None, json_schema_extra={"examples": ["0 9 * * *"]})
+    lower_bound_delta: Duration | None = Field(None, json_schema_extra={"examples": ["1h"]})
+    timezone: str = "UTC"
+
+    @field_validator("fail_window", "warn_window", "lower_bound_delta")
+    @classmethod
+    def _at_least_a_minute(cls, v: dt.timedelta | None) -> dt.timedelta | None:
+        if v is not None and v < dt.timedelta(minutes=1):
+            raise ValueError(f"{format_duration(v)} is shorter than 1 minute, Dagster's smallest freshness window")
+        return v
+
+    @field_validator("warn_window")
+    @classmethod
+    def _warn_before_fail(cls, v: dt.timedelta | None, info: ValidationInfo) -> dt.timedelta | None:
+        fail = info.data.get("fail_window")
+        if v is not None and fail is not None and v >= fail:
+            raise ValueError(
+                f"warn_window ({format_duration(v)}) must be shorter than fail_window ({format_duration(fail)})"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _one_form(self) -> FreshnessConfig:
+        if (self.fail_window is None) == (self.deadline_cron is None):
+            raise ValueError("freshness needs exactly one of 'fail_window' or 'deadline_cron'")
+        if self.deadline_cron is not None and (self.warn_window is not None or self.lower_bound_delta is None):
+            raise ValueError("'deadline_cron' goes with 'lower_bound_delta' (and no 'warn_window')")
+        if self.fail_window is not None and self.lower_bound_delta is not None:
+            raise ValueError("'lower_bound_delta' goes with 'deadline_cron', not with 'fail_window'")
+        return self
 
 
 def build_freshness_policy(config: FreshnessConfig) -> dg.FreshnessPolicy:

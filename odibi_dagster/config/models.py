@@ -11,19 +11,10 @@ import datetime as dt
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    PrivateAttr,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from odibi_dagster.config.freshness import format_duration, parse_duration
+from odibi_dagster.config.freshness import FreshnessConfig
 from odibi_dagster.config.names import dagster_name
 
 VALID_LAYERS = ("connect", "ingest", "transform", "store", "publish")
@@ -71,53 +62,6 @@ class RetryConfig(_Strict):
     delay_seconds: float = Field(0, ge=0)
     backoff: Literal["linear", "exponential"] | None = None
     jitter: Literal["full", "plus_minus"] | None = None
-
-
-#: A duration: ``26h``, ``90m``, ``2d``, ``1h30m``, ISO 8601 (``PT26H``) or seconds.
-Duration = Annotated[dt.timedelta, BeforeValidator(parse_duration, json_schema_input_type=str | float)]
-
-
-class FreshnessConfig(_Strict):
-    """How fresh an asset must be: Dagster's ``FreshnessPolicy``.
-
-    Either a time window (``fail_window``, optionally ``warn_window``: the asset warns once its
-    last materialization is older than ``warn_window`` and fails once older than
-    ``fail_window``), or a cron deadline (``deadline_cron`` with ``lower_bound_delta``: the asset
-    must materialize in the ``lower_bound_delta`` before each tick of the cron).
-    """
-
-    fail_window: Duration | None = Field(None, json_schema_extra={"examples": ["26h", "90m", "2d", "PT26H"]})
-    warn_window: Duration | None = Field(None, json_schema_extra={"examples": ["25h"]})
-    deadline_cron: str | None = Field(None, json_schema_extra={"examples": ["0 9 * * *"]})
-    lower_bound_delta: Duration | None = Field(None, json_schema_extra={"examples": ["1h"]})
-    timezone: str = "UTC"
-
-    @field_validator("fail_window", "warn_window", "lower_bound_delta")
-    @classmethod
-    def _at_least_a_minute(cls, v: dt.timedelta | None) -> dt.timedelta | None:
-        if v is not None and v < dt.timedelta(minutes=1):
-            raise ValueError(f"{format_duration(v)} is shorter than 1 minute, Dagster's smallest freshness window")
-        return v
-
-    @field_validator("warn_window")
-    @classmethod
-    def _warn_before_fail(cls, v: dt.timedelta | None, info: ValidationInfo) -> dt.timedelta | None:
-        fail = info.data.get("fail_window")
-        if v is not None and fail is not None and v >= fail:
-            raise ValueError(
-                f"warn_window ({format_duration(v)}) must be shorter than fail_window ({format_duration(fail)})"
-            )
-        return v
-
-    @model_validator(mode="after")
-    def _one_form(self) -> FreshnessConfig:
-        if (self.fail_window is None) == (self.deadline_cron is None):
-            raise ValueError("freshness needs exactly one of 'fail_window' or 'deadline_cron'")
-        if self.deadline_cron is not None and (self.warn_window is not None or self.lower_bound_delta is None):
-            raise ValueError("'deadline_cron' goes with 'lower_bound_delta' (and no 'warn_window')")
-        if self.fail_window is not None and self.lower_bound_delta is not None:
-            raise ValueError("'lower_bound_delta' goes with 'deadline_cron', not with 'fail_window'")
-        return self
 
 
 class AcceptedValues(_Strict):

@@ -9,7 +9,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from odibi_dagster.config.models import FreshnessConfig, Step
+from odibi_dagster.config.freshness import FreshnessConfig
+from odibi_dagster.config.models import Step
 from odibi_dagster.config.validation.collector import Collector, loc_to_field, pydantic_message, short
 from odibi_dagster.config.validation.policies import valid_timezone
 
