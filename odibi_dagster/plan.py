@@ -59,7 +59,7 @@ class PipelinePlan:
         return StepGraph((s.name for s in self.pipeline.steps), self.graph_edges)
 
     def connection_key(self, connect_step: str) -> str:
-        return f"{dagster_name(self.name)}__{dagster_name(connect_step)}"
+        return self.pipeline.connection_key(connect_step)
 
     @property
     def job_name(self) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import dagster as dg
@@ -14,7 +14,7 @@ from odibi_dagster.config.validation import load_pipelines, validate_pipeline
 from odibi_dagster.io.dataset_store import OdibiDatasetStore
 from odibi_dagster.observe.metadata_keys import PIPELINE_TAG
 from odibi_dagster.plan import DATASET_STORE_KEY, PANDAS_ENGINE_KEY, SPARK_ENGINE_KEY, PipelinePlan, make_plan
-from odibi_dagster.translate.assets import build_step_assets
+from odibi_dagster.translate.assets import StepRunner, build_step_assets, run_step
 from odibi_dagster.translate.connections import OdibiConnection
 from odibi_dagster.translate.translator import OdibiStep, OdibiTranslator
 
@@ -102,6 +102,7 @@ def build_definitions(
     base_dir: str | os.PathLike[str] | None = None,
     resources: Mapping[str, Any] | None = None,
     executor: dg.ExecutorDefinition | None = None,
+    step_runner: StepRunner | None = None,
 ) -> dg.Definitions:
     """Turn pipeline configs into Dagster definitions.
 
@@ -119,14 +120,18 @@ def build_definitions(
     default); the Definitions' default executor, used by the UI's "Materialize" on a selection,
     is in-process unless a pipeline asks for multiprocess. ``executor`` replaces all of them:
     pass your deployment's executor to merge with Definitions that already set one.
-    Merge the result into an existing deployment with ``dg.Definitions.merge``.
+    ``step_runner(context, step)`` is what each step's asset runs (default: ``step.execute()``,
+    the step itself; see :class:`~odibi_dagster.StepInvocation`): wrap or replace a step's
+    execution there. Merge the result into an existing deployment with ``dg.Definitions.merge``.
     """
     translator = translator or OdibiTranslator()
     prefix = (key_prefix,) if isinstance(key_prefix, str) else tuple(key_prefix or ())
     plans = plans_for_step_process(paths_or_configs) or build_plans(
         load_configs(paths_or_configs), translator, prefix, base_dir
     )
-    return definitions_from_plans(plans, translator, prefix, resources=resources, executor=executor)
+    return definitions_from_plans(
+        plans, translator, prefix, resources=resources, executor=executor, step_runner=step_runner
+    )
 
 
 def definitions_from_plans(
@@ -136,6 +141,7 @@ def definitions_from_plans(
     *,
     resources: Mapping[str, Any] | None = None,
     executor: dg.ExecutorDefinition | None = None,
+    step_runner: StepRunner | None = None,
 ) -> dg.Definitions:
     """The Definitions of already validated and planned pipelines (see ``build_definitions``)."""
     from odibi_dagster.engines.pandas_duckdb import PandasDuckDBEngine
@@ -148,9 +154,12 @@ def definitions_from_plans(
     jobs: list[Any] = []
     schedules: list[Any] = []
     sensors: list[Any] = []
-    res: dict[str, Any] = {PANDAS_ENGINE_KEY: PandasDuckDBEngine(), DATASET_STORE_KEY: OdibiDatasetStore()}
+    res: dict[str, Any] = {
+        PANDAS_ENGINE_KEY: _default_resource(PANDAS_ENGINE_KEY, PandasDuckDBEngine),
+        DATASET_STORE_KEY: _default_resource(DATASET_STORE_KEY, OdibiDatasetStore),
+    }
     for plan in plans:
-        step_assets = build_step_assets(plan, translator, prefix)
+        step_assets = build_step_assets(plan, translator, prefix, step_runner or run_step)
         assets += step_assets
         res.update(_connection_resources(plan))
         keys = [k for a in step_assets for k in a.keys]
@@ -170,7 +179,7 @@ def definitions_from_plans(
     if any(p.pipeline.step_engine(s) == "spark" for p in plans for s in p.pipeline.steps):
         from odibi_dagster.engines.spark import SparkEngine
 
-        res[SPARK_ENGINE_KEY] = SparkEngine()
+        res[SPARK_ENGINE_KEY] = _default_resource(SPARK_ENGINE_KEY, SparkEngine)
     res.update(resources or {})
     return dg.Definitions(
         assets=assets,
@@ -181,6 +190,17 @@ def definitions_from_plans(
         resources=res,
         executor=executor or default_executor(plans),
     )
+
+
+# The default resources, one object each per process: Definitions.merge accepts a resource key
+# twice only for the same object, and a dg project may hold several odibi components.
+_DEFAULT_RESOURCES: dict[str, Any] = {}
+
+
+def _default_resource(key: str, factory: Callable[[], Any]) -> Any:
+    if key not in _DEFAULT_RESOURCES:
+        _DEFAULT_RESOURCES[key] = factory()
+    return _DEFAULT_RESOURCES[key]
 
 
 # Python frames Dagster's graph walks take per step of a chain, and a margin for the caller's own.
