@@ -109,15 +109,16 @@ def changed_runs(
     by_step = step_keys(plan)
     scope = set(selected) if selected is not None else {k for keys in by_step.values() for k in keys}
     resolver = stale_resolver(instance, graph)
+
+    keys = [k for ks in by_step.values() for k in ks if k in scope]
+    statuses = {p: {k: resolver.get_status(k, p) for k in keys} for run in per_run for p in run}
+
+    def stale_in(partition: str | None) -> list[dg.AssetKey]:
+        return [k for k, status in statuses[partition].items() if status in (StaleStatus.STALE, StaleStatus.MISSING)]
+
     out = []
-    for tags, partitions in zip(tag_sets, per_run, strict=True):
-        stale = [
-            key
-            for keys in by_step.values()
-            for key in keys
-            if key in scope
-            and any(resolver.get_status(key, p) in (StaleStatus.STALE, StaleStatus.MISSING) for p in partitions)
-        ]
+    for tags, partitions in _split_ranges(tag_sets, per_run, statuses):
+        stale = list(dict.fromkeys(k for p in partitions for k in stale_in(p)))
         selection: set[dg.AssetKey] = set()
         if stale:
             selection = dg.AssetSelection.assets(*stale).downstream().resolve(graph) & scope
@@ -134,6 +135,38 @@ def changed_runs(
                 run_steps=[name for name, keys in in_scope.items() if selection & set(keys)],
             )
         )
+    return out
+
+
+def _split_ranges(
+    tag_sets: Sequence[dict[str, str]],
+    per_run: list[list[str | None]],
+    statuses: dict[str | None, dict[dg.AssetKey, StaleStatus]],
+) -> list[tuple[dict[str, str], list[str | None]]]:
+    """Each run's tags and partitions, a range (``backfill: single_run``) split up: Dagster records
+    one data version per asset for a whole range run, so a partition run in a range with others
+    would get a data version that changes whenever any partition of the range does, and its
+    downstream would look changed. A partition that has something to do runs alone (its data
+    versions stay its own); consecutive partitions never materialized yet (nothing to compare
+    with) run as one range; consecutive partitions with nothing to do are one "nothing changed"."""
+    out: list[tuple[dict[str, str], list[str | None]]] = []
+    for tags, partitions in zip(tag_sets, per_run, strict=True):
+        if RANGE_START_TAG not in tags:
+            out.append((tags, partitions))
+            continue
+        base = {k: v for k, v in tags.items() if k not in (RANGE_START_TAG, RANGE_END_TAG)}
+        groups: list[tuple[str, list[str | None]]] = []
+        for partition in partitions:
+            found = set(statuses[partition].values())
+            kind = "fresh" if found <= {StaleStatus.FRESH} else "new" if found == {StaleStatus.MISSING} else "alone"
+            if groups and groups[-1][0] == kind and kind != "alone":
+                groups[-1][1].append(partition)
+            else:
+                groups.append((kind, [partition]))
+        for _kind, group in groups:
+            first, last = str(group[0]), str(group[-1])
+            ranged = {PARTITION_TAG: first} if len(group) == 1 else {RANGE_START_TAG: first, RANGE_END_TAG: last}
+            out.append(({**base, **ranged}, group))
     return out
 
 
