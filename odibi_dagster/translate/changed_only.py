@@ -108,9 +108,8 @@ def changed_runs(
     graph = defs.resolve_asset_graph()
     by_step = step_keys(plan)
     scope = set(selected) if selected is not None else {k for keys in by_step.values() for k in keys}
-    resolver = stale_resolver(instance, graph)
-
     keys = [k for ks in by_step.values() for k in ks if k in scope]
+    resolver = stale_resolver(instance, graph, keys)
     statuses = {p: {k: resolver.get_status(k, p) for k in keys} for run in per_run for p in run}
 
     def stale_in(partition: str | None) -> list[dg.AssetKey]:
