@@ -7,7 +7,7 @@ version changed since it last ran is stale). Every dataset a step writes reports
   sizes and statistics) is 1,000x cheaper but misses changes: raising one amount by a cent, or
   swapping two values inside a row group, leaves every size and min/max as it was, so two
   different files can have the same footer. The whole file is read instead, right after it was
-  written (from the page cache): 0.19 s for the 186 MB Parquet file of 20 M rows, about 3% of
+  written (from the page cache): 0.19 s for the 186 MB Parquet file of 20 M rows, about 4% of
   writing it (see the README);
 * a Parquet folder (Spark): the sorted digests of its data files (part files are named at random);
 * a Delta table: its version and a digest of that version's commit file (a table re-created from

@@ -190,7 +190,10 @@ class PlannedRun:
         if self.change is None:
             return ""
         stale, run = len(self.change.stale_steps), len(self.change.run_steps)
-        return f": {stale} step(s) stale or missing, {run} to run, {self.cached_note()}"
+        after = ""
+        if run > stale:
+            after = f", {run - stale} downstream of them (each reused if its inputs come out unchanged)"
+        return f": {stale} step(s) stale or missing{after}, {self.cached_note()}"
 
     def cached_note(self) -> str:
         return f"{len(self.change.fresh)} step(s) fresh (cached)"

@@ -17,38 +17,10 @@ import dagster as dg
 import pytest
 from dagster._core.definitions.data_version import DATA_VERSION_TAG
 from odibi_testlib import Project, cli_env, run_cli
+from support import BRANCHES
 
 RUN_ID = re.compile(r"\(run ([0-9a-f-]{36})\)")
 
-BRANCHES = [
-    {"layer": "ingest", "name": "read_a", "value": "data/a.csv", "outputs": {"data": "raw_a"}},
-    {"layer": "ingest", "name": "read_b", "value": "data/b.csv", "outputs": {"data": "raw_b"}},
-    {
-        "layer": "transform",
-        "name": "clean_a",
-        "type": "sql",
-        "value": "SELECT id, value FROM a WHERE value > 0",
-        "inputs": {"a": "raw_a"},
-        "outputs": {"data": "clean_a"},
-    },
-    {
-        "layer": "transform",
-        "name": "clean_b",
-        "type": "sql",
-        "value": "SELECT id, value FROM b WHERE value > 0",
-        "inputs": {"b": "raw_b"},
-        "outputs": {"data": "clean_b"},
-    },
-    {
-        "layer": "transform",
-        "name": "joined",
-        "type": "sql",
-        "value": "SELECT a.id, a.value AS a_value, b.value AS b_value FROM a JOIN b USING (id) ORDER BY a.id",
-        "inputs": {"a": "clean_a", "b": "clean_b"},
-        "outputs": {"data": "joined"},
-    },
-    {"layer": "store", "name": "save", "value": "out/joined.parquet", "inputs": {"data": "joined"}},
-]
 ALL_STEPS = {s["name"] for s in BRANCHES}
 
 

@@ -26,6 +26,7 @@ from typing import Any
 import dagster as dg
 import pytest
 import yaml
+from support import BRANCHES as STEPS
 from support import dagster_dev, graphql
 
 pytestmark = [pytest.mark.slow]
@@ -34,35 +35,6 @@ LOCATION = "changed_only"
 REPO = {"repositoryLocationName": LOCATION, "repositoryName": "__repository__"}
 ODIBI = str(Path(sys.executable).parent / "odibi-dagster")
 
-STEPS = [
-    {"layer": "ingest", "name": "read_a", "value": "data/a.csv", "outputs": {"data": "raw_a"}},
-    {"layer": "ingest", "name": "read_b", "value": "data/b.csv", "outputs": {"data": "raw_b"}},
-    {
-        "layer": "transform",
-        "name": "clean_a",
-        "type": "sql",
-        "value": "SELECT id, value FROM a WHERE value > 0",
-        "inputs": {"a": "raw_a"},
-        "outputs": {"data": "clean_a"},
-    },
-    {
-        "layer": "transform",
-        "name": "clean_b",
-        "type": "sql",
-        "value": "SELECT id, value FROM b WHERE value > 0",
-        "inputs": {"b": "raw_b"},
-        "outputs": {"data": "clean_b"},
-    },
-    {
-        "layer": "transform",
-        "name": "joined",
-        "type": "sql",
-        "value": "SELECT a.id, a.value AS a_value, b.value AS b_value FROM a JOIN b USING (id) ORDER BY a.id",
-        "inputs": {"a": "clean_a", "b": "clean_b"},
-        "outputs": {"data": "joined"},
-    },
-    {"layer": "store", "name": "save", "value": "out/joined.parquet", "inputs": {"data": "joined"}},
-]
 NODES = """query($g: AssetGroupSelector!) { assetNodes(group: $g) { assetKey { path } isMaterializable
   isObservable opVersion dataVersion staleStatus staleCauses { key { path } category reason dependency { path } } } }"""
 LAUNCH = """mutation($p: ExecutionParams!) { launchRun(executionParams: $p) { __typename
@@ -174,7 +146,7 @@ def test_ui_staleness_and_materialize_unsynced_match_changed_only(tmp_path: Path
 
         # one --changed-only run does the rest, and leaves nothing unsynced
         out = _cli(root, home, config)
-        assert "2 step(s) stale or missing, 3 to run" in out
+        assert "2 step(s) stale or missing, 1 downstream of them" in out
         nodes = _nodes(base)
         assert _unsynced(nodes) == set()
         assert {n["staleStatus"] for n in nodes.values() if n["isMaterializable"]} == {"FRESH"}
