@@ -34,6 +34,8 @@ class PipelinePlan:
     data_root: str  # relative paths in the config resolve against this
     work_dir: str  # datasets, stories, tracker JSON
     graph_edges: list[tuple[str, str]] = field(default_factory=list)
+    #: Ingest step -> key of its source files' observable source asset (see ``translate.sources``).
+    source_keys: dict[str, dg.AssetKey] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -72,6 +74,15 @@ class PipelinePlan:
         if "://" in self.work_dir:
             return self.work_dir.rstrip("/") + "/stories"
         return os.path.join(self.work_dir, "stories")
+
+    @property
+    def latest_metrics_path(self) -> str:
+        """``<work_dir>/metrics/<pipeline>.prom``: the Prometheus text of the pipeline's latest run,
+        in one folder for every pipeline (a node_exporter ``--collector.textfile.directory``)."""
+        name = dagster_name(self.name) + ".prom"
+        if "://" in self.work_dir:
+            return self.work_dir.rstrip("/") + "/metrics/" + name
+        return os.path.join(self.work_dir, "metrics", name)
 
     def op_name(self, step: Step) -> str:
         return f"{dagster_name(self.name)}__{dagster_name(step.name)}"

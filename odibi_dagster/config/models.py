@@ -370,6 +370,12 @@ class PipelineConfig(_Strict):
     tags: dict[str, str] = Field(default_factory=dict)
     partitions: PartitionsConfig | None = None
     schedule: ScheduleConfig | None = None
+    observe_sources: str | None = Field(
+        None,
+        description="A cron expression: while Dagster's automation sensor runs, the ingest steps' source files "
+        "are observed on this schedule, so a changed source marks its ingest stale without a click.",
+        json_schema_extra={"examples": ["*/15 * * * *"]},
+    )
     sensors: list[SensorConfig] = Field(default_factory=list)
     hooks: list[HookConfig] = Field(default_factory=list)
     retry: RetryConfig | None = None

@@ -21,6 +21,7 @@ from odibi_dagster.engines.base import DatasetRef
 from odibi_dagster.io.dataset_store import external_dataset
 from odibi_dagster.observe.metadata_keys import PIPELINE_TAG, STEP_TAG
 from odibi_dagster.plan import DATASET_STORE_KEY, PipelinePlan
+from odibi_dagster.translate.cache import data_version_of, reusable_keys, reuse_step
 from odibi_dagster.translate.data_steps import run_data_step
 from odibi_dagster.translate.runtime import StepExecution, StepRunConfig, record_failure, record_name
 from odibi_dagster.translate.sink_steps import run_sink_step
@@ -138,6 +139,18 @@ def run_step(context: dg.AssetExecutionContext, step: StepInvocation) -> Iterato
     yield from step.execute()
 
 
+def _reusable(
+    context: dg.AssetExecutionContext, plan: PipelinePlan, datasets: list[str], keys: list[str | None]
+) -> set[str | None]:
+    """The partitions a ``--changed-only`` run may reuse: fresh in Dagster's eyes, and the datasets
+    are still there (a dataset deleted by hand is computed again)."""
+    fresh = reusable_keys(context, [plan.asset_keys[d] for d in datasets], keys)
+    if not fresh:
+        return fresh
+    store = getattr(context.resources, DATASET_STORE_KEY).at(plan.work_dir)
+    return {k for k in fresh if all(store.existing(plan.asset_keys[d], k) is not None for d in datasets)}
+
+
 def build_step_assets(
     plan: PipelinePlan, translator: OdibiTranslator, key_prefix: tuple[str, ...], step_runner: StepRunner = run_step
 ) -> list[dg.AssetsDefinition]:
@@ -188,12 +201,16 @@ def _step_config(context: dg.AssetExecutionContext) -> StepRunConfig:
 
 def _deps(plan: PipelinePlan, step: Step) -> list[dg.AssetDep]:
     """The step's inputs as asset deps, with the step's partition mapping (external inputs: Dagster's
-    default mapping, since their partitions are the producing location's business)."""
+    default mapping, since their partitions are the producing location's business); an ingest of
+    files depends on its source files (``translate.sources``)."""
     mapping = partition_mapping(step.partition_mapping)
-    return [
+    deps = [
         dg.AssetDep(plan.input_key(ds), partition_mapping=mapping if ds in plan.asset_keys else None)
         for ds in step.inputs.values()
     ]
+    if step.name in plan.source_keys:
+        deps.append(dg.AssetDep(plan.source_keys[step.name]))
+    return deps
 
 
 def _data_asset(
@@ -212,18 +229,25 @@ def _data_asset(
         keys = _partition_keys(context)
         refs = _inputs(context, plan, step, keys)
         per_dataset: dict[str, list[tuple[DatasetRef, dict[str, Any]]]] = {d: [] for d in datasets}
+        reusable = _reusable(context, plan, datasets, keys)
         executions: list[StepExecution] = []
         for key in keys:
             execution = StepExecution(plan, step, context, key, run_config=config, run_keys=keys)
             executions.append(execution)
-            results, _ = run_data_step(execution, refs, _upstream_keys(context, plan, step, key), config)
+            reused = reuse_step(execution, [plan.asset_keys[d] for d in datasets]) if key in reusable else None
+            if reused is not None:
+                store = getattr(context.resources, DATASET_STORE_KEY).at(plan.work_dir)
+                results = {d: (store.load(plan.asset_keys[d], [key]), reused[plan.asset_keys[d]]) for d in datasets}
+            else:
+                results, _ = run_data_step(execution, refs, _upstream_keys(context, plan, step, key), config)
             for dataset, res in results.items():
                 per_dataset[dataset].append(res)
         failed_checks: list[str] = []
         for dataset, items in per_dataset.items():
             asset_key = plan.asset_keys[dataset]
+            version = data_version_of([md for _, md in items])
             metadata = _range_metadata(context, asset_key, keys, [md for _, md in items])
-            yield dg.MaterializeResult(asset_key=asset_key, metadata=metadata)
+            yield dg.MaterializeResult(asset_key=asset_key, metadata=metadata, data_version=version)
             mine = [c for c, check_key in checks if check_key == asset_key]
             yield from _check_events(context, mine, asset_key, items, refs, executions, failed_checks)
         if failed_checks:
@@ -289,11 +313,18 @@ def _sink_asset(
         config = _step_config(context)
         keys = _partition_keys(context)
         refs = _inputs(context, plan, step, keys)
+        asset_key = plan.sink_keys[step.name]
+        reusable = reusable_keys(context, [asset_key], keys)
         per_key = []
         for key in keys:
             execution = StepExecution(plan, step, context, key, run_config=config, run_keys=keys)
-            per_key.append(run_sink_step(execution, refs, _upstream_keys(context, plan, step, key)))
-        yield dg.MaterializeResult(metadata=_range_metadata(context, plan.sink_keys[step.name], keys, per_key))
+            reused = reuse_step(execution, [asset_key]) if key in reusable else None
+            if reused is not None:
+                per_key.append(reused[asset_key])
+            else:
+                per_key.append(run_sink_step(execution, refs, _upstream_keys(context, plan, step, key)))
+        version = data_version_of(per_key)
+        yield dg.MaterializeResult(metadata=_range_metadata(context, asset_key, keys, per_key), data_version=version)
 
     def compute(context: dg.AssetExecutionContext) -> Iterator[Any]:
         yield from runner(context, StepInvocation(node, plan, lambda: run(context)))

@@ -16,6 +16,7 @@ from odibi_dagster.observe.metadata_keys import PIPELINE_TAG
 from odibi_dagster.plan import DATASET_STORE_KEY, PANDAS_ENGINE_KEY, SPARK_ENGINE_KEY, PipelinePlan, make_plan
 from odibi_dagster.translate.assets import StepRunner, build_step_assets, run_step
 from odibi_dagster.translate.connections import OdibiConnection
+from odibi_dagster.translate.sources import build_source_assets, observes_source
 from odibi_dagster.translate.translator import OdibiStep, OdibiTranslator
 
 PathOrConfig = str | os.PathLike[str] | PipelineConfig
@@ -54,6 +55,12 @@ def build_plans(
         return lambda step, dataset: translator.get_asset_key(OdibiStep(pipeline, step, dataset, key_prefix))
 
     plans = [make_plan(c, key_for(c), base_dir) for c in configs]
+    for plan in plans:
+        plan.source_keys = {
+            s.name: translator.get_source_asset_key(OdibiStep(plan.pipeline, s, None, key_prefix))
+            for s in plan.pipeline.steps
+            if observes_source(s)
+        }
     # A custom translator may map two steps to one key; say so before Dagster does.
     seen: dict[dg.AssetKey, tuple[str, str]] = {}
     problems: list[Problem] = []
@@ -65,6 +72,7 @@ def build_plans(
                 for k in ([plan.asset_keys[d] for d in dict.fromkeys(s.outputs.values())] if s.outputs else [])
             ),
             *plan.sink_keys.items(),
+            *plan.source_keys.items(),
         ]
         for step, key in named:
             if key in seen:
@@ -149,7 +157,7 @@ def definitions_from_plans(
     from odibi_dagster.triggers.build import build_triggers
 
     _allow_deep_graphs(plans)
-    assets: list[dg.AssetsDefinition] = []
+    assets: list[Any] = []
     checks: list[Any] = []
     jobs: list[Any] = []
     schedules: list[Any] = []
@@ -161,12 +169,15 @@ def definitions_from_plans(
     for plan in plans:
         step_assets = build_step_assets(plan, translator, prefix, step_runner or run_step)
         assets += step_assets
+        assets += build_source_assets(plan, translator, prefix)
         res.update(_connection_resources(plan))
         keys = [k for a in step_assets for k in a.keys]
         job = dg.define_asset_job(
             name=plan.job_name,
             executor_def=executor or executor_for(plan.pipeline.executor, [plan]),
             # The pipeline's assets and every check on them (config checks and schema-change checks).
+            # Not its sources: observing is a step of its own (a process, on the multiprocess
+            # executor); `odibi-dagster run` observes them before its runs, the UI on "Observe sources".
             selection=dg.AssetSelection.assets(*keys) | dg.AssetSelection.checks_for_assets(*keys),
             description=plan.pipeline.description or f"ODIBI pipeline {plan.name}",
             tags={PIPELINE_TAG: plan.name},

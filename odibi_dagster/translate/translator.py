@@ -96,6 +96,13 @@ class OdibiTranslator:
         last = node.step.name if node.dataset is None else node.dataset
         return dg.AssetKey([*node.key_prefix, asset_key_part(node.pipeline.name), asset_key_part(last)])
 
+    def get_source_asset_key(self, node: OdibiStep) -> dg.AssetKey:
+        """The key of an ingest step's source files, an observable source asset upstream of the
+        ingest: ``[prefix..., pipeline, "source", step]``."""
+        return dg.AssetKey(
+            [*node.key_prefix, asset_key_part(node.pipeline.name), "source", asset_key_part(node.step.name)]
+        )
+
     def get_group_name(self, node: OdibiStep) -> str | None:
         """The pipeline (sanitised to Dagster's group-name rules)."""
         return dagster_name(node.pipeline.name)

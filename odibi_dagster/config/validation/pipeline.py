@@ -151,6 +151,11 @@ def check_pipeline(pipeline: PipelineConfig, steps: list[Step], col: Collector) 
         _check_partitions(pipeline.partitions, pipeline.name, col)
     if pipeline.schedule is not None:
         _check_schedule(pipeline.schedule, col)
+    if pipeline.observe_sources is not None:
+        from odibi_dagster.config.schedules import is_valid_cron
+
+        if not is_valid_cron(pipeline.observe_sources):
+            col.add(None, "observe_sources", f"'{pipeline.observe_sources}' is not a valid cron expression")
     by_name = {s.name: s for s in steps}
     for i, sensor in enumerate(pipeline.sensors):
         _check_sensor(i, sensor, pipeline, by_name, col)
