@@ -29,6 +29,7 @@ import pydantic
 from dagster.components.utils.translation import TranslationFn, TranslationFnResolver
 
 from odibi_dagster.components.scaffolder import OdibiPipelineScaffolder
+from odibi_dagster.config.names import asset_key_part
 from odibi_dagster.translate.assets import StepInvocation
 from odibi_dagster.translate.definitions import build_definitions
 from odibi_dagster.translate.translator import OdibiStep, OdibiTranslator, OdibiTranslatorSettings
@@ -145,3 +146,19 @@ class _ComponentTranslator(OdibiTranslator):
 
     def get_asset_spec(self, node: OdibiStep, deps: list[dg.AssetKey | dg.AssetDep] | None = None) -> dg.AssetSpec:
         return self._spec(node).replace_attributes(deps=deps or [])
+
+    def _step_spec(self, node: OdibiStep) -> dg.AssetSpec:
+        """The translated spec of the step's (first) asset, for a node naming no dataset."""
+        dataset = node.dataset
+        if dataset is None and node.step.outputs:
+            dataset = next(iter(node.step.outputs.values()))
+        return self._spec(OdibiStep(node.pipeline, node.step, dataset, node.key_prefix))
+
+    # An ingest's source files follow its translated asset: the same key prefix and group, so a
+    # translation that moves the pipeline's assets moves their sources along.
+    def get_source_asset_key(self, node: OdibiStep) -> dg.AssetKey:
+        step_key = self._step_spec(node).key
+        return dg.AssetKey([*step_key.path[:-1], "source", asset_key_part(node.step.name)])
+
+    def get_group_name(self, node: OdibiStep) -> str | None:
+        return self._step_spec(node).group_name

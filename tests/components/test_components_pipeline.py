@@ -19,6 +19,8 @@ from dagster.components.testing.test_cases import TranslationTestCase, test_case
 from odibi_dagster import OdibiPipelineComponent, StepInvocation
 
 KEYS = ("orders", "revenue_by_region", "save_revenue")
+# The ingest's source files: an observable source asset beside the step assets.
+SOURCE = ("source", "read_orders")
 REVENUE = pd.DataFrame(
     {"region": ["east", "north", "south", "west"], "orders": [5, 5, 5, 5], "revenue": [222.5, 292.5, 187.5, 257.5]}
 )
@@ -44,6 +46,13 @@ def _text(value: Any) -> Any:
     return value.value if isinstance(value, dg.MetadataValue) else value
 
 
+def _split(defs: dg.Definitions) -> tuple[list[dg.AssetSpec], list[dg.AssetSpec]]:
+    """The step assets' specs and the source assets' specs."""
+    specs = list(defs.resolve_all_asset_specs())
+    sources = [s for s in specs if _text(s.metadata.get("odibi/layer")) == "source"]
+    return [s for s in specs if s not in sources], sources
+
+
 def _with(defs_path: Path, attributes: dict[str, Any] | None = None, **top: Any) -> dict[str, Any]:
     """The scaffolded defs.yaml with ``attributes`` added, and top-level keys (``post_processing``)."""
     doc = yaml.safe_load((defs_path / "defs.yaml").read_text())
@@ -62,7 +71,8 @@ def test_scaffolded_starter_pipeline_loads_and_runs(sandbox: Any, scaffold_forma
             (python_file,) = component.children.values()
             (component,) = python_file.components.values()
         assert isinstance(component, OdibiPipelineComponent)
-        assert set(defs.resolve_all_asset_keys()) == {dg.AssetKey(["sales", k]) for k in KEYS}
+        expected = {dg.AssetKey(["sales", k]) for k in KEYS} | {dg.AssetKey(["sales", *SOURCE])}
+        assert set(defs.resolve_all_asset_keys()) == expected
         assert len(list(defs.resolve_asset_graph().asset_check_keys)) == 3
         result = _run(defs, "sales")
     assert result.success
@@ -87,9 +97,12 @@ def test_translation_templates_every_step_and_post_processing_applies(sandbox: A
         post_processing={"assets": [{"target": "*", "attributes": {"tags": {"reviewed": "yes"}}}]},
     )
     with sandbox.swap_defs_file(path / "defs.yaml", doc), sandbox.load_component_and_build_defs(path) as (_, defs):
-        specs = {s.key: s for s in defs.resolve_all_asset_specs()}
+        steps, sources = _split(defs)
+        specs = {s.key: s for s in steps}
         orders, revenue, save = (dg.AssetKey(["lake", "sales", k]) for k in KEYS)
         assert set(specs) == {orders, revenue, save}
+        # the ingest's source follows the translated key prefix and group
+        assert [(s.key, s.group_name) for s in sources] == [(dg.AssetKey(["lake", "sales", *SOURCE]), "odibi_sales")]
         assert {s.group_name for s in specs.values()} == {"odibi_sales"}
         assert specs[orders].tags["layer"] == "ingest" and specs[save].tags["layer"] == "store"
         assert all(s.tags["reviewed"] == "yes" and s.tags["odibi/engine"] == "pandas" for s in specs.values())
@@ -125,12 +138,15 @@ def test_dagster_translation_cases(sandbox: Any, case: TranslationTestCase) -> N
             assert "translation of step 'read_orders' changes its deps or partitions_def" in str(cause)
             return
         with sandbox.load_component_and_build_defs(path) as (_, defs):
-            specs = list(defs.resolve_all_asset_specs())
+            specs, sources = _split(defs)
             expected = {dg.AssetKey(["sales", k]) for k in KEYS}
             if case.key_modifier is not None:
                 expected = {case.key_modifier(k) for k in expected}
             assert {s.key for s in specs} == expected
             assert all(case.assertion(s) for s in specs)
+            # the source sits beside the translated ingest asset, under the same prefix
+            (ingest,) = [s.key for s in specs if _text(s.metadata["odibi/step"]) == "read_orders"]
+            assert [s.key for s in sources] == [dg.AssetKey([*ingest.path[:-1], *SOURCE])]
 
 
 RECORDED: list[tuple[str, str]] = []
