@@ -103,8 +103,11 @@ async function shot(page, name) {
     await page.waitForTimeout(1500);
     result.screenshots.push(await shot(page, 'group_before'));
     const before = new Set((await runs()).map(r => r.runId));
-    const button = page.locator('button').filter({ hasText: /^\s*Materialize all\s*$/ }).first();
+    // "Materialize all (3)": the three step assets; the ingest's source files (an observable
+    // source asset) are observed, not materialized
+    const button = page.locator('button').filter({ hasText: /^\s*Materialize all \(3\)\s*$/ }).first();
     await button.waitFor();
+    await dismissModal(page);  // the community dialog can come up late on a loaded machine
     await button.click();
     log('clicked Materialize all');
     let run = null;
