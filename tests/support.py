@@ -16,7 +16,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +140,19 @@ def graphql(base: str, query: str, variables: dict[str, Any] | None = None) -> d
         body = json.loads(res.read())
     assert "errors" not in body, body
     return body["data"]
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str = "condition", *, interval: float = 0.5) -> Any:
+    """Poll ``predicate`` until it returns something truthy, and return that; ``TimeoutError``
+    naming ``what`` after ``timeout`` seconds (tests catch it to add the servers' logs)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
 
 
 def stop_group(proc: subprocess.Popen[bytes]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from odibi_config_helpers import ConfigFiles
+from config_support import ConfigFiles
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import datetime as dt
 from typing import Any
 
 import pytest
-from odibi_config_helpers import assert_only, ingest, problems_of, sql_step, store
+from config_support import assert_only, ingest, problems_of, sql_step, store
 
 from odibi_dagster import load_pipeline
 from odibi_dagster.config.freshness import format_duration, parse_duration

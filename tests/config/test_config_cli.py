@@ -12,7 +12,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
-from odibi_config_helpers import ODIBI_COLUMNS, good_steps, ingest, sql_step, store
+from config_support import ODIBI_COLUMNS, good_steps, ingest, sql_step, store
 
 from odibi_dagster.cli import main
 

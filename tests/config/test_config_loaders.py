@@ -8,7 +8,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from odibi_config_helpers import (
+from config_support import (
     ODIBI_COLUMNS,
     assert_only,
     find,

@@ -8,7 +8,7 @@ import textwrap
 from typing import Any
 
 import pytest
-from odibi_config_helpers import assert_only, find, ingest, problems_of, sql_step, store
+from config_support import assert_only, find, ingest, problems_of, sql_step, store
 
 from odibi_dagster import load_pipeline, validate_pipeline
 from odibi_dagster.config.sql import parse_sql, referenced_tables

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from odibi_config_helpers import assert_only, find, good_steps, ingest, problems_of, sql_step, store
+from config_support import assert_only, find, good_steps, ingest, problems_of, sql_step, store
 
 from odibi_dagster import ConfigValidationError, load_pipeline, load_pipelines, validate_pipeline
 

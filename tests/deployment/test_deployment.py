@@ -35,16 +35,15 @@ from typing import Any
 import pandas as pd
 import pytest
 from dagster import DagsterInstance
-from deployment_lib import (
+from deployment_support import (
     BIN,
     REPO,
     REPOSITORY,
     Deployment,
     redis_server,
-    wait_for,
     write_dagster_yaml,
 )
-from support import azurite_server, free_port, postgres_server
+from support import azurite_server, free_port, postgres_server, wait_for
 
 pytestmark = [pytest.mark.deployment, pytest.mark.slow]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from observe_story_run import build_story_run
+from observe_support import build_story_run
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import zlib
 from pathlib import Path
 
 import pytest
-from observe_story_run import EVIL_STEP, IMG_PAYLOAD, SCRIPT_PAYLOAD
+from observe_support import EVIL_STEP, IMG_PAYLOAD, SCRIPT_PAYLOAD
 
 from odibi_dagster.observe.story import StoryGenerator
 

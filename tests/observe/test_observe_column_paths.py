@@ -6,7 +6,7 @@ from html.parser import HTMLParser
 from typing import Any
 
 import pytest
-from observe_story_run import IMG_PAYLOAD
+from observe_support import IMG_PAYLOAD
 
 from odibi_dagster.observe.column_paths import ColumnGraph, StepColumns, steps_from_records
 from odibi_dagster.observe.story import StoryGenerator

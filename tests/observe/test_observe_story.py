@@ -7,7 +7,7 @@ import re
 import time
 from html.parser import HTMLParser
 
-from observe_story_run import EVIL_STEP, IMG_PAYLOAD, SCRIPT_PAYLOAD
+from observe_support import EVIL_STEP, IMG_PAYLOAD, SCRIPT_PAYLOAD
 
 from odibi_dagster.observe.story import StoryGenerator, graph_layout, latest_story, story_path
 

@@ -1,4 +1,4 @@
-"""Fixtures of the translate tests (helpers live in ``odibi_testlib``)."""
+"""Fixtures of the translate tests (helpers live in ``translate_support``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from odibi_testlib import Project
+from translate_support import Project
 
 from odibi_dagster.translate import cli_run
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import dagster as dg
 import pytest
-from odibi_testlib import Project, reconstructable_job
+from translate_support import Project, reconstructable_job
 
 from odibi_dagster import OdibiTranslator, OdibiTranslatorSettings, build_definitions
 

@@ -16,8 +16,8 @@ from typing import Any
 import dagster as dg
 import pytest
 from dagster._core.definitions.data_version import DATA_VERSION_TAG
-from odibi_testlib import Project, cli_env, run_cli
 from support import BRANCHES
+from translate_support import Project, cli_env, run_cli
 
 RUN_ID = re.compile(r"\(run ([0-9a-f-]{36})\)")
 

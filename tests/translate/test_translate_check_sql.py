@@ -4,7 +4,7 @@ failed check: a ``warn`` check never fails its step."""
 from __future__ import annotations
 
 import dagster as dg
-from odibi_testlib import Project
+from translate_support import Project
 
 from odibi_dagster import build_definitions
 

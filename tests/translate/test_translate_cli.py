@@ -12,7 +12,7 @@ import dagster as dg
 import duckdb
 import pandas as pd
 import pytest
-from odibi_testlib import (
+from translate_support import (
     DAGSTER_CLI,
     HIGH_VALUE_IDS,
     ODIBI_SIMPLE_STEPS,

@@ -12,7 +12,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from odibi_testlib import (
+from translate_support import (
     HIGH_VALUE_IDS,
     MULTIPROCESS_CONFIG,
     Project,

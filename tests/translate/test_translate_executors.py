@@ -13,7 +13,7 @@ from typing import Any
 import dagster as dg
 import pytest
 from dagster._core.definitions.reconstruct import ReconstructableRepository
-from odibi_testlib import Project, persistent_instance
+from translate_support import Project, persistent_instance
 
 from odibi_dagster import ConfigValidationError, build_definitions, load_pipeline
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
-from odibi_testlib import Project, failure_message, materialization_metadata
+from translate_support import Project, failure_message, materialization_metadata
 
 from odibi_dagster import build_definitions
 

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable, write_deltalake
-from odibi_testlib import (
+from translate_support import (
     HIGH_VALUE_IDS,
     Project,
     failure_message,

@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 import pyarrow.parquet as pq
-from odibi_testlib import (
+from translate_support import (
     HIGH_VALUE_IDS,
     ODIBI_SIMPLE_STEPS,
     Project,

@@ -12,7 +12,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 import pytest
-from odibi_testlib import (
+from translate_support import (
     HIGH_VALUE_IDS,
     MULTIPROCESS_CONFIG,
     ODIBI_SIMPLE_STEPS,

@@ -8,7 +8,7 @@ from typing import Any
 
 import dagster as dg
 import pandas as pd
-from odibi_testlib import HIGH_VALUE_IDS, ODIBI_SIMPLE_STEPS, Project
+from translate_support import HIGH_VALUE_IDS, ODIBI_SIMPLE_STEPS, Project
 
 from odibi_dagster import StepInvocation, build_definitions
 

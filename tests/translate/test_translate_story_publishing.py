@@ -12,7 +12,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 import pytest
-from odibi_testlib import MULTIPROCESS_CONFIG, Project, persistent_instance, reconstructable_job
+from translate_support import MULTIPROCESS_CONFIG, Project, persistent_instance, reconstructable_job
 
 from odibi_dagster import build_definitions
 from odibi_dagster.observe.tracker import RunTracker

@@ -9,7 +9,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 import pytest
-from odibi_testlib import (
+from translate_support import (
     HIGH_VALUE_IDS,
     ODIBI_SIMPLE_STEPS,
     Project,

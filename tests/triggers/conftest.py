@@ -1,4 +1,4 @@
-"""Fixtures of the trigger tests (helpers live in ``odibi_triggers_lib``)."""
+"""Fixtures of the trigger tests (helpers live in ``triggers_support``)."""
 
 from __future__ import annotations
 

@@ -17,18 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from odibi_triggers_lib import (
+from support import free_port, graphql, wait_for
+from triggers_support import (
     LAUNCH_BACKFILL,
     DagsterProcess,
-    graphql,
     start_daemon,
     start_webserver,
-    wait_for,
     write_csv,
     write_deployment,
     write_yaml,
 )
-from support import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -67,7 +65,7 @@ class Deployment:
     daemon: DagsterProcess
 
     def query(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-        return graphql(self.port, query, variables or {})
+        return graphql(f"http://127.0.0.1:{self.port}", query, variables)
 
     def logs(self) -> str:
         return f"--- webserver\n{self.web.tail(30)}\n--- daemon\n{self.daemon.tail(60)}"
@@ -93,7 +91,7 @@ class Deployment:
             return run if run["status"] in ("SUCCESS", "FAILURE", "CANCELED") else None
 
         try:
-            return wait_for(done, timeout, 0.5, f"run {run_id}")
+            return wait_for(done, timeout, f"run {run_id}")
         except TimeoutError:
             pytest.fail(self.logs())
 
@@ -220,8 +218,8 @@ def test_asset_nodes_show_freshness_pools_automation_and_partitioned_checks(depl
     wait_for(
         lambda: dep.node("stale", "copy")["freshnessStatusInfo"]["freshnessStatus"] == "HEALTHY",
         45,
-        1,
         "freshness HEALTHY",
+        interval=1,
     )
 
 
@@ -241,7 +239,7 @@ def test_eager_step_waits_until_the_blocking_check_of_its_input_passes(deploymen
     assert failed["status"] == "FAILURE"  # the blocking check failed after `raw` was written
     try:
         # A tick that started after the failed run ended has seen it (the sensor ticks every 30 s).
-        wait_for(lambda: _ticks_after(dep, failed["endTime"]), 150, 2, "an automation tick")
+        wait_for(lambda: _ticks_after(dep, failed["endTime"]), 150, "an automation tick", interval=2)
     except TimeoutError:
         pytest.fail(dep.logs())
     assert all(not t["requestedAssetKeys"] and not t["runIds"] for t in _ticks_after(dep, failed["endTime"]))
@@ -251,7 +249,9 @@ def test_eager_step_waits_until_the_blocking_check_of_its_input_passes(deploymen
     passed = dep.finished(dep.launch("auto", ["auto", "raw"], ["row_count"]))
     assert passed["status"] == "SUCCESS"
     try:
-        tick = wait_for(lambda: next((t for t in dep.ticks() if t["runIds"]), None), 150, 2, "an automation run")
+        tick = wait_for(
+            lambda: next((t for t in dep.ticks() if t["runIds"]), None), 150, "an automation run", interval=2
+        )
     except TimeoutError:
         pytest.fail(dep.logs())
     assert tick["timestamp"] > passed["endTime"]
@@ -273,7 +273,7 @@ def test_a_range_backfill_gives_one_check_result_per_partition(deployment: Deplo
         return backfill if backfill["status"] in ("COMPLETED", "COMPLETED_SUCCESS", "FAILED") else None
 
     try:
-        backfill = wait_for(completed, 180, 1, "the backfill")
+        backfill = wait_for(completed, 180, "the backfill", interval=1)
     except TimeoutError:
         pytest.fail(dep.logs())
     (run,) = backfill["runs"]  # single_run: one run over the range
@@ -299,8 +299,8 @@ def test_freshness_fails_once_the_window_has_passed(deployment: Deployment) -> N
         wait_for(
             lambda: dep.node("stale", "copy")["freshnessStatusInfo"]["freshnessStatus"] == "DEGRADED",
             150,
-            2,
             "freshness DEGRADED",
+            interval=2,
         )
     except TimeoutError:
         pytest.fail(dep.logs())

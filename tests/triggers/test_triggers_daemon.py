@@ -14,21 +14,19 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 import pytest
-from odibi_triggers_lib import (
+from support import free_port, graphql, wait_for
+from triggers_support import (
     LAUNCH_BACKFILL,
     DagsterProcess,
     daily_pipeline,
     days,
-    graphql,
     start_daemon,
     start_webserver,
-    wait_for,
     write_csv,
     write_daily_data,
     write_deployment,
     write_yaml,
 )
-from support import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -136,7 +134,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
 def _launch_backfill(dep: Deployment, pipeline: str, partitions: list[str]) -> str:
     keys = [[pipeline, "bronze"], [pipeline, "summary"], [pipeline, "save_summary"]]
     data = graphql(
-        dep.port,
+        f"http://127.0.0.1:{dep.port}",
         LAUNCH_BACKFILL,
         {
             "params": {
@@ -173,14 +171,14 @@ def test_backfill_over_a_week_launched_over_graphql_and_run_by_the_daemon(deploy
             single = wait_for(
                 lambda: _all_finished(instance, 1, **{"dagster/backfill": dep.backfills["week"]}),
                 240,
-                1,
                 "the single-run backfill",
+                interval=1,
             )
             multi = wait_for(
                 lambda: _all_finished(instance, 3, **{"dagster/backfill": dep.backfills["week_multi"]}),
                 240,
-                1,
                 "the multi-run backfill",
+                interval=1,
             )
         except TimeoutError:
             pytest.fail(dep.logs())
@@ -232,8 +230,8 @@ def test_file_watch_sensor_in_the_daemon_three_files_three_runs(deployment: Depl
             runs = wait_for(
                 lambda: _all_finished(instance, 3, **{"odibi/sensor": FILE_SENSOR}),
                 180,
-                1,
                 "three file-watch runs",
+                interval=1,
             )
         except TimeoutError:
             pytest.fail(dep.logs())
@@ -251,7 +249,7 @@ def test_file_watch_cursor_survives_a_daemon_restart(deployment: Deployment) -> 
     dep = deployment
     dep.ensure_daemon()
     with dep.instance() as instance:
-        wait_for(lambda: _all_finished(instance, 3, **{"odibi/sensor": FILE_SENSOR}), 180, 1, "earlier runs")
+        wait_for(lambda: _all_finished(instance, 3, **{"odibi/sensor": FILE_SENSOR}), 180, "earlier runs", interval=1)
     before = len(_sensor_runs(dep.instance()))
     dep.stop_daemon()
     # A new process on the same DAGSTER_HOME: the cursor comes from the instance's storage.
@@ -268,8 +266,8 @@ def test_file_watch_cursor_survives_a_daemon_restart(deployment: Deployment) -> 
             wait_for(
                 lambda: _all_finished(instance, before + 1, **{"odibi/sensor": FILE_SENSOR}),
                 180,
-                1,
                 "the run of the new file",
+                interval=1,
             )
         except TimeoutError:
             pytest.fail(dep.logs())
@@ -302,7 +300,7 @@ def test_backfills_are_marked_complete(deployment: Deployment) -> None:
                 return backfill.status if backfill is not None and backfill.status in finished else None
 
             try:
-                final = wait_for(status, 120, 1, "the backfill's completion")
+                final = wait_for(status, 120, "the backfill's completion", interval=1)
             except TimeoutError:
                 pytest.fail(dep.logs())
             assert final == BulkActionStatus.COMPLETED_SUCCESS
@@ -325,7 +323,7 @@ def test_pipeline_hooks_are_called_by_the_daemon(deployment: Deployment) -> None
         return events if runs <= done and runs <= started else None
 
     try:
-        events = wait_for(delivered, 120, 1, "the pipeline hooks")
+        events = wait_for(delivered, 120, "the pipeline hooks", interval=1)
     except TimeoutError:
         pytest.fail(dep.logs())
     complete = [e for e in events if e["event"] == "pipeline_complete" and e["run_id"] in runs]
@@ -368,15 +366,17 @@ def test_a_link_loop_and_a_link_out_of_the_folder_never_stop_the_daemon_sensor(d
                     or None
                 ),
                 180,
-                1,
                 "the run of after_links.csv",
+                interval=1,
             )
         except TimeoutError:
             pytest.fail(dep.logs())
         files = [r.tags.get("odibi/file") for r in _sensor_runs(instance)]
     assert "outside.csv" not in files and "loop.csv" not in files
     selector = {"repositoryLocationName": "odibi_test", "repositoryName": "__repository__", "sensorName": FILE_SENSOR}
-    ticks = graphql(dep.port, SENSOR_TICK_LOGS, {"selector": selector})["sensorOrError"]["sensorState"]["ticks"]
+    ticks = graphql(f"http://127.0.0.1:{dep.port}", SENSOR_TICK_LOGS, {"selector": selector})["sensorOrError"][
+        "sensorState"
+    ]["ticks"]
     assert all(t["status"] != "FAILURE" for t in ticks), [t["error"] for t in ticks if t["error"]]
     messages = [e["message"] for t in ticks for e in t["logEvents"]["events"]]
     assert any("skipped loop.csv: cannot be read" in m for m in messages), messages[:20]

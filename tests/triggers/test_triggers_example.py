@@ -7,7 +7,7 @@ import os
 import subprocess
 
 import dagster as dg
-from odibi_triggers_lib import REPO, VENV_BIN, build
+from triggers_support import REPO, VENV_BIN, build
 
 EXAMPLE = REPO / "definitions" / "pipelines" / "daily_sales.yaml"
 

@@ -13,7 +13,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 import pytest
-from odibi_triggers_lib import build, evaluate_sensor, launch, write_csv, write_yaml
+from triggers_support import build, evaluate_sensor, launch, write_csv, write_yaml
 
 from odibi_dagster.config.partitions import file_partition_key
 from odibi_dagster.triggers.sensors import FileWatchCursor, WatchedFile, scan_files

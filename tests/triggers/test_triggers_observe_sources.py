@@ -10,7 +10,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 from dagster._core.definitions.data_version import DATA_VERSION_TAG, StaleStatus
-from odibi_triggers_lib import build, daily_pipeline, days, write_daily_data, write_yaml
+from triggers_support import build, daily_pipeline, days, write_daily_data, write_yaml
 
 from odibi_dagster.config.errors import ConfigValidationError
 from odibi_dagster.translate.cache import stale_resolver

@@ -12,7 +12,7 @@ import dagster as dg
 import duckdb
 import pandas as pd
 import pytest
-from odibi_triggers_lib import (
+from triggers_support import (
     ODIBI_CLI,
     build,
     daily_pipeline,

@@ -11,7 +11,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 import pytest
-from odibi_triggers_lib import build, evaluate_sensor, launch, write_yaml
+from triggers_support import build, evaluate_sensor, launch, write_yaml
 
 from odibi_dagster.config.errors import ConfigValidationError
 

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from odibi_triggers_lib import VENV_BIN
 from support import example_copy
+from triggers_support import VENV_BIN
 
 VOLATILE = {"odibi/duration_ms", "odibi/rows_per_second", "odibi/story"}
 

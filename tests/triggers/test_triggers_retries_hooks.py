@@ -10,7 +10,7 @@ from typing import Any
 
 import dagster as dg
 import pytest
-from odibi_triggers_lib import build, event_types, write_csv, write_yaml
+from triggers_support import build, event_types, write_csv, write_yaml
 
 from odibi_dagster.triggers.hooks import PIPELINE_EVENTS
 

@@ -12,7 +12,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 from dagster._utils.schedules import cron_string_iterator
-from odibi_triggers_lib import (
+from triggers_support import (
     build,
     daily_pipeline,
     days,

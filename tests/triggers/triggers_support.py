@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import json
 import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -19,6 +17,7 @@ from typing import Any
 
 import dagster as dg
 import yaml
+from support import wait_for
 
 from odibi_dagster import build_definitions
 
@@ -138,17 +137,6 @@ def build(*paths: Path | str) -> dg.Definitions:
 # --------------------------------------------------------------------------- real Dagster processes
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.5, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
-
-
 class DagsterProcess:
     """``dagster-webserver`` / ``dagster-daemon run`` in its own process group (killed whole)."""
 
@@ -253,18 +241,6 @@ def _http_ok(url: str) -> bool:
             return resp.status == 200
     except OSError:
         return False
-
-
-def graphql(port: int, query: str, variables: dict[str, Any]) -> dict[str, Any]:
-    body = json.dumps({"query": query, "variables": variables}).encode()
-    req = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql", data=body, headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(req, timeout=60) as resp:
-        out = json.loads(resp.read())
-    if out.get("errors"):
-        raise RuntimeError(f"GraphQL errors: {out['errors']}")
-    return out["data"]
 
 
 LAUNCH_BACKFILL = """
