@@ -16,7 +16,8 @@ from odibi_dagster import OdibiTranslator, OdibiTranslatorSettings, build_defini
 
 
 def _op_pools(defs: dg.Definitions) -> dict[dg.AssetKey, str | None]:
-    return {key: a.op.pool for a in defs.assets for key in a.keys}  # type: ignore[union-attr]
+    # The steps' ops (the ingests' observable source assets have no pool of their own).
+    return {key: a.op.pool for a in defs.assets if a.is_materializable for key in a.keys}  # type: ignore[union-attr]
 
 
 def _specs(defs: dg.Definitions) -> dict[dg.AssetKey, dg.AssetSpec]:
