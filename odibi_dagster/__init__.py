@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from odibi_dagster.config.models import PipelineConfig, Step
     from odibi_dagster.config.validation import load_pipeline, load_pipelines, validate_pipeline
     from odibi_dagster.engines.base import DatasetRef, EngineContext, Snapshot, WriteInfo
-    from odibi_dagster.engines.pandas_duckdb import PandasDuckDBEngine
+    from odibi_dagster.engines.pandas_resource import PandasDuckDBEngine
     from odibi_dagster.engines.spark import SparkEngine
     from odibi_dagster.io.dataset_io_manager import OdibiIOManager
     from odibi_dagster.io.dataset_store import OdibiDatasetStore
@@ -43,7 +43,7 @@ _EXPORTS = {
     "WriteInfo": "odibi_dagster.engines.base",
     "OdibiConnection": "odibi_dagster.translate.connections",
     "StepInvocation": "odibi_dagster.translate.assets",
-    "PandasDuckDBEngine": "odibi_dagster.engines.pandas_duckdb",
+    "PandasDuckDBEngine": "odibi_dagster.engines.pandas_resource",
     "OdibiIOManager": "odibi_dagster.io.dataset_io_manager",
     "OdibiDatasetStore": "odibi_dagster.io.dataset_store",
     "build_definitions": "odibi_dagster.translate.definitions",

@@ -15,13 +15,13 @@ import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import dagster as dg
 import duckdb
 
 from odibi_dagster.config.templating import quote_ident, sql_literal
 from odibi_dagster.engines import paths, source_ref
 from odibi_dagster.engines.base import DatasetFormat, DatasetRef, Snapshot, WriteInfo
 from odibi_dagster.engines.formats import csv, delta, duck, json, parquet, registry, sql
+from odibi_dagster.engines.pandas_resource import PandasDuckDBEngine
 from odibi_dagster.engines.secrets import SecretResolver, SecretSource
 
 if TYPE_CHECKING:  # loaded when a frame needs them: code servers never import pandas
@@ -366,20 +366,3 @@ class PandasDuckDBContext:
         naming the secret, never a value.
         """
         return self.secrets.get(key)
-
-
-class PandasDuckDBEngine(dg.ConfigurableResource):
-    """Dagster resource for the pandas+DuckDB engine: ``with engine.context() as ctx: ...``."""
-
-    threads: int | None = None
-    memory_limit: str | None = None
-    temp_directory: str | None = None
-
-    def context(self, secrets: SecretSource | None = None) -> PandasDuckDBContext:
-        """A new :class:`PandasDuckDBContext` (one DuckDB connection); close it, or use ``with``."""
-        return PandasDuckDBContext(
-            threads=self.threads,
-            memory_limit=self.memory_limit,
-            temp_directory=self.temp_directory,
-            secrets=secrets,
-        )

@@ -185,7 +185,9 @@ def _common(plan: PipelinePlan, translator: OdibiTranslator, node: OdibiStep, st
         "retry_policy": translator.get_retry_policy(node),
         "pool": translator.get_pool(node),
         "backfill_policy": policy,
-        "config_schema": _STEP_CONFIG_SCHEMA,
+        # Only an ingest step takes run config (sensors set its source or watermark range): a
+        # schema on every op made each job's run-config schema, and its snapshot, grow per step.
+        "config_schema": _STEP_CONFIG_SCHEMA if step.layer == "ingest" else None,
         "op_tags": {STEP_TAG: step.name, PIPELINE_TAG: plan.name},
     }
 

@@ -152,7 +152,7 @@ def definitions_from_plans(
     step_runner: StepRunner | None = None,
 ) -> dg.Definitions:
     """The Definitions of already validated and planned pipelines (see ``build_definitions``)."""
-    from odibi_dagster.engines.pandas_duckdb import PandasDuckDBEngine
+    from odibi_dagster.engines.pandas_resource import PandasDuckDBEngine
     from odibi_dagster.translate.executors import default_executor, executor_for
     from odibi_dagster.triggers.build import build_triggers
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import dagster as dg
 from dagster._core.definitions.data_version import DATA_VERSION_TAG
+from dagster._core.definitions.external_asset import create_external_asset_from_source_asset
 
 from odibi_dagster.config.models import FileWatchSensorConfig, Step
 from odibi_dagster.config.templating import EnvNamespace, has_template, render_text, template_variables
@@ -165,7 +166,10 @@ def build_source_assets(plan: PipelinePlan, translator: OdibiTranslator, key_pre
                 tags={"dagster/kind/odibi": "", "dagster/kind/files": ""},
                 metadata={**OdibiMetadataSet(step=step.name, layer="source")},
             )(_observe_fn(plan, step, pdef))
-        out.append(asset)
+        # As the AssetsDefinition Dagster makes of it: a SourceAsset is converted again (a new op)
+        # each time an asset graph is built, once per job, which made 138 sources cost as much
+        # as 300 steps in a definitions load.
+        out.append(create_external_asset_from_source_asset(asset))
     return out
 
 

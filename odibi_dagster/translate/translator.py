@@ -6,11 +6,14 @@ method, then pass an instance to ``build_definitions(..., translator=...)``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import os
 import re
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -43,6 +46,12 @@ class OdibiStep:
     @property
     def is_sink(self) -> bool:
         return self.step.layer in SINK_LAYERS
+
+
+@functools.lru_cache(maxsize=1024)
+def _resolved(path: Path, cwd: str) -> Path:
+    """``path.resolve()`` once per config file (and working directory), not once per step."""
+    return path.resolve()
 
 
 def storage_format(step: Step, engine: str, dataset: str | None) -> str:
@@ -126,7 +135,7 @@ class OdibiTranslator:
     def get_metadata(self, node: OdibiStep) -> dict[str, Any]:
         """Definition metadata: step identity, the config file and (``enable_code_references``) a
         code reference to the step's line in it."""
-        source = node.pipeline.source.resolve() if node.pipeline.source is not None else None
+        source = _resolved(node.pipeline.source, os.getcwd()) if node.pipeline.source is not None else None
         md: dict[str, Any] = {
             **OdibiMetadataSet(
                 step=node.step.name,

@@ -16,9 +16,8 @@ from odibi_dagster import OdibiTranslator, OdibiTranslatorSettings, build_defini
 
 
 def _op_pools(defs: dg.Definitions) -> dict[dg.AssetKey, str | None]:
-    # step assets only: an ingest's source files are an observable source asset, without an op pool
-    steps = [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)]
-    return {key: a.op.pool for a in steps for key in a.keys}
+    # The steps' ops (the ingests' observable source assets have no pool of their own).
+    return {key: a.op.pool for a in defs.assets if a.is_materializable for key in a.keys}  # type: ignore[union-attr]
 
 
 def _specs(defs: dg.Definitions) -> dict[dg.AssetKey, dg.AssetSpec]:

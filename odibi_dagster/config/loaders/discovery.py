@@ -10,7 +10,7 @@ import yaml
 from odibi_dagster.config.loaders.json_files import read_json
 from odibi_dagster.config.loaders.raw import RawPipeline, failed
 from odibi_dagster.config.loaders.tables import has_config_table, looks_like_step_csv, read_csv, read_sqlite
-from odibi_dagster.config.loaders.yaml_files import read_yaml
+from odibi_dagster.config.loaders.yaml_files import FastLoader, read_yaml
 
 JSON_SUFFIXES = {".json"}
 YAML_SUFFIXES = {".yaml", ".yml"}
@@ -65,7 +65,7 @@ def discover(path: str | Path) -> list[Path]:
 def _looks_like_config(p: Path) -> bool:
     try:
         text = p.read_text(encoding="utf-8-sig")
-        data = json.loads(text) if p.suffix.lower() in JSON_SUFFIXES else yaml.safe_load(text)
+        data = json.loads(text) if p.suffix.lower() in JSON_SUFFIXES else yaml.load(text, Loader=FastLoader)
     except Exception:
         return True  # a broken config is reported, not skipped
     if isinstance(data, dict):

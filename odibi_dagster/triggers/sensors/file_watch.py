@@ -46,6 +46,9 @@ class FileWatchCursor:
     watermark_ns: int = 0
     done: dict[str, str] = field(default_factory=dict)
     pending: dict[str, str] = field(default_factory=dict)
+    #: Complete files that wait for their turn (``limit``) and are not kept in ``pending``: found
+    #: again past the watermark. Only said in the tick's message; not part of the stored cursor.
+    waiting: int = field(default=0, compare=False)
 
     @classmethod
     def parse(cls, text: str | None) -> FileWatchCursor:
@@ -74,30 +77,39 @@ class FileWatchCursor:
         oldest pending file (or the newest handled one), and ``done`` keeps only files at or
         after it, so the cursor holds the files of the last instant and those still being
         written, never the whole directory's history. With ``limit``, complete files beyond
-        the first ``limit`` stay pending and are ready on the next evaluation.
+        the first ``limit`` wait for a later evaluation: the watermark stays at or before the
+        oldest of them, and only those complete by the second rule (seen unchanged, not yet
+        settled) are kept in ``pending``, so thousands of waiting files never fill the cursor.
         """
         ready: list[WatchedFile] = []
         handled: dict[str, tuple[str, int]] = {}
         pending: dict[str, tuple[str, int]] = {}
+        waiting_since: int | None = None  # the oldest change of a complete file that waits its turn
+        waiting = 0
         for f in sorted(files, key=lambda f: (f.changed_ns, f.rel)):
             if f.changed_ns < self.watermark_ns:
                 continue
             if self.done.get(f.rel) == f.signature:
                 handled[f.rel] = (f.signature, f.changed_ns)
-            elif now_ns - f.mtime_ns >= settle_ns or self.pending.get(f.rel) == f.signature:
-                if limit is not None and len(ready) >= limit:
-                    pending[f.rel] = (f.signature, f.changed_ns)  # complete, but its turn comes later
-                    continue
+                continue
+            settled = now_ns - f.mtime_ns >= settle_ns
+            if not settled and self.pending.get(f.rel) != f.signature:
+                pending[f.rel] = (f.signature, f.changed_ns)  # still being written
+            elif limit is not None and len(ready) >= limit:
+                waiting_since = f.changed_ns if waiting_since is None else waiting_since
+                if not settled:  # complete only because the last evaluation saw it unchanged
+                    pending[f.rel] = (f.signature, f.changed_ns)
+                else:
+                    waiting += 1
+            else:
                 ready.append(f)
                 handled[f.rel] = (f.signature, f.changed_ns)
-            else:
-                pending[f.rel] = (f.signature, f.changed_ns)
-        if pending:
-            watermark = min(ct for _, ct in pending.values())
+        if pending or waiting_since is not None:
+            watermark = min([ct for _, ct in pending.values()] + [ct for ct in (waiting_since,) if ct is not None])
         else:
             watermark = max([self.watermark_ns, *(ct for _, ct in handled.values())])
         done = {rel: sig for rel, (sig, ct) in handled.items() if ct >= watermark}
-        return ready, FileWatchCursor(watermark, done, {rel: sig for rel, (sig, _) in pending.items()})
+        return ready, FileWatchCursor(watermark, done, {rel: sig for rel, (sig, _) in pending.items()}, waiting)
 
 
 def file_watch_root(plan: PipelinePlan, cfg: FileWatchSensorConfig) -> str:
@@ -185,7 +197,14 @@ class _FileWatch:
             return dg.SensorResult(skip_reason=f"{root} does not exist (yet)", cursor=context.cursor)
         cursor = FileWatchCursor.parse(context.cursor)
         skipped: list[str] = []
-        files = scan_files(root, cfg.pattern, cfg.recursive, follow_symlinks=cfg.follow_symlinks, skipped=skipped)
+        files = scan_files(
+            root,
+            cfg.pattern,
+            cfg.recursive,
+            follow_symlinks=cfg.follow_symlinks,
+            skipped=skipped,
+            changed_since_ns=cursor.watermark_ns,
+        )
         for line in skipped:  # one bad entry never stops the sensor: it is skipped, and said so
             context.log.warning(f"odibi: skipped {line}")
         limit = None
@@ -197,10 +216,11 @@ class _FileWatch:
             limit = 0 if busy else 1
         ready, cursor = cursor.advance(files, time.time_ns(), self.settle_ns, limit)
         requests, new_keys = self._requests(context, ready)
+        count = len(cursor.pending) + cursor.waiting
         if busy:
-            waiting = f"; {len(cursor.pending)} file(s) wait for run {busy} to finish" if cursor.pending else ""
+            waiting = f"; {count} file(s) wait for run {busy} to finish" if count else ""
         else:
-            waiting = f"; {len(cursor.pending)} file(s) still being written" if cursor.pending else ""
+            waiting = f"; {count} file(s) still being written" if count else ""
         return dg.SensorResult(
             run_requests=requests or None,
             skip_reason=None if requests else f"no new or changed files{waiting}",
@@ -216,16 +236,15 @@ class _FileWatch:
         pdef = self.pdef
         requests: list[dg.RunRequest] = []
         new_keys: list[str] = []
-        known: set[str] = set()
-        if self.dynamic and ready:
-            known = set(context.instance.get_dynamic_partitions(pdef.name or ""))
         for f in ready:
             key: str | None = None
             if self.dynamic:
                 key = file_partition_key(f.rel)
-                if key not in known:
+                # Every ready file's partition, known or not: the daemon adds the new ones and
+                # records the others as skipped (it asks the instance per key anyway), which
+                # spares each tick a read of every partition the folder's history made.
+                if key not in new_keys:
                     new_keys.append(key)
-                    known.add(key)
             elif pdef is not None:
                 key = partition_for_path(pdef, f.rel)
                 if key is None and isinstance(pdef, dg.TimeWindowPartitionsDefinition):

@@ -6,7 +6,9 @@ import datetime as dt
 import fnmatch
 import hashlib
 import os
+import re
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,15 +39,20 @@ class WatchedFile:
         return key
 
 
-def _matches(rel: str, name: str, pattern: str) -> bool:
-    """``pattern`` against the file name, or, when it holds a '/', against the relative path
-    one component at a time (``sub/*.csv`` matches ``sub/a.csv``, not ``sub/x/a.csv``)."""
+def _matcher(pattern: str) -> Callable[[str, str], bool]:
+    """``matches(rel, name)``: ``pattern`` against the file name, or, when it holds a '/', against
+    the relative path one component at a time (``sub/*.csv`` matches ``sub/a.csv``, not
+    ``sub/x/a.csv``). Compiled once per scan: a tick tests every file of the folder."""
     if "/" not in pattern:
-        return fnmatch.fnmatchcase(name, pattern)
-    parts, wanted = rel.split("/"), pattern.strip("/").split("/")
-    if len(parts) != len(wanted):
-        return False
-    return all(fnmatch.fnmatchcase(p, w) for p, w in zip(parts, wanted, strict=True))
+        match = re.compile(fnmatch.translate(pattern)).match
+        return lambda rel, name: match(name) is not None
+    wanted = [re.compile(fnmatch.translate(w)).match for w in pattern.strip("/").split("/")]
+
+    def matches(rel: str, name: str) -> bool:
+        parts = rel.split("/")
+        return len(parts) == len(wanted) and all(m(p) is not None for m, p in zip(wanted, parts, strict=True))
+
+    return matches
 
 
 def _is_hidden(rel: str) -> bool:
@@ -61,7 +68,7 @@ def _remote_mtime_ns(info: dict[str, Any]) -> int:
     return 0
 
 
-def _scan_remote(root: str, pattern: str, recursive: bool) -> list[WatchedFile]:
+def _scan_remote(root: str, pattern: str, recursive: bool, changed_since_ns: int) -> list[WatchedFile]:
     """Blobs under an ``abfs://``-style ``root``. A blob appears only once fully uploaded,
     so its last-modified time is both when it changed and when it arrived."""
     fs = paths.fs_for(root)
@@ -72,14 +79,17 @@ def _scan_remote(root: str, pattern: str, recursive: bool) -> list[WatchedFile]:
     except (FileNotFoundError, NotADirectoryError):
         return []
     out: list[WatchedFile] = []
+    matches = _matcher(pattern)
     for name, info in found.items():
         name = str(name)
         if info.get("type", "file") != "file" or not name.startswith(base + "/"):
             continue
         rel = name[len(base) + 1 :]
-        if (_is_hidden(rel) and not pattern.startswith(".")) or not _matches(rel, rel.rsplit("/", 1)[-1], pattern):
+        if (_is_hidden(rel) and not pattern.startswith(".")) or not matches(rel, rel.rsplit("/", 1)[-1]):
             continue
         mtime = _remote_mtime_ns(info)
+        if mtime < changed_since_ns:
+            continue
         out.append(WatchedFile(rel, f"{proto}://{name}", int(info.get("size") or 0), mtime, mtime))
     return out
 
@@ -91,6 +101,7 @@ def scan_files(
     *,
     follow_symlinks: bool = False,
     skipped: list[str] | None = None,
+    changed_since_ns: int = 0,
 ) -> list[WatchedFile]:
     """Files under ``root`` (a local folder, or a blob-store prefix such as ``abfs://c/in``)
     matching ``pattern``.
@@ -103,10 +114,13 @@ def scan_files(
     ``follow_symlinks``; a folder reached twice (a link loop) is read once. An entry that
     cannot be read (a dangling link, a loop the OS refuses, no permission) is skipped, never
     fatal: each skipped entry adds a line to ``skipped``.
+
+    Only files that changed or arrived at or after ``changed_since_ns`` are returned (a sensor's
+    watermark: the thousands of files handled before it cost a ``stat`` each, nothing more).
     """
     if paths.is_remote(root):
-        return _scan_remote(root, pattern, recursive)
-    return _LocalScan(root, pattern, recursive, follow_symlinks, skipped).files()
+        return _scan_remote(root, pattern, recursive, changed_since_ns)
+    return _LocalScan(root, pattern, recursive, follow_symlinks, skipped).files(changed_since_ns)
 
 
 class _LocalScan:
@@ -115,13 +129,15 @@ class _LocalScan:
     def __init__(
         self, root: str, pattern: str, recursive: bool, follow_symlinks: bool, skipped: list[str] | None
     ) -> None:
-        self.root, self.pattern, self.recursive = root, pattern, recursive
+        # Absolute once: the entries of an absolute folder are absolute (no abspath per file).
+        self.root, self.pattern, self.recursive = os.path.abspath(root), pattern, recursive
+        self.matches = _matcher(pattern)
         self.follow_symlinks, self.skipped = follow_symlinks, skipped
         self.show_hidden = pattern.startswith(".")
         self.real_root = os.path.realpath(root)
         self.seen_dirs: set[tuple[int, int]] = set()
 
-    def files(self) -> list[WatchedFile]:
+    def files(self, changed_since_ns: int = 0) -> list[WatchedFile]:
         out: list[WatchedFile] = []
         try:
             root_st = os.stat(self.root)
@@ -142,10 +158,10 @@ class _LocalScan:
                     if self.recursive and self._first_visit(st, rel):
                         stack.append((entry.path, f"{rel}/"))
                     continue
-                if not stat.S_ISREG(st.st_mode) or not _matches(rel, entry.name, self.pattern):
-                    continue
                 changed = max(st.st_mtime_ns, st.st_ctime_ns)
-                out.append(WatchedFile(rel, os.path.abspath(entry.path), st.st_size, st.st_mtime_ns, changed))
+                if changed < changed_since_ns or not stat.S_ISREG(st.st_mode) or not self.matches(rel, entry.name):
+                    continue
+                out.append(WatchedFile(rel, entry.path, st.st_size, st.st_mtime_ns, changed))
         return out
 
     def _skip(self, rel: str, why: str) -> None:
