@@ -126,7 +126,11 @@ def test_dg_scaffolds_checks_lists_and_launches_odibi_pipelines(tmp_path: Path) 
     assert set(assets) == {
         *(f"sales/{k}" for k in ("orders", "revenue_by_region", "save_revenue")),
         *(f"warehouse/marts/{k}" for k in ("orders", "revenue_by_region", "save_revenue")),
+        # the ingests' source files, under each component's (translated) prefix
+        "sales/source/read_orders",
+        "warehouse/marts/source/read_orders",
     }
+    assert assets["warehouse/marts/source/read_orders"]["group_name"] == "odibi_marts"
     sales_orders, marts_orders = assets["sales/orders"], assets["warehouse/marts/orders"]
     assert sales_orders["group_name"] == "sales" and marts_orders["group_name"] == "odibi_marts"
     assert sales_orders["source"].endswith("sales/pipeline.yaml:6")  # the step's line in its config
