@@ -132,16 +132,19 @@ class RemoteRunFiles:
         self.fs.pipe_file(url, text.encode("utf-8"))
         return url
 
-    def listing(self, folder: str, suffix: str) -> list[tuple[str, Stamp | None]]:
-        """``(name, None)`` of the blobs ``<folder>/*<suffix>``, listed afresh: a blob has no
-        stamp a reader can trust, so every merge reads every record."""
+    def _names(self, folder: str, suffix: str) -> list[str]:
+        """The URLs of the blobs ``<folder>/*<suffix>``, listed afresh (other machines add them)."""
         prefix = self.location(folder)
         self.fs.invalidate_cache(prefix)
         try:
-            names = [n for n in self.fs.ls(prefix, detail=False) if str(n).endswith(suffix)]
+            return [str(n) for n in self.fs.ls(prefix, detail=False) if str(n).endswith(suffix)]
         except FileNotFoundError:
             return []
-        return [(paths.basename(str(n)), None) for n in names]
+
+    def listing(self, folder: str, suffix: str) -> list[tuple[str, Stamp | None]]:
+        """``(name, None)`` of the blobs ``<folder>/*<suffix>``, listed afresh: a blob has no
+        stamp a reader can trust, so every merge reads every record."""
+        return [(paths.basename(n), None) for n in self._names(folder, suffix)]
 
     def stamp(self, *parts: str) -> Stamp | None:
         """Always ``None`` (see :meth:`listing`)."""
@@ -149,12 +152,7 @@ class RemoteRunFiles:
 
     def texts(self, folder: str, suffix: str) -> list[str]:
         """The texts of the blobs ``<folder>/*<suffix>``, listed afresh (other machines add them)."""
-        prefix = self.location(folder)
-        self.fs.invalidate_cache(prefix)
-        try:
-            names = [n for n in self.fs.ls(prefix, detail=False) if str(n).endswith(suffix)]
-        except FileNotFoundError:
-            return []
+        names = self._names(folder, suffix)
         blobs = self.fs.cat(names, on_error="omit") if names else {}
         return [bytes(b).decode("utf-8") for b in blobs.values()]
 
