@@ -62,25 +62,35 @@ PHASES = {
         "dagster._core.definitions.repository_definition.repository_definition:RepositoryDefinition.load_all_definitions",
     ],
     "many_steps": [
-        "odibi_dagster.translate.runtime:run_data_step",
+        "odibi_dagster.translate.data_steps:run_data_step",
+        "odibi_dagster.translate.data_steps:_frames",
+        "odibi_dagster.translate.data_steps:_persist",
+        "odibi_dagster.translate.data_steps:_described",
+        "odibi_dagster.translate.data_steps:_sql_lineage",
         "odibi_dagster.translate.assets:_inputs",
         "odibi_dagster.translate.assets:_upstream_keys",
+        "odibi_dagster.translate.assets:_reusable",
         "odibi_dagster.translate.runtime:StepExecution.update_story",
         "odibi_dagster.translate.runtime:publish_story",
         "odibi_dagster.translate.runtime:StepExecution._publish_due",
         "odibi_dagster.observe.tracker:RunTracker.start_step",
         "odibi_dagster.observe.tracker:RunTracker.end_step",
         "odibi_dagster.observe.tracker:RunTracker.export_lineage",
-        "odibi_dagster.observe.story.generator:StoryGenerator.write",
+        "odibi_dagster.observe.story.generator:StoryGenerator.render",
         "odibi_dagster.observe.snapshot:snapshot_ref",
-        "odibi_dagster.observe.lineage:sql_column_lineage",
+        "odibi_dagster.observe.lineage:sql_lineage",
+        "odibi_dagster.observe.lineage:table_column_lineage",
         "odibi_dagster.observe.metadata:dataset_metadata",
+        "odibi_dagster.engines.versions:content_version",
         "odibi_dagster.io.dataset_store:DatasetLayout.persist",
         "odibi_dagster.io.dataset_store:DatasetLayout.load",
         "odibi_dagster.translate.runtime:StepExecution.render_value",
         "odibi_dagster.translate.runtime:StepExecution.params",
-        "odibi_dagster.translate.runtime:_engine_context",
+        "odibi_dagster.translate.runtime:engine_context",
         "odibi_dagster.engines.pandas_duckdb:PandasDuckDBEngine.context",
+        "odibi_dagster.engines.pandas_duckdb:PandasDuckDBContext.execute_sql",
+        "odibi_dagster.engines.pandas_duckdb:PandasDuckDBContext.register_temp",
+        "odibi_dagster.engines.pandas_duckdb:persist_frame",
         "odibi_dagster.observe.events:emit",
         "odibi_dagster.checks:run_check",
     ],
@@ -244,6 +254,7 @@ def main() -> None:
     run = {"definitions": scenario_definitions, "many_steps": scenario_many_steps, "file_watch": scenario_file_watch}[
         args.scenario
     ](args)
+    import odibi_dagster.translate.assets
     import odibi_dagster.translate.definitions
     import odibi_dagster.translate.runtime  # noqa: F401
 

@@ -47,12 +47,31 @@ class WriteInfo:
 
 
 @dataclass(frozen=True)
+class SampleRows:
+    """A few rows as plain Python values, column names and row tuples: a sample DuckDB read
+    from a dataset, so describing a SQL step's output never needs pandas."""
+
+    columns: tuple[str, ...]
+    rows: tuple[tuple[Any, ...], ...]
+    #: The columns' Arrow type names (as in a snapshot's schema), same order as ``columns``.
+    types: tuple[str, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def head(self, n: int) -> SampleRows:
+        """The first ``n`` rows."""
+        return SampleRows(self.columns, self.rows[: max(int(n), 0)], self.types)
+
+
+@dataclass(frozen=True)
 class Snapshot:
-    """ODIBI's tracker snapshot of a frame: rows, schema (column, type) and a sample."""
+    """ODIBI's tracker snapshot of a frame: rows, schema (column, type) and a sample (a pandas
+    frame, or :class:`SampleRows` where the sample was read without pandas)."""
 
     row_count: int
     schema: tuple[tuple[str, str], ...]
-    sample: pd.DataFrame | None = None
+    sample: pd.DataFrame | SampleRows | None = None
 
     @property
     def columns(self) -> list[str]:

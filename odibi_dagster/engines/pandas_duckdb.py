@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,7 @@ __all__ = [
     "accepted_params",
     "persist_frame",
     "read_source",
+    "shared_cursor",
     "source_format",
     "write_target",
 ]
@@ -86,13 +88,12 @@ def _is_arrow_like(obj: Any) -> bool:
     return isinstance(obj, pads.Dataset)
 
 
-def _relation_parquet(rel: duckdb.DuckDBPyRelation, path: str, compression: str | None = None) -> int:
-    """Stream a relation to a Parquet file with DuckDB's writer; returns the row count."""
-    import pyarrow.parquet as pq
-
-    rel.write_parquet(path, compression=compression)
-    # The footer has the count: no second scan of the data.
-    return int(pq.ParquetFile(path).metadata.num_rows)
+def _relation_parquet(rel: duckdb.DuckDBPyRelation, path: str) -> int:
+    """Stream a relation to a Parquet file with DuckDB's writer (``COPY ... TO`` on the relation's
+    own connection, all threads); returns the row count ``COPY`` reports (no second scan)."""
+    view = f"__odibi_persist_{uuid.uuid4().hex}"
+    out = rel.query(view, f"COPY (SELECT * FROM {view}) TO {sql_literal(path)} (FORMAT parquet)").fetchall()
+    return int(out[0][0]) if out else 0
 
 
 def persist_frame(obj: Any, path: str) -> WriteInfo:
@@ -127,6 +128,8 @@ def persist_frame(obj: Any, path: str) -> WriteInfo:
                 rows = _relation_parquet(conn.from_arrow(obj), tmp)
         else:
             raise TypeError(f"cannot persist a {type(obj).__name__}; expected a relation, pandas or Arrow")
+    if isinstance(obj, duckdb.DuckDBPyRelation) and not paths.is_remote(path):
+        parquet.note_duckdb_written(path, rows)  # its snapshot then needs no footer reads
     return WriteInfo(uri=path, format="parquet", rows=rows)
 
 
@@ -151,6 +154,12 @@ def _memory_database(config: Mapping[str, Any]) -> duckdb.DuckDBPyConnection:
             database = duckdb.connect(":memory:", config=dict(config))
             _DATABASES[key] = database
         return database
+
+
+def shared_cursor() -> duckdb.DuckDBPyConnection:
+    """A new connection (close it) to the process's shared in-memory DuckDB database with default
+    settings: for reading file metadata and samples without a database of its own."""
+    return _memory_database({}).cursor()
 
 
 class PandasDuckDBContext:
@@ -350,11 +359,21 @@ class PandasDuckDBContext:
         rows = self.relation(df).aggregate("count(*)").fetchall()
         return int(rows[0][0]) if rows else 0
 
-    def snapshot(self, df: Any, sample_rows: int = 5) -> Snapshot:
-        """Rows, Arrow-typed schema and a ``LIMIT`` sample of ``df``."""
+    def snapshot(self, df: Any, sample_rows: int = 5, *, row_count: int | None = None) -> Snapshot:
+        """Rows (``row_count`` when already known), Arrow-typed schema and a ``LIMIT`` sample of ``df``."""
         rel = self.relation(df)
         sample = rel.limit(int(sample_rows)).df() if sample_rows > 0 else None
-        return Snapshot(row_count=self.row_count(rel), schema=self.schema(rel), sample=sample)
+        rows = self.row_count(rel) if row_count is None else int(row_count)
+        return Snapshot(row_count=rows, schema=self.schema(rel), sample=sample)
+
+    def source_snapshot(self, df: Any, source: str, params: Mapping[str, Any], sample_rows: int = 5) -> Snapshot:
+        """:meth:`snapshot` of ``df`` read from ``source``: a plain CSV file's rows are counted
+        from its line breaks (:func:`~odibi_dagster.engines.formats.csv.csv_row_count`), not by
+        parsing the whole file a second time."""
+        rows = None
+        if source_format(source, params) == "csv":
+            rows = csv.csv_row_count(self.conn, source, self.secrets.resolve_params(dict(params)))
+        return self.snapshot(df, sample_rows, row_count=rows)
 
     # ------------------------------------------------------------------ secrets
 

@@ -101,6 +101,11 @@ class Redactor:
         """Whether any secret value is registered."""
         return self._pattern is not None
 
+    @property
+    def key(self) -> tuple[bool, frozenset[str]]:
+        """What decides this redactor's output: two redactors with equal keys redact alike."""
+        return self._scrub, frozenset(self._variants)
+
     def add(self, *secret_values: str | None) -> None:
         """Register more secret values (shorter than 4 characters, or not text: ignored)."""
         for secret in secret_values:

@@ -7,8 +7,10 @@ import contextlib
 import datetime as _dt
 import decimal
 import json
+import math
 import os
 import re
+import struct
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,6 +18,7 @@ from typing import Any
 
 from pydantic_core import to_jsonable_python
 
+from odibi_dagster.engines.base import SampleRows
 from odibi_dagster.engines.paths import temp_name
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.\-]")
@@ -35,10 +38,14 @@ def safe_name(name: str) -> str:
     return cleaned
 
 
-def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> Path:
+def atomic_write_text(
+    path: str | os.PathLike[str], text: str, encoding: str = "utf-8", *, durable: bool = True
+) -> Path:
     """Write ``text`` to ``path`` atomically (temp file in the same folder + ``os.replace``).
 
     Readers in other processes see either the old file or the new one, never half of one.
+    ``durable``: fsync the temp file before the rename (what survives a power loss); files
+    rewritten all the time (a run's tracker records) skip it.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -48,8 +55,9 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with os.fdopen(fd, "w", encoding=encoding, newline="") as fh:
             fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
         os.replace(tmp, target)
     except BaseException:
         # Never leave temp files behind when the write fails half way.
@@ -79,6 +87,31 @@ def json_safe_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     timedeltas ``str()``, NaN decimals ``None``, bytes that are not UTF-8 ``base64:``-prefixed.
     """
     return json_safe([{str(k): _cell(v) for k, v in record.items()} for record in records])
+
+
+def sample_records(sample: SampleRows) -> list[dict[str, Any]]:
+    """A :class:`SampleRows` as records (column -> value), each value as a pandas sample of the
+    same file would give it: a ``float`` (float32) column in its short form (1.1, not
+    1.100000023841858), like ``snapshot_to_dict`` keeps a pandas float32 column."""
+    floats = [i for i, t in enumerate(sample.types) if t == "float"]
+    records = []
+    for row in sample.rows:
+        values = list(row)
+        for i in floats:
+            values[i] = _short_float32(values[i])
+        records.append(dict(zip(sample.columns, values, strict=True)))
+    return records
+
+
+def _short_float32(value: Any) -> Any:
+    """The shortest decimal form of a float32 value (what numpy prints), as a float."""
+    if not isinstance(value, float) or math.isnan(value) or math.isinf(value):
+        return value
+    for digits in range(1, 10):
+        short = float(f"{value:.{digits}g}")
+        if struct.unpack("f", struct.pack("f", short))[0] == value:
+            return short
+    return value
 
 
 def _cell(value: Any) -> Any:

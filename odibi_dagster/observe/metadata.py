@@ -11,11 +11,13 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import sys
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
-from odibi_dagster.engines.base import Snapshot
+from odibi_dagster.engines.base import SampleRows, Snapshot
+from odibi_dagster.observe._util import sample_records
 from odibi_dagster.observe.metadata_keys import OdibiMetadataSet
 from odibi_dagster.observe.redact import Redactor, redact_url
 from odibi_dagster.observe.snapshot import schema_diff
@@ -61,7 +63,7 @@ def _md_cell(text: str, max_chars: int) -> str:
 
 
 def sample_markdown(
-    sample: pd.DataFrame | None,
+    sample: pd.DataFrame | SampleRows | None,
     *,
     rows: int = 5,
     max_cell_chars: int = 40,
@@ -75,12 +77,16 @@ def sample_markdown(
     if sample is None or len(sample.columns) == 0:
         return "_no sample_"
     head = sample.head(rows)
+    if isinstance(head, SampleRows):
+        records: Iterable[Iterable[Any]] = (r.values() for r in sample_records(head))
+    else:
+        records = head.itertuples(index=False, name=None)
     redact = redactor.redact_text if redactor is not None else (lambda s: s)
     header = "| " + " | ".join(_md_cell(redact(str(c)), max_cell_chars) for c in head.columns) + " |"
     # Missing values (None, NaN, NaT, NA) show as an italic null, unlike an empty string.
     rule = "| " + " | ".join("---" for _ in head.columns) + " |"
     lines = [header, rule]
-    for record in head.itertuples(index=False, name=None):
+    for record in records:
         cells = ("*null*" if _is_missing(v) else _md_cell(redact(_cell_text(v)), max_cell_chars) for v in record)
         lines.append("| " + " | ".join(cells) + " |")
     if len(head) == 0:

@@ -10,7 +10,9 @@ pandas frame and the schema of the Parquet file it was written to compare equal.
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -194,18 +196,71 @@ def _snapshot_delta(paths: Sequence[str], sample_rows: int, storage_options: Map
     return Snapshot(row_count=rows, schema=_arrow_schema_pairs(schema), sample=sample)
 
 
+# Snapshots of local Parquet files this process took, by (files, their stamps, sample rows): a
+# dataset file is only ever replaced, never rewritten in place, so the same stamps mean the same
+# snapshot. A step's input is the file its upstream step just described: one read, not two.
+_SNAPSHOTS: dict[tuple[Any, ...], Snapshot] = {}
+
+
+def _file_stamps(files: Sequence[str]) -> tuple[tuple[int, int, int], ...] | None:
+    try:
+        stats = [os.stat(f) for f in files]
+    except OSError:
+        return None
+    if not all(stat.S_ISREG(st.st_mode) for st in stats):
+        return None  # a folder of part files: its files can change under the same stamp
+    return tuple((st.st_ino, st.st_size, st.st_mtime_ns) for st in stats)
+
+
+def _cached_parquet(files: Sequence[str], sample_rows: int) -> Snapshot:
+    stamps = _file_stamps(files)
+    if stamps is None:
+        return _snapshot_local_parquet(files, sample_rows)
+    key = (tuple(files), stamps)
+    hit = _SNAPSHOTS.get((*key, sample_rows))
+    if hit is None and sample_rows == 0:
+        # Any sample size answers a question about rows and schema only.
+        hit = next((v for k, v in _SNAPSHOTS.items() if k[:2] == key), None)
+        hit = Snapshot(hit.row_count, hit.schema, None) if hit is not None else None
+    if hit is None:
+        hit = _snapshot_local_parquet(files, sample_rows)
+        if len(_SNAPSHOTS) >= 256:
+            _SNAPSHOTS.pop(next(iter(_SNAPSHOTS)))
+        _SNAPSHOTS[(*key, sample_rows)] = hit
+    return hit
+
+
+def _snapshot_local_parquet(files: Sequence[str], sample_rows: int) -> Snapshot:
+    """Local Parquet files through DuckDB when it describes them as Arrow would (files DuckDB
+    wrote: every SQL step's dataset), else through ``pyarrow.dataset``."""
+    from odibi_dagster.engines.formats.parquet import duckdb_parquet_snapshot
+    from odibi_dagster.engines.pandas_duckdb import shared_cursor
+
+    conn = shared_cursor()
+    try:
+        snap = duckdb_parquet_snapshot(conn, files, sample_rows)
+    except Exception:  # not readable by DuckDB: Arrow says why, or copes
+        snap = None
+    finally:
+        conn.close()
+    return snap if snap is not None else _snapshot_parquet(files, sample_rows, None)
+
+
 def snapshot_ref(
     ref: DatasetRef, sample_rows: int = 5, *, storage_options: Mapping[str, Any] | None = None
 ) -> Snapshot:
     """Snapshot a persisted dataset without reading it whole.
 
-    Parquet: row count and schema from the footers (``pyarrow.dataset``), sample from
-    ``dataset.head``. Delta: schema from the log, row count from the add-actions'
-    ``num_records`` (a footer count when stats are missing), sample from the first rows.
-    ``storage_options`` are passed to fsspec / deltalake for remote paths (``abfs://``).
+    Parquet: row count and schema from the footers, sample from the first rows; local files
+    DuckDB wrote are read by DuckDB (sample as ``SampleRows``, no pandas), others by
+    ``pyarrow.dataset`` (sample as pandas). Delta: schema from the log, row count from the
+    add-actions' ``num_records`` (a footer count when stats are missing), sample from the
+    first rows. ``storage_options`` are passed to fsspec / deltalake for remote paths (``abfs://``).
     """
     if not ref.paths:
         return Snapshot(row_count=0, schema=(), sample=None)
+    if ref.format == "parquet" and storage_options is None and not any("://" in p for p in ref.paths):
+        return _cached_parquet(ref.paths, sample_rows)
     if ref.format == "delta":
         return _snapshot_delta(ref.paths, sample_rows, storage_options)
     if ref.format == "source":  # ingested by reference: the snapshot taken at ingest

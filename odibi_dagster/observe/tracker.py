@@ -18,6 +18,7 @@ Layout::
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime as _dt
 import json
 import os
@@ -27,10 +28,10 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from odibi_dagster.engines import paths
-from odibi_dagster.engines.base import Snapshot
-from odibi_dagster.observe._util import dumps, json_safe, json_safe_records, safe_name
+from odibi_dagster.engines.base import SampleRows, Snapshot
+from odibi_dagster.observe._util import dumps, json_safe, json_safe_records, safe_name, sample_records
 from odibi_dagster.observe.redact import Redactor
-from odibi_dagster.observe.run_files import run_files
+from odibi_dagster.observe.run_files import Stamp, run_files
 from odibi_dagster.observe.snapshot import schema_diff
 
 __all__ = ["RunTracker", "run_dir", "snapshot_to_dict", "summarize"]
@@ -66,6 +67,20 @@ _SOURCE_LAYERS = {"ingest"}
 _SINK_LAYERS = {"store", "publish"}
 
 
+# Step records this process parsed (or wrote), per run folder and file, with the file's stamp
+# and their redacted forms per redactor: a merge re-reads only the files replaced since the
+# last one, so publishing a long run does not re-parse and re-redact every record each time.
+_Cached = tuple[Stamp, dict[str, Any], dict[Any, dict[str, Any]]]
+_RECORDS: dict[str, dict[str, _Cached]] = {}
+
+
+def _record_cache(root: Any) -> dict[str, _Cached]:
+    key = str(root)
+    if key not in _RECORDS and len(_RECORDS) >= 16:  # long-lived processes run many runs
+        _RECORDS.pop(next(iter(_RECORDS)))
+    return _RECORDS.setdefault(key, {})
+
+
 def _now() -> _dt.datetime:
     return _dt.datetime.now(_dt.UTC)
 
@@ -84,7 +99,9 @@ def snapshot_to_dict(
     JSON-safe records (dates as ISO text, decimals as text, NaN as null).
     """
     sample: list[dict[str, Any]] = []
-    if snapshot.sample is not None and sample_rows > 0:
+    if isinstance(snapshot.sample, SampleRows) and sample_rows > 0:
+        sample = json_safe_records(sample_records(snapshot.sample.head(sample_rows)))
+    elif snapshot.sample is not None and sample_rows > 0:
         frame = snapshot.sample.head(sample_rows).copy()
         frame.columns = [str(c) for c in frame.columns]
         for column in frame.columns[frame.dtypes.astype(str) == "float32"]:
@@ -184,7 +201,11 @@ class RunTracker:
         safe = json_safe(record)
         if self.redactor is not None:
             safe = self.redactor.redact(safe)
-        self.files.write_text(json.dumps(safe, ensure_ascii=False, indent=2), "steps", self._step_file(step_name))
+        name = self._step_file(step_name)
+        self.files.write_text(json.dumps(safe, ensure_ascii=False, indent=2), "steps", name)
+        stamp = self.files.stamp("steps", name)
+        if stamp is not None:
+            _record_cache(self.run_dir)[name] = (stamp, json.loads(json.dumps(safe)), {})
         return safe
 
     def start_step(
@@ -332,9 +353,31 @@ class RunTracker:
 
     def steps(self) -> list[dict[str, Any]]:
         """All step records of the run (from every process), ordered by start time."""
-        records = [r for r in map(self._parse, self.files.texts("steps", ".json")) if r is not None]
-        records.sort(key=lambda r: (str(r.get("start_time") or ""), str(r.get("step_name") or "")))
-        return records
+        return [copy.deepcopy(record) for record, _ in self._merged(redact=False)]
+
+    def _merged(self, *, redact: bool) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """(record, record as this tracker's redactor masks it) of every step file, ordered by
+        start time; files unchanged since this process last read or wrote them are not re-read."""
+        cache = _record_cache(self.run_dir)
+        redactor = self.redactor if redact else None
+        found: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        for name, stamp in self.files.listing("steps", ".json"):
+            hit = cache.get(name) if stamp is not None else None
+            if hit is None or hit[0] != stamp:
+                record = self._parse(self.files.read_text("steps", name))
+                if record is None:
+                    continue
+                hit = (stamp, record, {}) if stamp is not None else None
+                if hit is None:  # no stamp (a blob store): nothing to cache
+                    found.append((record, redactor.redact(record) if redactor is not None else record))
+                    continue
+                cache[name] = hit
+            record, masked = hit[1], hit[2]
+            if redactor is not None and redactor.key not in masked:
+                masked[redactor.key] = redactor.redact(record)
+            found.append((record, masked[redactor.key] if redactor is not None else record))
+        found.sort(key=lambda pair: (str(pair[0].get("start_time") or ""), str(pair[0].get("step_name") or "")))
+        return found
 
     def export_lineage(self) -> dict[str, Any]:
         """The run's lineage in ODIBI's ``export_lineage`` shape, merged from all step files.
@@ -343,17 +386,20 @@ class RunTracker:
         {"total_steps", "success_count", "failed_count", "running_count", "cached_count",
         "cache_hits", "cache_misses", "total_duration_ms", "rows_in", "rows_out", ...}}``.
         """
-        steps = self.steps()
+        merged = self._merged(redact=True)
+        steps = [record for record, _ in merged]
         starts = [s["start_time"] for s in steps if s.get("start_time")]
-        lineage = {
+        head = {
             "pipeline_id": f"{self.pipeline}:{self.run_id}",
             "pipeline": self.pipeline,
             "run_id": self.run_id,
             "start_time": min(starts) if starts else None,
-            "steps": steps,
-            "summary": summarize(steps),
         }
-        return self.redactor.redact(lineage) if self.redactor is not None else lineage
+        summary = summarize(steps)
+        if self.redactor is not None:
+            head, summary = self.redactor.redact(head), self.redactor.redact(summary)
+        # The records are the process's cached ones (see _merged): read them, never change them.
+        return {**head, "steps": [masked for _, masked in merged], "summary": summary}
 
     def save(self) -> Path | str:
         """Write the merged lineage to ``<run_dir>/tracker.json`` atomically and return its path."""

@@ -223,7 +223,9 @@ def _reference_manifest(
         return None
     if not prints:
         return None
-    snap = ctx.snapshot(frame, execution.plan.pipeline.story.sample_rows)
+    sample_rows = execution.plan.pipeline.story.sample_rows
+    source_snapshot = getattr(ctx, "source_snapshot", None)  # an engine that can count the source cheaply
+    snap = source_snapshot(frame, source, params, sample_rows) if source_snapshot else ctx.snapshot(frame, sample_rows)
     return SourceManifest(
         source=source,
         params=params,

@@ -46,13 +46,23 @@ class StepRunConfig(dg.Config):
 # Steps known to have ended, per run folder: a step that ended stays ended (a retry starts it
 # again and drops it here), so deciding whether a run has steps left reads few step files.
 _TERMINAL: dict[str, dict[str, str]] = {}
+# Seconds the last publish of a run folder took in this process (see StepExecution._publish_due).
+_PUBLISH_COST: dict[str, dict[str, float]] = {}
+# A run publishes again no sooner than this many times its last publish's duration: a publish
+# merges every step file and renders the whole story, so with a fixed interval its share of a
+# run grew with the run's length (300 tiny steps: a third of the run). This keeps it under ~4%.
+PUBLISH_COST_FACTOR = 25.0
+
+
+def _per_run(table: dict[str, Any], tracker: RunTracker, default: Any) -> Any:
+    key = str(tracker.run_dir)
+    if key not in table and len(table) >= 64:  # long-lived processes run many runs
+        table.pop(next(iter(table)))
+    return table.setdefault(key, default)
 
 
 def _terminal(tracker: RunTracker) -> dict[str, str]:
-    key = str(tracker.run_dir)
-    if key not in _TERMINAL and len(_TERMINAL) >= 64:  # long-lived processes run many runs
-        _TERMINAL.pop(next(iter(_TERMINAL)))
-    return _TERMINAL.setdefault(key, {})
+    return _per_run(_TERMINAL, tracker, {})
 
 
 def publish_story(plan: PipelinePlan, tracker: RunTracker) -> None:
@@ -211,21 +221,28 @@ class StepExecution:
         A publish merges every step file and renders the whole story, so publishing at every
         step start and end made long pipelines quadratic (80 steps: 60% of the run). It now
         runs at the run's first step, when the step that just ended was the run's last one to
-        run, and otherwise only when the last publish is older than ``story.refresh_seconds``.
-        A step that failed for good publishes at once (``force``).
+        run, and otherwise only when the last publish is older than ``story.refresh_seconds``
+        and than :data:`PUBLISH_COST_FACTOR` times that publish's duration (so publishing stays
+        a small share of a long run). A step that failed for good publishes at once (``force``).
         """
         if not force and not self._publish_due(step_ended):
             return
+        started = time.perf_counter()
         try:
             publish_story(self.plan, self.tracker)
         except Exception as exc:  # the story must never fail the step
             self.context.log.warning(f"odibi: could not update the run story: {exc}")
+        _per_run(_PUBLISH_COST, self.tracker, {})["seconds"] = time.perf_counter() - started
 
     def _publish_due(self, step_ended: bool) -> bool:
         age = self.tracker.published_age()
         if age is None:
             return True  # the run's first publish: the story exists from the first step on
-        if age >= self.plan.pipeline.story.refresh_seconds:
+        refresh = self.plan.pipeline.story.refresh_seconds
+        if refresh > 0:  # 0 asks for every step start and end, whatever it costs
+            cost = _per_run(_PUBLISH_COST, self.tracker, {}).get("seconds", 0.0)
+            refresh = max(refresh, PUBLISH_COST_FACTOR * cost)
+        if age >= refresh:
             return True
         return step_ended and not self._steps_left()
 

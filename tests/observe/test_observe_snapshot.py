@@ -209,3 +209,43 @@ def test_physical_layout_variants_are_not_type_changes():
     small = snapshot_table_arrow(pa.table({"s": pa.array(["a"], pa.string())}))
     assert large.schema == small.schema == (("s", "string"),)
     assert schema_diff([("s", "large_string")], [("s", "string")])["changed_types"] == []
+
+
+def test_duckdb_written_parquet_is_described_by_duckdb_as_arrow_would(tmp_path):
+    """Files DuckDB wrote (every SQL step's dataset) are snapshotted without pandas or pyarrow:
+    same rows, schema (Arrow's names), tracker sample and metadata sample as through Arrow."""
+    import duckdb
+
+    from odibi_dagster.engines.base import SampleRows
+    from odibi_dagster.observe.metadata import sample_markdown
+    from odibi_dagster.observe.snapshot import _snapshot_parquet
+    from odibi_dagster.observe.tracker import snapshot_to_dict
+
+    path = tmp_path / "duck.parquet"
+    duckdb.sql(f"""
+        COPY (SELECT i % 2 = 0 AS b, i::TINYINT AS i8, i::SMALLINT AS i16, i::INTEGER AS i32, i::BIGINT AS i64,
+                     i::UTINYINT AS u8, i::UBIGINT AS u64, (i * 1.1)::FLOAT AS f32, i * 2.5 AS f64,
+                     CASE WHEN i = 1 THEN NULL ELSE 'r|' || i END AS s, DATE '2024-01-02' + i::INTEGER AS d,
+                     TIMESTAMP '2024-01-02 03:04:05.123456' + INTERVAL (i) HOUR AS ts,
+                     (i * 1.25)::DECIMAL(10, 2) AS dec, CASE WHEN i = 2 THEN NULL ELSE i END AS maybe
+              FROM range(7) t(i)) TO '{path}' (FORMAT parquet)""")
+    fast = snapshot_ref(DatasetRef(paths=(str(path),)), sample_rows=5)
+    slow = _snapshot_parquet([str(path)], 5, None)
+    assert isinstance(fast.sample, SampleRows) and isinstance(slow.sample, pd.DataFrame)
+    assert (fast.row_count, fast.schema) == (slow.row_count, slow.schema) == (7, fast.schema)
+    assert len(fast.schema) == 14
+    assert snapshot_to_dict(fast, "x", timestamp="t") == snapshot_to_dict(slow, "x", timestamp="t")
+    # pandas shows a float32 column widened (1.100000023841858): compare with its short form.
+    short = slow.sample.assign(f32=slow.sample["f32"].astype(str).astype("float64"))
+    fast_md, slow_md = sample_markdown(fast.sample), sample_markdown(short)
+    # pandas shows an integer column with a null as floats (2.0); DuckDB's values keep them whole.
+    assert fast_md.replace(".0 |", " |") == slow_md.replace(".0 |", " |")
+    assert "| 1.1 |" in fast_md
+
+
+def test_arrow_written_parquet_keeps_the_arrow_snapshot(tmp_path):
+    path = tmp_path / "arrow.parquet"
+    pq.write_table(pa.table({"s": pa.array(["a", "b"], pa.large_string()), "t": pa.array([1, 2], pa.int16())}), path)
+    snap = snapshot_ref(DatasetRef(paths=(str(path),)), sample_rows=2)
+    assert isinstance(snap.sample, pd.DataFrame)  # the file carries Arrow's schema: Arrow reads it
+    assert snap.schema == (("s", "string"), ("t", "int16"))

@@ -9,16 +9,18 @@ existing file's column order.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
 import duckdb
 
 from odibi_dagster.config.templating import quote_ident, sql_literal
+from odibi_dagster.engines import paths
 from odibi_dagster.engines.base import WriteInfo
 from odibi_dagster.engines.formats import duck
 
-__all__ = ["PANDAS_NA_VALUES", "csv_null_tokens", "read_csv", "write_csv"]
+__all__ = ["PANDAS_NA_VALUES", "csv_null_tokens", "csv_row_count", "read_csv", "write_csv"]
 
 _CSV_PASSTHROUGH = {
     "compression",
@@ -203,6 +205,56 @@ def write_csv(conn: duckdb.DuckDBPyConnection, rel: duckdb.DuckDBPyRelation, tar
     else:
         rows = duck.replace_file(conn, rel, target, opts)
     return duck.write_info("csv", target, rows, mode)
+
+
+# Reader params that leave every line of a plain CSV file one record (or the header).
+_LINE_PARAMS = {"header", "sep", "delimiter", "delim", "encoding"}
+_CHUNK = 16 << 20
+
+
+def csv_row_count(conn: duckdb.DuckDBPyConnection, source: str, params: Mapping[str, Any]) -> int | None:
+    """The rows ``read_csv(source, **params)`` gives, from the file's line breaks: a byte scan
+    (``bytes.count``, a few hundred MB/s per core) instead of parsing every field again, which
+    is what ``COUNT(*)`` does. ``None`` unless every line is sure to be one record: one local,
+    uncompressed UTF-8 file read with plain params, without a quote character anywhere
+    (DuckDB's sniffer finds none, and no ``"`` or ``'`` byte occurs), comments, skipped rows,
+    blank lines or carriage returns."""
+    extra = {k for k in params if k not in duck.COMMON_PARAMS} - _LINE_PARAMS
+    enc = str(params.get("encoding") or "utf-8").lower().replace("-", "")
+    path = paths.local_path(str(source))
+    if extra or enc != "utf8" or paths.is_remote(path) or paths.has_glob(path) or not os.path.isfile(path):
+        return None
+    if not path.lower().endswith((".csv", ".tsv", ".txt")):
+        return None  # a compressed file (.gz, .zst) or an unknown kind
+    sniffed = conn.execute(
+        "SELECT Quote, Comment, SkipRows, HasHeader, NewLineDelimiter FROM sniff_csv(?)", [path]
+    ).fetchall()
+    if not sniffed:
+        return None
+    quote, comment, skip, has_header, newline = sniffed[0]
+    if quote != "(empty)" or comment != "(empty)" or skip or newline != "\\n":
+        return None
+    header = _header_flag(params["header"]) if "header" in params else bool(has_header)
+    lines = _record_lines(path)
+    return None if lines is None else max(lines - int(header), 0)
+
+
+def _record_lines(path: str) -> int | None:
+    """Lines of a file, ``None`` if a quote, a carriage return or a blank line occurs (DuckDB
+    skips blank lines; CR LF files are left to ``COUNT(*)``: checking them costs as much)."""
+    lines, last = 0, b""
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            if not chunk.endswith(b"\n"):
+                chunk += fh.readline()  # whole lines only: no line break is split between chunks
+            # Single bytes first: memchr is ten times faster than a two-byte search.
+            if b'"' in chunk or b"'" in chunk or b"\r" in chunk or chunk.startswith(b"\n") or b"\n\n" in chunk:
+                return None
+            lines += chunk.count(b"\n")
+            last = chunk[-1:]
+    if last not in (b"\n", b""):
+        lines += 1  # the last record has no line break
+    return lines
 
 
 duck.register_format("csv", read_csv, write_csv, _CSV_READ_PARAMS, _CSV_WRITE_PARAMS)
