@@ -170,8 +170,11 @@ def _snapshot_delta(paths: Sequence[str], sample_rows: int, storage_options: Map
     import pyarrow as pa
     from deltalake import DeltaTable
 
+    from odibi_dagster.engines.paths import delta_storage_options
+
     tables = [
-        DeltaTable(path, storage_options=dict(storage_options) if storage_options else None)
+        # Remote tables (a Spark dataset on abfs://) take the environment's Azure settings, as the engines do.
+        DeltaTable(path, storage_options=dict(storage_options) if storage_options else delta_storage_options(path))
         for path in dict.fromkeys(paths)  # one Delta table may back several partitions
     ]
     schema = _unified_schema([pa.schema(t.schema().to_arrow()) for t in tables])
