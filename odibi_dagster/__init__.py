@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from odibi_dagster.io.dataset_io_manager import OdibiIOManager
     from odibi_dagster.io.dataset_store import OdibiDatasetStore
     from odibi_dagster.observe.metadata_keys import OdibiMetadataSet
+    from odibi_dagster.translate.assets import StepInvocation
     from odibi_dagster.translate.connections import OdibiConnection
     from odibi_dagster.translate.definitions import build_definitions
     from odibi_dagster.translate.translator import OdibiStep, OdibiTranslator, OdibiTranslatorSettings
@@ -41,6 +42,7 @@ _EXPORTS = {
     "Snapshot": "odibi_dagster.engines.base",
     "WriteInfo": "odibi_dagster.engines.base",
     "OdibiConnection": "odibi_dagster.translate.connections",
+    "StepInvocation": "odibi_dagster.translate.assets",
     "PandasDuckDBEngine": "odibi_dagster.engines.pandas_duckdb",
     "OdibiIOManager": "odibi_dagster.io.dataset_io_manager",
     "OdibiDatasetStore": "odibi_dagster.io.dataset_store",
@@ -84,6 +86,7 @@ __all__ = [
     "Snapshot",
     "SparkEngine",
     "Step",
+    "StepInvocation",
     "WriteInfo",
     "__version__",
     "build_definitions",

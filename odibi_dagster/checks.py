@@ -7,10 +7,14 @@ downstream steps before they start.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import dagster as dg
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData,
+)
 
 from odibi_dagster.config.models import CheckConfig, Step
 from odibi_dagster.config.templating import quote_ident, render_sql, sql_literal
@@ -26,13 +30,63 @@ def check_target(step: Step, check: CheckConfig) -> str:
     return check.dataset or next(iter(step.outputs.values()))
 
 
-def check_spec(step: Step, check: CheckConfig, asset_key: dg.AssetKey) -> dg.AssetCheckSpec:
-    """The AssetCheckSpec of one configured check; ``severity: error`` makes it blocking."""
-    return dg.AssetCheckSpec(
-        name=check.check_name,
-        asset=asset_key,
-        description=check.description or f"{check.kind} check from the ODIBI config of step '{step.name}'",
-        blocking=check.severity == "error",
+def check_spec(
+    step: Step, check: CheckConfig, asset_key: dg.AssetKey, partitions_def: dg.PartitionsDefinition | None = None
+) -> dg.AssetCheckSpec:
+    """The AssetCheckSpec of one configured check; ``severity: error`` makes it blocking.
+
+    On a partitioned pipeline the check is partitioned like its asset, so every partition has its
+    own result (the UI shows one per partition, and a blocking check gates each partition).
+    """
+    with warnings.catch_warnings():  # partitioned checks are a preview in Dagster 1.13; we want them
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        return dg.AssetCheckSpec(
+            name=check.check_name,
+            asset=asset_key,
+            description=check.description or f"{check.kind} check from the ODIBI config of step '{step.name}'",
+            blocking=check.severity == "error",
+            partitions_def=partitions_def,
+        )
+
+
+def partition_check_events(
+    context: dg.AssetExecutionContext,
+    check_key: dg.AssetCheckKey,
+    results: Sequence[tuple[str, dg.AssetCheckResult]],
+    blocking: bool,
+) -> Iterator[dg.AssetCheckEvaluation | dg.Output]:
+    """The evaluations of one check over a range of partitions, one per ``(partition, result)``.
+
+    Dagster attaches a check result to the run's partition, and a range run has none: so each
+    result becomes the evaluation of its own partition, against that partition's materialization,
+    after the check's (``Nothing``) output, as Dagster orders them.
+    """
+    yield dg.Output(None, output_name=context.assets_def.get_output_name_for_asset_check_key(check_key))
+    for partition, result in results:
+        yield dg.AssetCheckEvaluation(
+            asset_key=check_key.asset_key,
+            check_name=check_key.name,
+            passed=result.passed,
+            metadata=result.metadata,
+            target_materialization_data=_target_materialization(context, check_key.asset_key, partition),
+            severity=result.severity,
+            description=result.description,
+            blocking=blocking,
+            partition=partition,
+        )
+
+
+def _target_materialization(
+    context: dg.AssetExecutionContext, asset_key: dg.AssetKey, partition: str
+) -> AssetCheckEvaluationTargetMaterializationData | None:
+    """The partition's latest materialization: the one the step reported just before its checks."""
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[partition]), limit=1
+    ).records
+    if not records:
+        return None
+    return AssetCheckEvaluationTargetMaterializationData(
+        run_id=records[0].run_id, storage_id=records[0].storage_id, timestamp=records[0].timestamp
     )
 
 

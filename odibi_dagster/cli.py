@@ -73,11 +73,24 @@ def _cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
-def _instance(executor: str):
+def _instance(executor: str, plan: Any, changed_only: bool):
+    """The instance of a run: ``$DAGSTER_HOME``'s; else the pipeline's own persistent one
+    (``.odibi/dagster/``, created by ``--changed-only``, used by every run once it exists);
+    else an ephemeral one (a temporary home for the multiprocess executor)."""
     import dagster as dg
+
+    from odibi_dagster.translate.changed_only import instance_home
 
     if os.environ.get("DAGSTER_HOME"):
         return dg.DagsterInstance.get(), None
+    home = instance_home(plan, create=changed_only)
+    if home is not None:
+        return dg.DagsterInstance.from_config(home), None
+    if changed_only:
+        raise ValueError(
+            f"--changed-only compares with the runs a Dagster instance recorded, and the work dir "
+            f"{plan.work_dir} is remote: set DAGSTER_HOME to a persistent instance"
+        )
     if executor == "in_process":
         return dg.DagsterInstance.ephemeral(), None
     home = tempfile.mkdtemp(prefix="odibi-dagster-home-")
@@ -151,8 +164,9 @@ def _run_pipeline(args: argparse.Namespace, defs: Any, job_name: str) -> int:
         return 2
     plan = cli_run.plan_for(job_name)
     args.executor = args.executor or plan.pipeline.executor.type
-    instance, temp_home = _instance(args.executor)
+    temp_home = None
     try:
+        instance, temp_home = _instance(args.executor, plan, args.changed_only)
         with instance:
             if job.partitions_def is not None and args.partition is None:
                 # Fail before a run exists: a run without a key cannot render {{ partition_key }}.
@@ -160,7 +174,8 @@ def _run_pipeline(args: argparse.Namespace, defs: Any, job_name: str) -> int:
                 return 2
             partition = args.partition if job.partitions_def is not None else None
             tag_sets = cli_run.run_tag_sets(job, plan, partition, instance)
-            return _run_all(args, job, plan, selection, tag_sets, instance)
+            runs = cli_run.planned_runs(defs, job, plan, instance, tag_sets, selection, args.changed_only)
+            return _run_all(args, plan, job, runs, instance)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -169,9 +184,7 @@ def _run_pipeline(args: argparse.Namespace, defs: Any, job_name: str) -> int:
             shutil.rmtree(temp_home, ignore_errors=True)
 
 
-def _run_all(
-    args: argparse.Namespace, job: Any, plan: Any, selection: Any, tag_sets: list[dict[str, str]], instance: Any
-) -> int:
+def _run_all(args: argparse.Namespace, plan: Any, job: Any, runs: list[Any], instance: Any) -> int:
     """One Dagster run per tag set (one unless a range is split by the backfill policy)."""
     from odibi_dagster.translate import cli_run
 
@@ -183,7 +196,7 @@ def _run_all(
             )
     session = cli_run.cli_run_tags(uuid.uuid4().hex)
     try:
-        return _run_each(args, job, plan, selection, tag_sets, instance, session)
+        return _run_each(args, job, plan, runs, instance, session)
     except KeyboardInterrupt:
         # Outside Dagster's own interrupt handling (between runs, before or after one): leave
         # no run of this invocation STARTED.
@@ -255,30 +268,26 @@ def _report_run(
 
 
 def _run_each(
-    args: argparse.Namespace,
-    job: Any,
-    plan: Any,
-    selection: Any,
-    tag_sets: list[dict[str, str]],
-    instance: Any,
-    session: dict[str, str],
+    args: argparse.Namespace, job: Any, plan: Any, runs: list[Any], instance: Any, session: dict[str, str]
 ) -> int:
     from odibi_dagster.observe.run_summary import summarize_run
     from odibi_dagster.translate import cli_run
 
     failures = 0
-    for index, tags in enumerate(tag_sets):
-        tags = {**tags, **session}
+    for index, run in enumerate(runs):
+        tags = {**run.tags, **session}
         label = _partition_label(tags)
-        print(
-            f"odibi-dagster: running pipeline '{plan.name}' ({args.executor})"
-            + (f", partition {label}" if label else ""),
-            flush=True,
-        )
+        where = f", partition {label}" if label else ""
+        if run.change is not None and not run.selection:
+            print(f"odibi-dagster: pipeline '{plan.name}'{where}: nothing changed, {run.cached_note()}; no run")
+            continue
+        print(f"odibi-dagster: running pipeline '{plan.name}' ({args.executor}){where}{run.plan_note()}", flush=True)
         cli_run.pipeline_event(plan, "pipeline_start", {"start_time": time.strftime("%Y-%m-%dT%H:%M:%S")})
         started = time.perf_counter()
-        result = _execute(args.executor, job, selection, tags, instance)
+        result = _execute(args.executor, job, run.selection, tags, instance)
         run_id, success = result.run_id, result.success
+        for line in cli_run.record_cached(plan, instance, run_id, run):
+            print(line, flush=True)
         summary = summarize_run(instance, run_id, plan.steps_by_op)
         elapsed = (time.perf_counter() - started) * 1000
         failed = _report_run(args, plan, run_id, success, summary, elapsed)
@@ -288,7 +297,7 @@ def _run_each(
         failures += 1
         if any(s["interrupted"] for s in failed) or _received():
             # Dagster turned SIGINT/SIGTERM into a failed run; stop here rather than start the next.
-            left = len(tag_sets) - index - 1
+            left = len(runs) - index - 1
             print(
                 f"odibi-dagster: pipeline '{plan.name}' interrupted by {_signal_name()}: run {run_id} marked "
                 f"FAILURE" + (f"; {left} later run(s) of the range not started" if left else ""),
@@ -403,6 +412,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--partition", help="a partition key, or a range START...END")
     r.add_argument("--pipeline", help="which pipeline, when the paths hold several")
     r.add_argument("--base-dir", help="resolve relative paths and keep working files here")
+    r.add_argument(
+        "--changed-only",
+        action="store_true",
+        help="run only the steps Dagster calls stale or missing (code, upstream data or source changed) "
+        "and what depends on them; the others are CACHED (instance: $DAGSTER_HOME, else .odibi/dagster/)",
+    )
     r.set_defaults(fn=_cmd_run)
 
     s = sub.add_parser("story", help="print the path of a run's HTML story (default: the latest)")

@@ -37,6 +37,8 @@ class PipelinePlan:
     data_root: str  # relative paths in the config resolve against this
     work_dir: str  # datasets, stories, tracker JSON
     graph_edges: list[tuple[str, str]] = field(default_factory=list)
+    #: Ingest step -> key of its source files' observable source asset (see ``translate.sources``).
+    source_keys: dict[str, dg.AssetKey] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -72,7 +74,7 @@ class PipelinePlan:
         return any(_AZURE_URL.match(text) for text in texts)
 
     def connection_key(self, connect_step: str) -> str:
-        return f"{dagster_name(self.name)}__{dagster_name(connect_step)}"
+        return self.pipeline.connection_key(connect_step)
 
     @property
     def job_name(self) -> str:
@@ -85,6 +87,15 @@ class PipelinePlan:
         if "://" in self.work_dir:
             return self.work_dir.rstrip("/") + "/stories"
         return os.path.join(self.work_dir, "stories")
+
+    @property
+    def latest_metrics_path(self) -> str:
+        """``<work_dir>/metrics/<pipeline>.prom``: the Prometheus text of the pipeline's latest run,
+        in one folder for every pipeline (a node_exporter ``--collector.textfile.directory``)."""
+        name = dagster_name(self.name) + ".prom"
+        if "://" in self.work_dir:
+            return self.work_dir.rstrip("/") + "/metrics/" + name
+        return os.path.join(self.work_dir, "metrics", name)
 
     def op_name(self, step: Step) -> str:
         return f"{dagster_name(self.name)}__{dagster_name(step.name)}"

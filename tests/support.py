@@ -1,7 +1,7 @@
 """Helpers shared by tests that start real servers on loopback: free ports, npm packages
 installed once into a cache folder (Azurite, playwright-core), ``dagster dev`` on a copy of
 the example code location, GraphQL requests to its webserver, PostgreSQL, Azurite and a
-standalone Spark cluster."""
+standalone Spark cluster; and the two-branch pipeline of the ``--changed-only`` tests."""
 
 from __future__ import annotations
 
@@ -22,6 +22,37 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+# Two sources, each cleaned, joined and stored: the pipeline of the `--changed-only` tests.
+BRANCHES: list[dict[str, Any]] = [
+    {"layer": "ingest", "name": "read_a", "value": "data/a.csv", "outputs": {"data": "raw_a"}},
+    {"layer": "ingest", "name": "read_b", "value": "data/b.csv", "outputs": {"data": "raw_b"}},
+    {
+        "layer": "transform",
+        "name": "clean_a",
+        "type": "sql",
+        "value": "SELECT id, value FROM a WHERE value > 0",
+        "inputs": {"a": "raw_a"},
+        "outputs": {"data": "clean_a"},
+    },
+    {
+        "layer": "transform",
+        "name": "clean_b",
+        "type": "sql",
+        "value": "SELECT id, value FROM b WHERE value > 0",
+        "inputs": {"b": "raw_b"},
+        "outputs": {"data": "clean_b"},
+    },
+    {
+        "layer": "transform",
+        "name": "joined",
+        "type": "sql",
+        "value": "SELECT a.id, a.value AS a_value, b.value AS b_value FROM a JOIN b USING (id) ORDER BY a.id",
+        "inputs": {"a": "clean_a", "b": "clean_b"},
+        "outputs": {"data": "joined"},
+    },
+    {"layer": "store", "name": "save", "value": "out/joined.parquet", "inputs": {"data": "joined"}},
+]
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -14,6 +14,7 @@ from typing import Annotated, Any, ClassVar, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
+from odibi_dagster.config.freshness import FreshnessConfig
 from odibi_dagster.config.names import dagster_name
 
 VALID_LAYERS = ("connect", "ingest", "transform", "store", "publish")
@@ -369,10 +370,21 @@ class PipelineConfig(_Strict):
     tags: dict[str, str] = Field(default_factory=dict)
     partitions: PartitionsConfig | None = None
     schedule: ScheduleConfig | None = None
+    observe_sources: str | None = Field(
+        None,
+        description="A cron expression: while Dagster's automation sensor runs, the ingest steps' source files "
+        "are observed on this schedule, so a changed source marks its ingest stale without a click.",
+        json_schema_extra={"examples": ["*/15 * * * *"]},
+    )
     sensors: list[SensorConfig] = Field(default_factory=list)
     hooks: list[HookConfig] = Field(default_factory=list)
     retry: RetryConfig | None = None
     backfill: BackfillConfig | None = None
+    freshness: FreshnessConfig | None = Field(
+        None,
+        description="Default freshness policy of the pipeline's assets (a step's `metadata.freshness` wins).",
+        json_schema_extra={"examples": [{"fail_window": "26h", "warn_window": "25h"}]},
+    )
     story: StoryConfig = Field(default_factory=StoryConfig)
     executor: ExecutorConfig = Field(
         default_factory=ExecutorConfig,
@@ -485,3 +497,30 @@ class PipelineConfig(_Strict):
     def step_engine(self, step: Step) -> str:
         """The engine that runs ``step``: its own ``engine``, else the pipeline's (the one rule)."""
         return step.engine or self.engine
+
+    def step_freshness(self, step: Step) -> FreshnessConfig | None:
+        """The freshness ``step``'s assets must keep: its ``metadata.freshness`` (``null``: none),
+        else the pipeline's ``freshness``. Validation has checked the metadata's shape."""
+        if "freshness" in step.metadata:
+            value = step.metadata["freshness"]
+            return None if value is None else FreshnessConfig.model_validate(value)
+        return self.freshness
+
+    def connection_key(self, connect_step: str) -> str:
+        """The resource key of a connect step, ``<pipeline>__<step>``: also its default pool."""
+        return f"{dagster_name(self.name)}__{dagster_name(connect_step)}"
+
+    def step_pool(self, step: Step) -> str | None:
+        """The concurrency pool ``step`` runs in: its ``metadata.pool`` (``null``: none); else, for a
+        step using a connection (``params.connection``), that connect step's ``metadata.pool`` or,
+        by default, a pool named after the connection, so one database is not hit by every step
+        at once."""
+        if "pool" in step.metadata:
+            return step.metadata["pool"]
+        conn = step.params.get("connection")
+        if not isinstance(conn, str):
+            return None
+        connect = next((s for s in self.steps if s.name == conn and s.layer == "connect"), None)
+        if connect is not None and "pool" in connect.metadata:
+            return connect.metadata["pool"]
+        return self.connection_key(conn)

@@ -58,6 +58,12 @@ class OdibiMetadataSet(NamespacedMetadataSet):
     story: dg.PathMetadataValue | None = None
     delta_version: int | None = None
     ingest_mode: str | None = None
+    # Data versions: the version of each partition (a range run's materialization carries one
+    # data version for the whole range), a step reused by a --changed-only run (``hit``), and
+    # the file count of an observed source.
+    data_version: str | None = None
+    cache: str | None = None
+    source_files: int | None = None
     # Observations: the target a store/publish step wrote, the connection a step used.
     written_to: str | None = None
     rows_written: int | None = None

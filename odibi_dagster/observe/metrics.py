@@ -32,7 +32,8 @@ def metrics_from_lineage(lineage: Mapping[str, Any]) -> dict[str, Any]:
     ``{"pipeline", "run_id", "steps": {step: {"layer", "status", "duration_ms", "rows",
     "rows_per_second"}}, "summary": {...}}``. ``rows`` is the step's output row count
     (its input's for steps without output); ``rows_per_second`` is ``None`` when either
-    is unknown or the duration is zero.
+    is unknown or the duration is zero. ``summary`` is the tracker's (``cache_hits``: steps
+    reused, status ``cached``; ``cache_misses``: steps that ran).
     """
     steps: dict[str, dict[str, Any]] = {}
     for step in lineage.get("steps") or []:
@@ -102,8 +103,10 @@ _PIPELINE_GAUGES = (
     _Gauge("odibi_pipeline_duration_seconds", "Sum of step durations in seconds.", "total_duration_ms", 0.001),
     _Gauge("odibi_pipeline_rows_in", "Rows read by the pipeline's source steps.", "rows_in"),
     _Gauge("odibi_pipeline_rows_out", "Rows written by the pipeline's sink steps.", "rows_out"),
+    _Gauge("odibi_pipeline_cache_hits", "Steps the run reused without running them (ODIBI's CACHED).", "cache_hits"),
+    _Gauge("odibi_pipeline_cache_misses", "Steps the run executed.", "cache_misses"),
 )
-_STATUSES = ("success", "failed", "running")
+_STATUSES = ("success", "failed", "running", "cached")
 
 
 def _is_number(value: Any) -> bool:
@@ -121,7 +124,8 @@ def to_prometheus(metrics: Mapping[str, Any], pipeline: str) -> str:
     Gauges labelled ``pipeline`` and ``step``: ``odibi_step_duration_seconds``,
     ``odibi_step_rows``, ``odibi_step_rows_per_second``, ``odibi_step_status`` (1 for the
     step's current status); and per pipeline ``odibi_pipeline_steps{status}``,
-    ``odibi_pipeline_duration_seconds``, ``odibi_pipeline_rows_in``/``_rows_out``.
+    ``odibi_pipeline_duration_seconds``, ``odibi_pipeline_rows_in``/``_rows_out``,
+    ``odibi_pipeline_cache_hits``/``_cache_misses``.
     """
     steps: Mapping[str, Mapping[str, Any]] = metrics.get("steps") or {}
     lines: list[str] = []

@@ -26,6 +26,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from odibi_dagster.engines import paths
 from odibi_dagster.engines.base import Snapshot
 from odibi_dagster.observe._util import dumps, json_safe, json_safe_records, safe_name
 from odibi_dagster.observe.redact import Redactor
@@ -290,6 +291,43 @@ class RunTracker:
                 record[field] = value
         return self._write(key, record)
 
+    def cached_step(
+        self,
+        step_name: str,
+        layer: str | None,
+        *,
+        inputs: Any = None,
+        outputs: Any = None,
+        after: Snapshot | None = None,
+        record_name: str | None = None,
+        partition_key: str | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Record ODIBI's ``cached`` state: ``step_name`` did not run in this run, its last output
+        was still current (see ``odibi-dagster run --changed-only``). ``after`` describes that
+        output (rows and schema of its last materialization). Returns the record as written."""
+        now = _now().isoformat()
+        record: dict[str, Any] = dict.fromkeys(_CORE_KEYS)
+        record.update(
+            step_name=step_name,
+            layer=layer,
+            start_time=now,
+            end_time=now,
+            duration_ms=0.0,
+            status="cached",
+            after_snapshot=(
+                None if after is None else snapshot_to_dict(after, "after", sample_rows=self.sample_rows, timestamp=now)
+            ),
+            inputs=inputs if inputs is not None else {},
+            outputs=outputs if outputs is not None else {},
+        )
+        if partition_key is not None:
+            record["partition_key"] = partition_key
+        for field, value in (extra or {}).items():
+            if field not in _CORE_KEYS:
+                record[field] = value
+        return self._write(record_name or step_name, record)
+
     # -- lineage ---------------------------------------------------------------------------
 
     def steps(self) -> list[dict[str, Any]]:
@@ -302,8 +340,8 @@ class RunTracker:
         """The run's lineage in ODIBI's ``export_lineage`` shape, merged from all step files.
 
         ``{"pipeline_id", "pipeline", "run_id", "start_time", "steps": [...], "summary":
-        {"total_steps", "success_count", "failed_count", "running_count",
-        "total_duration_ms", "rows_in", "rows_out", ...}}``.
+        {"total_steps", "success_count", "failed_count", "running_count", "cached_count",
+        "cache_hits", "cache_misses", "total_duration_ms", "rows_in", "rows_out", ...}}``.
         """
         steps = self.steps()
         starts = [s["start_time"] for s in steps if s.get("start_time")]
@@ -339,9 +377,12 @@ class RunTracker:
         graph: Mapping[str, Any] | None = None,
         *,
         metrics: bool = False,
+        latest_metrics: str | os.PathLike[str] | None = None,
     ) -> dict[str, Any]:
         """Merge the step files and write ``tracker.json``, the story (when ``story`` is given,
         e.g. a ``StoryGenerator``) and ``metrics.json``/``metrics.prom``, all under :meth:`lock`.
+        With ``metrics``, ``latest_metrics`` (a ``.prom`` file outside the run folder, e.g. in a
+        node_exporter textfile directory) gets the run's Prometheus text too.
 
         Steps call it while the run goes (see ``StepExecution.update_story`` for when);
         whichever process publishes last writes the freshest merge. Returns the lineage written.
@@ -354,8 +395,12 @@ class RunTracker:
             if metrics:
                 from odibi_dagster.observe.metrics import metrics_texts
 
-                for name, text in metrics_texts(lineage).items():
+                texts = metrics_texts(lineage)
+                for name, text in texts.items():
                     self.files.write_text(text, name)
+                if latest_metrics is not None:
+                    latest = str(latest_metrics)
+                    run_files(paths.parent(latest)).write_text(texts["metrics.prom"], paths.basename(latest))
             return lineage
 
 
@@ -366,10 +411,14 @@ def summarize(steps: list[Mapping[str, Any]]) -> dict[str, Any]:
     is first start to last end, which is shorter when steps ran in parallel.
     ``rows_in`` counts rows produced by source steps (layer ``ingest``, or steps without
     inputs), ``rows_out`` rows handed to sink steps (layers ``store``/``publish``, or,
-    without those, steps whose outputs no other step reads).
+    without those, steps whose outputs no other step reads). Steps reused by a
+    ``--changed-only`` run (status ``cached``) are ``cache_hits`` and count in none of the
+    times and rows; every other record is a ``cache_miss`` (it ran).
     """
     statuses = [str(s.get("status")) for s in steps]
     durations = [float(s["duration_ms"]) for s in steps if isinstance(s.get("duration_ms"), int | float)]
+    # Reused (cached) steps processed no rows in this run.
+    ran = [s for s in steps if s.get("status") != "cached"]
 
     def produced(step: Mapping[str, Any]) -> int:
         return _rows(step.get("after_snapshot")) or 0
@@ -378,19 +427,23 @@ def summarize(steps: list[Mapping[str, Any]]) -> dict[str, Any]:
         rows = _rows(step.get("after_snapshot"))
         return rows if rows is not None else (_rows(step.get("before_snapshot")) or 0)
 
-    sources = [s for s in steps if s.get("layer") in _SOURCE_LAYERS] or [s for s in steps if not s.get("inputs")]
-    sinks = [s for s in steps if s.get("layer") in _SINK_LAYERS]
+    sources = [s for s in ran if s.get("layer") in _SOURCE_LAYERS] or [s for s in ran if not s.get("inputs")]
+    sinks = [s for s in ran if s.get("layer") in _SINK_LAYERS]
     if not sinks:
         read = {str(v) for s in steps for v in _values(s.get("inputs"))}
-        sinks = [s for s in steps if not any(str(v) in read for v in _values(s.get("outputs")))]
+        sinks = [s for s in ran if not any(str(v) in read for v in _values(s.get("outputs")))]
 
-    starts = [t for t in (_parse_time(s.get("start_time")) for s in steps) if t is not None]
-    ends = [t for t in (_parse_time(s.get("end_time")) for s in steps) if t is not None]
+    starts = [t for t in (_parse_time(s.get("start_time")) for s in ran) if t is not None]
+    ends = [t for t in (_parse_time(s.get("end_time")) for s in ran) if t is not None]
     return {
         "total_steps": len(steps),
         "success_count": statuses.count("success"),
         "failed_count": statuses.count("failed"),
         "running_count": statuses.count("running"),
+        # ODIBI's cache: steps reused without running (hits) and steps that ran (misses).
+        "cached_count": statuses.count("cached"),
+        "cache_hits": statuses.count("cached"),
+        "cache_misses": len(ran),
         "total_duration_ms": round(sum(durations), 3),
         "wall_clock_ms": round((max(ends) - min(starts)) * 1000.0, 3) if starts and ends else 0.0,
         "rows_in": sum(produced(s) for s in sources),

@@ -2,17 +2,26 @@
 
 # No postponed annotations here: Dagster reads the step functions' `context` annotation as a type.
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
 
-from odibi_dagster.checks import check_spec, check_target, run_check
-from odibi_dagster.config.models import DATA_LAYERS, SINK_LAYERS, PartitionMappingConfig, Step
+from odibi_dagster.checks import check_spec, check_target, partition_check_events, run_check
+from odibi_dagster.config.models import (
+    DATA_LAYERS,
+    SINK_LAYERS,
+    CheckConfig,
+    PartitionMappingConfig,
+    PipelineConfig,
+    Step,
+)
 from odibi_dagster.engines.base import DatasetRef
 from odibi_dagster.io.dataset_store import external_dataset
 from odibi_dagster.observe.metadata_keys import PIPELINE_TAG, STEP_TAG
 from odibi_dagster.plan import DATASET_STORE_KEY, PipelinePlan
+from odibi_dagster.translate.cache import data_version_of, reusable_keys, reuse_step
 from odibi_dagster.translate.data_steps import run_data_step
 from odibi_dagster.translate.runtime import StepExecution, StepRunConfig, record_failure, record_name
 from odibi_dagster.translate.sink_steps import run_sink_step
@@ -95,16 +104,64 @@ def _range_metadata(
     return {}
 
 
+@dataclass(frozen=True)
+class StepInvocation:
+    """One execution of a step's asset, as a step runner sees it (``build_definitions(step_runner=)``,
+    ``OdibiPipelineComponent.execute``): which step, and its standard execution."""
+
+    node: OdibiStep
+    plan: PipelinePlan
+    _execute: Callable[[], Iterator[Any]] = field(repr=False)
+
+    @property
+    def step(self) -> Step:
+        """The step (its ``name``, ``layer``, ``value``, ``params``, ...)."""
+        return self.node.step
+
+    @property
+    def pipeline(self) -> PipelineConfig:
+        return self.node.pipeline
+
+    def execute(self) -> Iterator[Any]:
+        """The step's standard execution, for every partition of the run: read the inputs, run the
+        step on its engine, persist or write, record it in the tracker and the story, and evaluate
+        its checks. Yields what the asset yields (materializations, check results)."""
+        return self._execute()
+
+
+#: Runs one step's asset: gets the asset's context and the :class:`StepInvocation`, yields what the
+#: asset yields. The default, :func:`run_step`, runs the standard execution.
+StepRunner = Callable[[dg.AssetExecutionContext, StepInvocation], Iterable[Any]]
+
+
+def run_step(context: dg.AssetExecutionContext, step: StepInvocation) -> Iterator[Any]:
+    """The default step runner: the step's standard execution."""
+    yield from step.execute()
+
+
+def _reusable(
+    context: dg.AssetExecutionContext, plan: PipelinePlan, datasets: list[str], keys: list[str | None]
+) -> set[str | None]:
+    """The partitions a ``--changed-only`` run may reuse: fresh in Dagster's eyes, and the datasets
+    are still there (a dataset deleted by hand is computed again)."""
+    fresh = reusable_keys(context, [plan.asset_keys[d] for d in datasets], keys)
+    if not fresh:
+        return fresh
+    store = getattr(context.resources, DATASET_STORE_KEY).at(plan.work_dir)
+    return {k for k in fresh if all(store.existing(plan.asset_keys[d], k) is not None for d in datasets)}
+
+
 def build_step_assets(
-    plan: PipelinePlan, translator: OdibiTranslator, key_prefix: tuple[str, ...]
+    plan: PipelinePlan, translator: OdibiTranslator, key_prefix: tuple[str, ...], step_runner: StepRunner = run_step
 ) -> list[dg.AssetsDefinition]:
-    """One multi-asset per ingest/transform step and one asset per store/publish step."""
+    """One multi-asset per ingest/transform step and one asset per store/publish step; each asset's
+    body calls ``step_runner``."""
     out: list[dg.AssetsDefinition] = []
     for step in plan.pipeline.steps:
         if step.layer in DATA_LAYERS:
-            out.append(_data_asset(plan, translator, key_prefix, step))
+            out.append(_data_asset(plan, translator, key_prefix, step, step_runner))
         elif step.layer in SINK_LAYERS:
-            out.append(_sink_asset(plan, translator, key_prefix, step))
+            out.append(_sink_asset(plan, translator, key_prefix, step, step_runner))
     return out
 
 
@@ -126,6 +183,7 @@ def _common(plan: PipelinePlan, translator: OdibiTranslator, node: OdibiStep, st
         "name": plan.op_name(step),
         "required_resource_keys": resources,
         "retry_policy": translator.get_retry_policy(node),
+        "pool": translator.get_pool(node),
         "backfill_policy": policy,
         "config_schema": _STEP_CONFIG_SCHEMA,
         "op_tags": {STEP_TAG: step.name, PIPELINE_TAG: plan.name},
@@ -143,16 +201,20 @@ def _step_config(context: dg.AssetExecutionContext) -> StepRunConfig:
 
 def _deps(plan: PipelinePlan, step: Step) -> list[dg.AssetDep]:
     """The step's inputs as asset deps, with the step's partition mapping (external inputs: Dagster's
-    default mapping, since their partitions are the producing location's business)."""
+    default mapping, since their partitions are the producing location's business); an ingest of
+    files depends on its source files (``translate.sources``)."""
     mapping = partition_mapping(step.partition_mapping)
-    return [
+    deps = [
         dg.AssetDep(plan.input_key(ds), partition_mapping=mapping if ds in plan.asset_keys else None)
         for ds in step.inputs.values()
     ]
+    if step.name in plan.source_keys:
+        deps.append(dg.AssetDep(plan.source_keys[step.name]))
+    return deps
 
 
 def _data_asset(
-    plan: PipelinePlan, translator: OdibiTranslator, key_prefix: tuple[str, ...], step: Step
+    plan: PipelinePlan, translator: OdibiTranslator, key_prefix: tuple[str, ...], step: Step, runner: StepRunner
 ) -> dg.AssetsDefinition:
     deps = _deps(plan, step)
     datasets = list(dict.fromkeys(step.outputs.values()))
@@ -160,36 +222,34 @@ def _data_asset(
     configured = step.checks if translator.settings.enable_asset_checks else []
     checks = [(c, plan.asset_keys[check_target(step, c)]) for c in configured]
     node = OdibiStep(plan.pipeline, step, datasets[0], key_prefix)
+    pdef = translator.get_partitions_def(node)
 
-    def compute(context: dg.AssetExecutionContext) -> Iterator[Any]:
+    def run(context: dg.AssetExecutionContext) -> Iterator[Any]:
         config = _step_config(context)
         keys = _partition_keys(context)
         refs = _inputs(context, plan, step, keys)
         per_dataset: dict[str, list[tuple[DatasetRef, dict[str, Any]]]] = {d: [] for d in datasets}
-        execution = None
+        reusable = _reusable(context, plan, datasets, keys)
+        executions: list[StepExecution] = []
         for key in keys:
             execution = StepExecution(plan, step, context, key, run_config=config, run_keys=keys)
-            results, _ = run_data_step(execution, refs, _upstream_keys(context, plan, step, key), config)
+            executions.append(execution)
+            reused = reuse_step(execution, [plan.asset_keys[d] for d in datasets]) if key in reusable else None
+            if reused is not None:
+                store = getattr(context.resources, DATASET_STORE_KEY).at(plan.work_dir)
+                results = {d: (store.load(plan.asset_keys[d], [key]), reused[plan.asset_keys[d]]) for d in datasets}
+            else:
+                results, _ = run_data_step(execution, refs, _upstream_keys(context, plan, step, key), config)
             for dataset, res in results.items():
                 per_dataset[dataset].append(res)
         failed_checks: list[str] = []
         for dataset, items in per_dataset.items():
             asset_key = plan.asset_keys[dataset]
-            ref = DatasetRef(
-                tuple(p for r, _ in items for p in r.paths),
-                items[0][0].format,
-                items[0][0].asset_key,
-                tuple(k for r, _ in items for k in r.partition_keys),
-            )
+            version = data_version_of([md for _, md in items])
             metadata = _range_metadata(context, asset_key, keys, [md for _, md in items])
-            yield dg.MaterializeResult(asset_key=asset_key, metadata=metadata)
-            for check, check_key in checks:
-                if plan.asset_keys[check_target(step, check)] == asset_key:
-                    # Check SQL renders like the step's (a range run: the last key, and partition_keys).
-                    result = run_check(check, ref, refs, check_key, execution.variables() if execution else None)
-                    if not result.passed and check.severity == "error":
-                        failed_checks.append(f"{check.check_name} on {check_key.to_user_string()}")
-                    yield result
+            yield dg.MaterializeResult(asset_key=asset_key, metadata=metadata, data_version=version)
+            mine = [c for c, check_key in checks if check_key == asset_key]
+            yield from _check_events(context, mine, asset_key, items, refs, executions, failed_checks)
         if failed_checks:
             # Dagster fails the step after its body for a failing blocking check: say so in the story.
             record_failure(
@@ -200,28 +260,73 @@ def _data_asset(
                 [record_name(step.name, k, keys) for k in keys],
             )
 
+    def compute(context: dg.AssetExecutionContext) -> Iterator[Any]:
+        yield from runner(context, StepInvocation(node, plan, lambda: run(context)))
+
     return dg.multi_asset(
         specs=specs,
-        check_specs=[check_spec(step, c, k) for c, k in checks] or None,
+        check_specs=[check_spec(step, c, k, pdef) for c, k in checks] or None,
         can_subset=False,
         **_common(plan, translator, node, step),
     )(compute)
 
 
+def _check_events(
+    context: dg.AssetExecutionContext,
+    checks: list[CheckConfig],
+    asset_key: dg.AssetKey,
+    items: list[tuple[DatasetRef, dict[str, Any]]],
+    refs: dict[str, DatasetRef],
+    executions: list[StepExecution],
+    failed: list[str],
+) -> Iterator[Any]:
+    """The results of ``checks`` on one output, over what the step wrote for each partition key of
+    the run (``items``, in the order of ``executions``); blocking failures are added to ``failed``.
+
+    One result per check, or on a range run one per check and partition (checks are partitioned
+    like their asset). A check's SQL renders like the step's SQL for that partition.
+    """
+    for check in checks:
+        per_key = [
+            (execution.partition_key, run_check(check, ref, refs, asset_key, execution.variables()))
+            for (ref, _), execution in zip(items, executions, strict=True)
+        ]
+        failing = [key for key, result in per_key if not result.passed]
+        if failing and check.severity == "error":
+            where = f" ({', '.join(str(k) for k in failing)})" if len(per_key) > 1 else ""
+            failed.append(f"{check.check_name} on {asset_key.to_user_string()}{where}")
+        if len(per_key) == 1:
+            yield per_key[0][1]  # Dagster attaches it to the run's partition, if any
+        else:
+            check_key = dg.AssetCheckKey(asset_key, check.check_name)
+            ranged = [(str(key), result) for key, result in per_key]
+            yield from partition_check_events(context, check_key, ranged, check.severity == "error")
+
+
 def _sink_asset(
-    plan: PipelinePlan, translator: OdibiTranslator, key_prefix: tuple[str, ...], step: Step
+    plan: PipelinePlan, translator: OdibiTranslator, key_prefix: tuple[str, ...], step: Step, runner: StepRunner
 ) -> dg.AssetsDefinition:
     node = OdibiStep(plan.pipeline, step, None, key_prefix)
     spec = translator.get_asset_spec(node, deps=_deps(plan, step))
 
-    def compute(context: dg.AssetExecutionContext) -> Iterator[Any]:
+    def run(context: dg.AssetExecutionContext) -> Iterator[Any]:
         config = _step_config(context)
         keys = _partition_keys(context)
         refs = _inputs(context, plan, step, keys)
+        asset_key = plan.sink_keys[step.name]
+        reusable = reusable_keys(context, [asset_key], keys)
         per_key = []
         for key in keys:
             execution = StepExecution(plan, step, context, key, run_config=config, run_keys=keys)
-            per_key.append(run_sink_step(execution, refs, _upstream_keys(context, plan, step, key)))
-        yield dg.MaterializeResult(metadata=_range_metadata(context, plan.sink_keys[step.name], keys, per_key))
+            reused = reuse_step(execution, [asset_key]) if key in reusable else None
+            if reused is not None:
+                per_key.append(reused[asset_key])
+            else:
+                per_key.append(run_sink_step(execution, refs, _upstream_keys(context, plan, step, key)))
+        version = data_version_of(per_key)
+        yield dg.MaterializeResult(metadata=_range_metadata(context, asset_key, keys, per_key), data_version=version)
+
+    def compute(context: dg.AssetExecutionContext) -> Iterator[Any]:
+        yield from runner(context, StepInvocation(node, plan, lambda: run(context)))
 
     return dg.multi_asset(specs=[spec], can_subset=False, **_common(plan, translator, node, step))(compute)

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import unicodedata
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -41,6 +42,7 @@ class _ProgressHandler(logging.Handler):
         super().__init__()
         self.rows: dict[str, int] = {}
         self.assets: dict[str, dict[str, int]] = {}
+        self.cached: dict[str, bool] = {}  # step -> every materialization so far reused (--changed-only)
 
     def emit(self, record: logging.LogRecord) -> None:
         event = getattr(record, "dagster_meta", {}).get("dagster_event")
@@ -51,6 +53,8 @@ class _ProgressHandler(logging.Handler):
         kind = event.event_type_value
         if kind == "ASSET_MATERIALIZATION":
             materialization = event.event_specific_data.materialization
+            hit = "odibi/cache" in materialization.metadata
+            self.cached[step] = self.cached.get(step, True) and hit
             rows = materialization.metadata.get("dagster/row_count")
             if rows is not None:
                 # The step's largest dataset; a range run adds up its partitions.
@@ -61,7 +65,11 @@ class _ProgressHandler(logging.Handler):
         elif kind == "STEP_SUCCESS":
             ms = event.event_specific_data.duration_ms or 0
             rows = self.rows.get(step)
-            print(f"  ok    {name:<32} {f'{rows} rows' if rows is not None else '':>14} {ms:>9.0f} ms", flush=True)
+            shown = f"{rows} rows" if rows is not None else ""
+            if self.cached.get(step):  # reused by a --changed-only run: its inputs came out unchanged
+                print(f"  cached {name:<31} {shown:>14}    (inputs unchanged)", flush=True)
+            else:
+                print(f"  ok    {name:<32} {shown:>14} {ms:>9.0f} ms", flush=True)
         elif kind == "STEP_FAILURE":
             err = event.event_specific_data.error
             while err is not None and err.cause is not None:  # show the step's own error, not the retry wrapper
@@ -166,6 +174,65 @@ def selection_for(defs: dg.Definitions, job_name: str, select: str | None) -> li
             raise KeyError(f"--select: no step named '{name}' in pipeline '{plan.name}'")
         chosen += by_step[name]
     return chosen
+
+
+@dataclass
+class PlannedRun:
+    """One Dagster run ``run`` starts: its tags and asset selection (``None``: the whole job), and
+    for ``--changed-only`` what Dagster found changed (``translate.changed_only.ChangedRun``)."""
+
+    tags: dict[str, str]
+    selection: list[dg.AssetKey] | None
+    change: Any = None
+
+    def plan_note(self) -> str:
+        """What a ``--changed-only`` run will do, for its first progress line."""
+        if self.change is None:
+            return ""
+        stale, run = len(self.change.stale_steps), len(self.change.run_steps)
+        after = ""
+        if run > stale:
+            after = f", {run - stale} downstream of them (each reused if its inputs come out unchanged)"
+        return f": {stale} step(s) stale or missing{after}, {self.cached_note()}"
+
+    def cached_note(self) -> str:
+        return f"{len(self.change.fresh)} step(s) fresh (cached)"
+
+
+def planned_runs(
+    defs: dg.Definitions,
+    job: dg.JobDefinition,
+    plan: PipelinePlan,
+    instance: dg.DagsterInstance,
+    tag_sets: list[dict[str, str]],
+    selection: list[dg.AssetKey] | None,
+    changed_only: bool,
+) -> list[PlannedRun]:
+    """The runs of one pipeline: one per tag set; with ``changed_only``, only what Dagster calls
+    stale or missing and its downstream (a run with nothing to do has an empty selection).
+
+    On a persistent instance the sources are observed first, so each ingest records the
+    version of the files it reads.
+    """
+    from odibi_dagster.translate.changed_only import changed_runs, run_partitions
+    from odibi_dagster.translate.sources import observe_sources
+
+    if changed_only:
+        changes = changed_runs(defs, job, plan, instance, tag_sets, selection)
+        return [PlannedRun(c.tags, c.selection, c) for c in changes]
+    if plan.source_keys and instance.is_persistent:
+        wanted = sorted({k for t in tag_sets for k in run_partitions(job, t, instance) if k is not None})
+        observe_sources(plan, instance, wanted or None)
+    return [PlannedRun(tags, selection) for tags in tag_sets]
+
+
+def record_cached(plan: PipelinePlan, instance: dg.DagsterInstance, run_id: str, run: PlannedRun) -> list[str]:
+    """After a ``--changed-only`` run: the ``cached`` records of the steps it did not select."""
+    if run.change is None:
+        return []
+    from odibi_dagster.translate.changed_only import record_cached_steps
+
+    return record_cached_steps(plan, instance, run_id, run.change)
 
 
 def planned_steps(plan: PipelinePlan, select: str | None) -> list[str]:

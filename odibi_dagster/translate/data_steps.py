@@ -13,6 +13,7 @@ from odibi_dagster.config.imports import bind_inputs, resolve_callable
 from odibi_dagster.config.sql import dialect_for
 from odibi_dagster.engines.base import DatasetRef, Snapshot
 from odibi_dagster.engines.source_ref import REFERENCE_FORMATS, SourceManifest, encode_sample, fingerprint
+from odibi_dagster.engines.versions import content_version, source_version
 from odibi_dagster.io.dataset_store import DatasetLayout
 from odibi_dagster.observe.lineage import OutputColumn, lineage_record, sql_lineage, table_column_lineage
 from odibi_dagster.observe.metadata import dataset_metadata
@@ -192,7 +193,9 @@ def _described(
             redactor=execution.redactor,
         )
         if manifest is not None:
-            md.update(OdibiMetadataSet(ingest_mode="reference"))
+            md.update(OdibiMetadataSet(ingest_mode="reference", data_version=source_version(manifest.fingerprint)))
+        else:
+            md.update(OdibiMetadataSet(data_version=content_version(ref.paths[0], ref.format)))
         results[dataset] = (ref, md)
     return results, after
 

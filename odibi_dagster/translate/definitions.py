@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import dagster as dg
@@ -14,8 +14,9 @@ from odibi_dagster.config.validation import load_pipelines, validate_pipeline
 from odibi_dagster.io.dataset_store import OdibiDatasetStore
 from odibi_dagster.observe.metadata_keys import PIPELINE_TAG
 from odibi_dagster.plan import DATASET_STORE_KEY, PANDAS_ENGINE_KEY, SPARK_ENGINE_KEY, PipelinePlan, make_plan
-from odibi_dagster.translate.assets import build_step_assets
+from odibi_dagster.translate.assets import StepRunner, build_step_assets, run_step
 from odibi_dagster.translate.connections import OdibiConnection
+from odibi_dagster.translate.sources import build_source_assets, observes_source
 from odibi_dagster.translate.translator import OdibiStep, OdibiTranslator
 
 PathOrConfig = str | os.PathLike[str] | PipelineConfig
@@ -54,6 +55,12 @@ def build_plans(
         return lambda step, dataset: translator.get_asset_key(OdibiStep(pipeline, step, dataset, key_prefix))
 
     plans = [make_plan(c, key_for(c), base_dir) for c in configs]
+    for plan in plans:
+        plan.source_keys = {
+            s.name: translator.get_source_asset_key(OdibiStep(plan.pipeline, s, None, key_prefix))
+            for s in plan.pipeline.steps
+            if observes_source(s)
+        }
     # A custom translator may map two steps to one key; say so before Dagster does.
     seen: dict[dg.AssetKey, tuple[str, str]] = {}
     problems: list[Problem] = []
@@ -65,6 +72,7 @@ def build_plans(
                 for k in ([plan.asset_keys[d] for d in dict.fromkeys(s.outputs.values())] if s.outputs else [])
             ),
             *plan.sink_keys.items(),
+            *plan.source_keys.items(),
         ]
         for step, key in named:
             if key in seen:
@@ -102,6 +110,7 @@ def build_definitions(
     base_dir: str | os.PathLike[str] | None = None,
     resources: Mapping[str, Any] | None = None,
     executor: dg.ExecutorDefinition | None = None,
+    step_runner: StepRunner | None = None,
 ) -> dg.Definitions:
     """Turn pipeline configs into Dagster definitions.
 
@@ -119,14 +128,18 @@ def build_definitions(
     default); the Definitions' default executor, used by the UI's "Materialize" on a selection,
     is in-process unless a pipeline asks for multiprocess. ``executor`` replaces all of them:
     pass your deployment's executor to merge with Definitions that already set one.
-    Merge the result into an existing deployment with ``dg.Definitions.merge``.
+    ``step_runner(context, step)`` is what each step's asset runs (default: ``step.execute()``,
+    the step itself; see :class:`~odibi_dagster.StepInvocation`): wrap or replace a step's
+    execution there. Merge the result into an existing deployment with ``dg.Definitions.merge``.
     """
     translator = translator or OdibiTranslator()
     prefix = (key_prefix,) if isinstance(key_prefix, str) else tuple(key_prefix or ())
     plans = plans_for_step_process(paths_or_configs) or build_plans(
         load_configs(paths_or_configs), translator, prefix, base_dir
     )
-    return definitions_from_plans(plans, translator, prefix, resources=resources, executor=executor)
+    return definitions_from_plans(
+        plans, translator, prefix, resources=resources, executor=executor, step_runner=step_runner
+    )
 
 
 def definitions_from_plans(
@@ -136,6 +149,7 @@ def definitions_from_plans(
     *,
     resources: Mapping[str, Any] | None = None,
     executor: dg.ExecutorDefinition | None = None,
+    step_runner: StepRunner | None = None,
 ) -> dg.Definitions:
     """The Definitions of already validated and planned pipelines (see ``build_definitions``)."""
     from odibi_dagster.engines.pandas_duckdb import PandasDuckDBEngine
@@ -143,21 +157,27 @@ def definitions_from_plans(
     from odibi_dagster.triggers.build import build_triggers
 
     _allow_deep_graphs(plans)
-    assets: list[dg.AssetsDefinition] = []
+    assets: list[Any] = []
     checks: list[Any] = []
     jobs: list[Any] = []
     schedules: list[Any] = []
     sensors: list[Any] = []
-    res: dict[str, Any] = {PANDAS_ENGINE_KEY: PandasDuckDBEngine(), DATASET_STORE_KEY: OdibiDatasetStore()}
+    res: dict[str, Any] = {
+        PANDAS_ENGINE_KEY: _default_resource(PANDAS_ENGINE_KEY, PandasDuckDBEngine),
+        DATASET_STORE_KEY: _default_resource(DATASET_STORE_KEY, OdibiDatasetStore),
+    }
     for plan in plans:
-        step_assets = build_step_assets(plan, translator, prefix)
+        step_assets = build_step_assets(plan, translator, prefix, step_runner or run_step)
         assets += step_assets
+        assets += build_source_assets(plan, translator, prefix)
         res.update(_connection_resources(plan))
         keys = [k for a in step_assets for k in a.keys]
         job = dg.define_asset_job(
             name=plan.job_name,
             executor_def=executor or executor_for(plan.pipeline.executor, [plan]),
             # The pipeline's assets and every check on them (config checks and schema-change checks).
+            # Not its sources: observing is a step of its own (a process, on the multiprocess
+            # executor); `odibi-dagster run` observes them before its runs, the UI on "Observe sources".
             selection=dg.AssetSelection.assets(*keys) | dg.AssetSelection.checks_for_assets(*keys),
             description=plan.pipeline.description or f"ODIBI pipeline {plan.name}",
             tags={PIPELINE_TAG: plan.name},
@@ -171,8 +191,12 @@ def definitions_from_plans(
     if spark_plans:
         from odibi_dagster.engines.spark import SparkEngine
 
-        # hadoop-azure for every session of the location when one Spark pipeline uses Azure storage.
-        res[SPARK_ENGINE_KEY] = SparkEngine(azure=True if any(p.uses_azure_storage for p in spark_plans) else None)
+        # hadoop-azure for every session of the location when one Spark pipeline uses Azure storage
+        # (a default object of its own: one with and one without the jars can both exist).
+        azure = True if any(p.uses_azure_storage for p in spark_plans) else None
+        res[SPARK_ENGINE_KEY] = _default_resource(
+            f"{SPARK_ENGINE_KEY}:azure" if azure else SPARK_ENGINE_KEY, lambda: SparkEngine(azure=azure)
+        )
     res.update(resources or {})
     return dg.Definitions(
         assets=assets,
@@ -183,6 +207,17 @@ def definitions_from_plans(
         resources=res,
         executor=executor or default_executor(plans),
     )
+
+
+# The default resources, one object each per process: Definitions.merge accepts a resource key
+# twice only for the same object, and a dg project may hold several odibi components.
+_DEFAULT_RESOURCES: dict[str, Any] = {}
+
+
+def _default_resource(key: str, factory: Callable[[], Any]) -> Any:
+    if key not in _DEFAULT_RESOURCES:
+        _DEFAULT_RESOURCES[key] = factory()
+    return _DEFAULT_RESOURCES[key]
 
 
 # Python frames Dagster's graph walks take per step of a chain, and a margin for the caller's own.

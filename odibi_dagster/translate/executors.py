@@ -18,7 +18,7 @@ import contextlib
 import os
 import pickle
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,20 +45,20 @@ STEP_PLANS_ENV = "ODIBI_STEP_PLANS"
 PRELOAD_MODULES = ("dagster", "odibi_dagster.translate.step_process")
 
 
-def executor_for(config: ExecutorConfig, plans: Sequence[PipelinePlan]) -> dg.ExecutorDefinition:
+def executor_for(config: ExecutorConfig, plans: Collection[PipelinePlan]) -> dg.ExecutorDefinition:
     """The executor for an ``executor:`` setting.
 
     Like Dagster's default executor, run config picks ``in_process`` or ``multiprocess``
     (``execution: {config: {multiprocess: {...}}}``, in the UI's launchpad too); the setting
     only decides the default. Multiprocess runs share ``plans`` (the plans of the jobs the
-    executor may run) with their step processes.
+    executor may run; a live collection is read when a run starts) with their step processes.
     """
     default: dict[str, Any] = (
         {"in_process": {}}
         if config.type == "in_process"
         else {"multiprocess": {"max_concurrent": config.max_concurrent}}
     )
-    shared = list(plans)
+    shared = plans
 
     @dg.executor(
         name="odibi_executor",
@@ -76,23 +76,33 @@ def executor_for(config: ExecutorConfig, plans: Sequence[PipelinePlan]) -> dg.Ex
     return _create
 
 
+# Every plan this process built definitions for, by job name: what the default executors share.
+_KNOWN_PLANS: dict[str, PipelinePlan] = {}
+_DEFAULT_EXECUTORS: dict[tuple[str, int | None], dg.ExecutorDefinition] = {}
+
+
 def default_executor(plans: Sequence[PipelinePlan]) -> dg.ExecutorDefinition:
     """The executor of runs that are not a pipeline's job (the UI's "Materialize" on a selection).
 
     In-process while every pipeline is; otherwise multiprocess, with the smallest
-    ``max_concurrent`` the multiprocess pipelines ask for.
+    ``max_concurrent`` the multiprocess pipelines ask for. One executor object per setting in a
+    process: ``Definitions.merge`` accepts two executors only if they are the same object, and a
+    dg project may hold several odibi components.
     """
+    _KNOWN_PLANS.update({plan.job_name: plan for plan in plans})
     wanted = [p.pipeline.executor for p in plans if p.pipeline.executor.type == "multiprocess"]
-    if not wanted:
-        return executor_for(ExecutorConfig(), plans)
     limits = [c.max_concurrent for c in wanted if c.max_concurrent is not None]
-    return executor_for(ExecutorConfig(type="multiprocess", max_concurrent=min(limits) if limits else None), plans)
+    config = ExecutorConfig(type="multiprocess", max_concurrent=min(limits) if limits else None) if wanted else None
+    key = (config.type, config.max_concurrent) if config is not None else ("in_process", None)
+    if key not in _DEFAULT_EXECUTORS:
+        _DEFAULT_EXECUTORS[key] = executor_for(config or ExecutorConfig(), _KNOWN_PLANS.values())
+    return _DEFAULT_EXECUTORS[key]
 
 
 class _PlanSharingExecutor(MultiprocessExecutor):
     """Dagster's multiprocess executor, sharing the job's plan with its step processes."""
 
-    def __init__(self, plans: list[PipelinePlan], config: Mapping[str, Any]) -> None:
+    def __init__(self, plans: Collection[PipelinePlan], config: Mapping[str, Any]) -> None:
         # forkserver unless the run config picks another start method
         start = config.get("start_method") or {"forkserver": {"preload_modules": list(PRELOAD_MODULES)}}
         start_method, start_cfg = next(iter(start.items()))

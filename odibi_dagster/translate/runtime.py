@@ -65,7 +65,7 @@ def publish_story(plan: PipelinePlan, tracker: RunTracker) -> None:
             max_rows=pipeline.story.sample_rows,
             max_cell_chars=pipeline.story.max_cell_chars,
         )
-    tracker.publish(story, plan.graph(), metrics=pipeline.metrics)
+    tracker.publish(story, plan.graph(), metrics=pipeline.metrics, latest_metrics=plan.latest_metrics_path)
 
 
 def record_failure(
@@ -138,16 +138,10 @@ class StepExecution:
             "watermark_end": cfg.watermark_end,
         }
         if self.partition_key is not None:
-            values["partition_key"] = self.partition_key
             # Every key of the run: one for a partition run, the whole range for a single-run backfill.
             ranged = self.context.has_partition_key or self.context.has_partition_key_range
-            values["partition_keys"] = list(self.context.partition_keys) if ranged else [self.partition_key]
-            start = end = self.partition_key
-            pdef = self.context.assets_def.partitions_def
-            if isinstance(pdef, dg.TimeWindowPartitionsDefinition):
-                window = pdef.time_window_for_partition_key(self.partition_key)
-                start, end = window.start.isoformat(), window.end.isoformat()
-            values["partition_start"], values["partition_end"] = start, end
+            keys = list(self.context.partition_keys) if ranged else [self.partition_key]
+            values.update(partition_variables(self.context.assets_def.partitions_def, self.partition_key, keys))
         return values
 
     def render_value(self) -> str:
@@ -247,11 +241,23 @@ class StepExecution:
             if name not in known:
                 # Every step of a run has the same keys: its last record tells whether it ended.
                 record = self.tracker.read_step(record_name(name, self.run_keys[-1], self.run_keys))
-                if record is not None and record.get("status") in ("success", "failed"):
+                if record is not None and record.get("status") in ("success", "failed", "cached"):
                     known[name] = str(record["status"])
             return known.get(name)
 
         return self.plan.step_graph.any_can_run(planned, status)
+
+    def reused(self) -> None:
+        """The step was reused, not run (ODIBI's CACHED state, its record already written): it
+        has ended, so publish as a step end does, and tell ODIBI's node hooks."""
+        if self.last_of_step:
+            _terminal(self.tracker)[self.step.name] = "success"
+        self.update_story(step_ended=self.last_of_step)
+        events.emit(
+            self,
+            "node_complete",
+            {"step_name": self.step.name, "layer": self.step.layer, "duration_ms": 0.0, "state": "CACHED"},
+        )
 
     @contextmanager
     def tracked(self, before: Snapshot | None, sql: str | None) -> Iterator[dict[str, Any]]:
@@ -302,6 +308,15 @@ class StepExecution:
             "node_complete",
             {"step_name": step.name, "layer": step.layer, "duration_ms": round(duration_ms, 3), "state": "SUCCESS"},
         )
+
+
+def partition_variables(pdef: dg.PartitionsDefinition | None, key: str, keys: list[str]) -> dict[str, Any]:
+    """The template variables of partition ``key`` (``keys``: every key of the run)."""
+    start = end = key
+    if isinstance(pdef, dg.TimeWindowPartitionsDefinition):
+        window = pdef.time_window_for_partition_key(key)
+        start, end = window.start.isoformat(), window.end.isoformat()
+    return {"partition_key": key, "partition_keys": keys, "partition_start": start, "partition_end": end}
 
 
 def record_name(step: str, partition_key: str | None, run_keys: list[str | None]) -> str:

@@ -11,6 +11,7 @@ import dagster as dg
 
 from odibi_dagster.engines import paths
 from odibi_dagster.engines.base import DatasetRef, Snapshot, WriteInfo
+from odibi_dagster.engines.versions import content_version
 from odibi_dagster.observe.metadata import column_schema
 from odibi_dagster.observe.metadata_keys import OdibiMetadataSet
 from odibi_dagster.observe.redact import redact_url
@@ -45,6 +46,7 @@ def run_sink_step(
         uri = execution.redactor.redact_text(redact_url(info.uri))
         rows = int(info.rows if info.rows is not None else before.row_count)
         md = _sink_metadata(execution, before, info, uri, rows, str(params.get("mode", "overwrite")), duration)
+        md.update(OdibiMetadataSet(data_version=_written_version(target, info)))
         outcome["after"] = before
         outcome["extra"] = {"target": uri, "rows_written": rows, "format": info.format, "delta_version": info.version}
         execution.context.log_event(
@@ -55,6 +57,17 @@ def run_sink_step(
             )
         )
     return md
+
+
+def _written_version(target: str, info: WriteInfo) -> str | None:
+    """The data version of what a store/publish wrote: a Delta table's version; ``None`` for other
+    targets, so Dagster derives one from the input's data version and the step's code version."""
+    if info.format != "delta":
+        return None
+    try:
+        return content_version(target, "delta")
+    except Exception:  # a catalog table or a URL fsspec cannot list: the version Spark reported
+        return f"delta-v{info.version}" if info.version is not None else None
 
 
 def _sink_metadata(

@@ -15,6 +15,7 @@ from typing import Any
 
 import dagster as dg
 
+from odibi_dagster.config.freshness import build_freshness_policy
 from odibi_dagster.config.models import SINK_LAYERS, PipelineConfig, Step
 from odibi_dagster.config.names import asset_key_part, dagster_name
 from odibi_dagster.config.partitions import build_partitions_def
@@ -62,12 +63,20 @@ class OdibiTranslatorSettings:
             so changing a step marks its assets stale.
         enable_asset_checks: the steps' ``checks:`` become Dagster asset checks.
         enable_automation_conditions: a step's ``metadata.automation`` becomes its automation condition.
+        automation_waits_for_blocking_checks: an automated step also waits until the blocking
+            checks of the assets it reads have passed (``all_deps_blocking_checks_passed``).
+        enable_freshness_policies: ``freshness:`` (pipeline, or a step's ``metadata.freshness``)
+            becomes the assets' freshness policy.
+        enable_pools: ``metadata.pool`` and connections become the steps' concurrency pools.
     """
 
     enable_code_references: bool = True
     enable_code_versions: bool = True
     enable_asset_checks: bool = True
     enable_automation_conditions: bool = True
+    automation_waits_for_blocking_checks: bool = True
+    enable_freshness_policies: bool = True
+    enable_pools: bool = True
 
 
 class OdibiTranslator:
@@ -86,6 +95,13 @@ class OdibiTranslator:
         """``[prefix..., pipeline, dataset]``, or ``[prefix..., pipeline, step]`` for store/publish."""
         last = node.step.name if node.dataset is None else node.dataset
         return dg.AssetKey([*node.key_prefix, asset_key_part(node.pipeline.name), asset_key_part(last)])
+
+    def get_source_asset_key(self, node: OdibiStep) -> dg.AssetKey:
+        """The key of an ingest step's source files, an observable source asset upstream of the
+        ingest: ``[prefix..., pipeline, "source", step]``."""
+        return dg.AssetKey(
+            [*node.key_prefix, asset_key_part(node.pipeline.name), "source", asset_key_part(node.step.name)]
+        )
 
     def get_group_name(self, node: OdibiStep) -> str | None:
         """The pipeline (sanitised to Dagster's group-name rules)."""
@@ -177,18 +193,41 @@ class OdibiTranslator:
 
     def get_automation_condition(self, node: OdibiStep) -> dg.AutomationCondition | None:
         """``metadata.automation: eager | on_missing | on_cron:<expr>`` on the step, else none
-        (always none without ``enable_automation_conditions``)."""
+        (always none without ``enable_automation_conditions``).
+
+        With ``automation_waits_for_blocking_checks`` (the default) the condition also needs every
+        blocking check of the step's inputs to have passed: an upstream step whose blocking check
+        failed has still materialized its dataset, and this keeps its downstream from running on it.
+        """
         spec = node.step.metadata.get("automation")
         if not spec or not self.settings.enable_automation_conditions:
             return None
         spec = str(spec)
+        condition: dg.AutomationCondition | None = None
         if spec == "eager":
-            return dg.AutomationCondition.eager()
-        if spec == "on_missing":
-            return dg.AutomationCondition.on_missing()
-        if spec.startswith("on_cron:"):
-            return dg.AutomationCondition.on_cron(spec.split(":", 1)[1].strip())
-        return None
+            condition = dg.AutomationCondition.eager()
+        elif spec == "on_missing":
+            condition = dg.AutomationCondition.on_missing()
+        elif spec.startswith("on_cron:"):
+            condition = dg.AutomationCondition.on_cron(spec.split(":", 1)[1].strip())
+        if condition is not None and self.settings.automation_waits_for_blocking_checks:
+            condition = condition & dg.AutomationCondition.all_deps_blocking_checks_passed()
+        return condition
+
+    def get_freshness_policy(self, node: OdibiStep) -> dg.FreshnessPolicy | None:
+        """The step's ``metadata.freshness``, else the pipeline's ``freshness`` (``fail_window`` /
+        ``warn_window``, or ``deadline_cron`` / ``lower_bound_delta``); none without
+        ``enable_freshness_policies``."""
+        config = node.pipeline.step_freshness(node.step)
+        if config is None or not self.settings.enable_freshness_policies:
+            return None
+        return build_freshness_policy(config)
+
+    def get_pool(self, node: OdibiStep) -> str | None:
+        """The concurrency pool of the step's op: its ``metadata.pool``, else the pool of the
+        connection it uses (the connect step's ``metadata.pool``, by default the connection's
+        resource key ``<pipeline>__<connect step>``); none without ``enable_pools``."""
+        return node.pipeline.step_pool(node.step) if self.settings.enable_pools else None
 
     def get_retry_policy(self, node: OdibiStep) -> dg.RetryPolicy | None:
         """The step's ``retry``, else the pipeline's."""
@@ -211,6 +250,7 @@ class OdibiTranslator:
             group_name=self.get_group_name(node),
             code_version=self.get_code_version(node),
             automation_condition=self.get_automation_condition(node),
+            freshness_policy=self.get_freshness_policy(node),
             owners=self.get_owners(node),
             tags=self.get_tags(node),
             kinds=self.get_kinds(node),

@@ -280,6 +280,7 @@ def test_odibi_config_forms_run_unchanged_and_write_what_odibi_writes(project: P
         "walkthrough/raw_data",
         "walkthrough/filtered_data",
         "walkthrough/write_filtered_parquet",
+        "walkthrough/source/read_sample_csv",  # the ingest's source files (an observable source asset)
     }
     result = defs.resolve_job_def("walkthrough").execute_in_process(raise_on_error=False)
     assert result.success

@@ -30,7 +30,9 @@ from odibi_dagster import (
 
 
 def specs_by_key(defs: dg.Definitions) -> dict[dg.AssetKey, dg.AssetSpec]:
-    return {s.key: s for s in defs.resolve_all_asset_specs()}
+    """The steps' assets (not the observable source assets of their source files)."""
+    graph = defs.resolve_asset_graph()
+    return {s.key: s for s in defs.resolve_all_asset_specs() if graph.get(s.key).is_materializable}
 
 
 def line_of(path: Path, needle: str) -> int:
@@ -334,11 +336,12 @@ def test_key_prefix_prefixes_every_key_and_runs(project: Project) -> None:
     defs = build_definitions(path, key_prefix=["lake", "odibi"])
     keys = set(defs.resolve_all_asset_keys())
     assert keys == {
-        dg.AssetKey(["lake", "odibi", "simple_pipeline", k])
-        for k in ("raw_data", "filtered_data", "write_filtered_parquet")
+        dg.AssetKey(["lake", "odibi", "simple_pipeline", *k.split("/")])
+        for k in ("raw_data", "filtered_data", "write_filtered_parquet", "source/read_sample_csv")
     }
     assert set(build_definitions(path, key_prefix="lake").resolve_all_asset_keys()) == {
-        dg.AssetKey(["lake", "simple_pipeline", k]) for k in ("raw_data", "filtered_data", "write_filtered_parquet")
+        dg.AssetKey(["lake", "simple_pipeline", *k.split("/")])
+        for k in ("raw_data", "filtered_data", "write_filtered_parquet", "source/read_sample_csv")
     }
     result = defs.resolve_job_def("simple_pipeline").execute_in_process(raise_on_error=False)
     assert result.success
@@ -382,7 +385,7 @@ def test_two_pipelines_with_the_same_dataset_names_do_not_collide(project: Proje
     defs = build_definitions(a, b)
     keys = set(defs.resolve_all_asset_keys())
     assert dg.AssetKey(["alpha", "filtered_data"]) in keys and dg.AssetKey(["beta", "filtered_data"]) in keys
-    assert len(keys) == 6
+    assert len(keys) == 8  # three assets and the ingest's source files per pipeline
     for job in ("alpha", "beta"):
         result = defs.resolve_job_def(job).execute_in_process(raise_on_error=False)
         assert result.success, job
@@ -554,6 +557,7 @@ def test_free_text_step_and_dataset_names_build_and_run(project: Project) -> Non
         "sales-2024/high_value",
         "sales-2024/Save_Gold_Table",
         "sales-2024/publish.v2",
+        "sales-2024/source/Read_Sample",  # the ingest's source files
     }
     (job,) = [j for j in defs.resolve_all_job_defs() if not j.name.startswith("__")]
     result = job.execute_in_process(raise_on_error=False)

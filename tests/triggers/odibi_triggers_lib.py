@@ -152,8 +152,8 @@ def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.5
 class DagsterProcess:
     """``dagster-webserver`` / ``dagster-daemon run`` in its own process group (killed whole)."""
 
-    def __init__(self, args: list[str], home: Path, cwd: Path, log: Path):
-        env = dict(os.environ, DAGSTER_HOME=str(home), PYTHONUNBUFFERED="1")
+    def __init__(self, args: list[str], home: Path, cwd: Path, log: Path, env: dict[str, str] | None = None):
+        env = dict(os.environ, DAGSTER_HOME=str(home), PYTHONUNBUFFERED="1", **(env or {}))
         env.pop("ODIBI_BASE_DIR", None)
         self.log = log
         self._fh = open(log, "wb")  # noqa: SIM115 - closed in stop()
@@ -206,8 +206,45 @@ def start_webserver(home: Path, workspace: Path, port: int, log: Path) -> Dagste
     return proc
 
 
-def start_daemon(home: Path, workspace: Path, log: Path) -> DagsterProcess:
-    return DagsterProcess([str(VENV_BIN / "dagster-daemon"), "run", "-w", str(workspace)], home, workspace.parent, log)
+# An instance for a webserver and daemon: runs queue and are taken every second, three at once.
+DAEMON_DAGSTER_YAML = """\
+telemetry: {enabled: false}
+run_queue:
+  max_concurrent_runs: 3
+  dequeue_interval_seconds: 1
+"""
+
+DEFS_PY = """\
+from pathlib import Path
+
+import dagster as dg
+
+from odibi_dagster import build_definitions
+
+# In-process executor: each run is one process (the daemon's run launcher), no process per step.
+defs = build_definitions(Path(__file__).parent / "pipelines", executor=dg.in_process_executor)
+"""
+
+
+def write_deployment(root: Path, location: str) -> tuple[Path, Path]:
+    """``root/home/dagster.yaml`` (:data:`DAEMON_DAGSTER_YAML`), and a code location ``location``
+    building ``root/pipelines`` (``defs.py`` and ``workspace.yaml``); returns (home, workspace)."""
+    home = root / "home"
+    home.mkdir(exist_ok=True)
+    (home / "dagster.yaml").write_text(DAEMON_DAGSTER_YAML)
+    (root / "defs.py").write_text(DEFS_PY)
+    workspace = root / "workspace.yaml"
+    workspace.write_text(
+        f"load_from:\n  - python_file: {{relative_path: defs.py, working_directory: ., location_name: {location}}}\n"
+    )
+    return home, workspace
+
+
+def start_daemon(home: Path, workspace: Path, log: Path, env: dict[str, str] | None = None) -> DagsterProcess:
+    """``dagster-daemon run``; ``env`` adds variables (e.g. ``FRESHNESS_DAEMON_INTERVAL_SECONDS``)."""
+    return DagsterProcess(
+        [str(VENV_BIN / "dagster-daemon"), "run", "-w", str(workspace)], home, workspace.parent, log, env
+    )
 
 
 def _http_ok(url: str) -> bool:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import textwrap
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from odibi_triggers_lib import (
     wait_for,
     write_csv,
     write_daily_data,
+    write_deployment,
     write_yaml,
 )
 from support import free_port
@@ -35,24 +35,6 @@ pytestmark = pytest.mark.slow
 WEEK = days("2024-01-01", 7)
 THREE_DAYS = WEEK[:3]
 FILE_SENSOR = "landing__watch_ingest"
-
-DAGSTER_YAML = """\
-telemetry: {enabled: false}
-run_queue:
-  max_concurrent_runs: 3
-  dequeue_interval_seconds: 1
-"""
-
-DEFS_PY = """\
-from pathlib import Path
-
-import dagster as dg
-
-from odibi_dagster import build_definitions
-
-# In-process executor: each run is one process (the daemon's run launcher), no process per step.
-defs = build_definitions(Path(__file__).parent / "pipelines", executor=dg.in_process_executor)
-"""
 
 HOOKS_PY = """\
 import json
@@ -101,9 +83,7 @@ class Deployment:
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     root = tmp_path_factory.mktemp("deployment")
-    home = root / "home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text(DAGSTER_YAML)
+    home, workspace = write_deployment(root, "odibi_test")
     pipelines = root / "pipelines"
     write_daily_data(pipelines, WEEK)
     daily_pipeline(pipelines, "week", backfill={"policy": "single_run"}, story={"enabled": False})
@@ -143,15 +123,8 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         },
     )
     (pipelines / "deploy_hooks.py").write_text(HOOKS_PY)
-    (root / "defs.py").write_text(DEFS_PY)
-    (root / "workspace.yaml").write_text(
-        textwrap.dedent("""\
-        load_from:
-          - python_file: {relative_path: defs.py, working_directory: ., location_name: odibi_test}
-        """)
-    )
     port = free_port()
-    web = start_webserver(home, root / "workspace.yaml", port, root / "webserver.log")
+    web = start_webserver(home, workspace, port, root / "webserver.log")
     dep = Deployment(root, home, port, web)
     try:
         yield dep

@@ -4,7 +4,6 @@ owners and tags, and the names of schedules and sensors."""
 from __future__ import annotations
 
 import datetime as dt
-import zoneinfo
 
 from odibi_dagster.config.imports import FunctionImportError, resolve_callable
 from odibi_dagster.config.models import (
@@ -19,25 +18,18 @@ from odibi_dagster.config.models import (
     Step,
 )
 from odibi_dagster.config.names import dagster_name
+from odibi_dagster.config.validation.automation import check_freshness
 from odibi_dagster.config.validation.collector import Collector, case_hint
-from odibi_dagster.config.validation.policies import check_owners, check_retry, check_tags
+from odibi_dagster.config.validation.policies import check_owners, check_retry, check_tags, valid_timezone
 
 # Filesystems a file-watch sensor can list (through fsspec): local folders and blob stores.
 WATCHABLE_PROTOCOLS = frozenset({"file", "abfs", "abfss", "az", "s3", "gs", "gcs", "memory"})
 
 
-def _valid_timezone(name: str) -> bool:
-    try:
-        zoneinfo.ZoneInfo(name)
-    except Exception:  # ZoneInfoNotFoundError, ValueError, IsADirectoryError ('America'), OSError
-        return False
-    return True
-
-
 def _check_partitions(partitions: PartitionsConfig, pipeline_name: str, col: Collector) -> None:
     from odibi_dagster.config.partitions import build_partitions_def
 
-    if not _valid_timezone(partitions.timezone):
+    if not valid_timezone(partitions.timezone):
         col.add(None, "partitions.timezone", f"unknown timezone '{partitions.timezone}'")
         return
     dates_ok = True
@@ -66,7 +58,7 @@ def _check_schedule(sch: ScheduleConfig, col: Collector) -> None:
             interval_seconds(sch.every)
         except (ValueError, TypeError) as exc:
             col.add(None, "schedule.every", str(exc))
-    if not _valid_timezone(sch.timezone):
+    if not valid_timezone(sch.timezone):
         col.add(None, "schedule.timezone", f"unknown timezone '{sch.timezone}'")
 
 
@@ -159,10 +151,17 @@ def check_pipeline(pipeline: PipelineConfig, steps: list[Step], col: Collector) 
         _check_partitions(pipeline.partitions, pipeline.name, col)
     if pipeline.schedule is not None:
         _check_schedule(pipeline.schedule, col)
+    if pipeline.observe_sources is not None:
+        from odibi_dagster.config.schedules import is_valid_cron
+
+        if not is_valid_cron(pipeline.observe_sources):
+            col.add(None, "observe_sources", f"'{pipeline.observe_sources}' is not a valid cron expression")
     by_name = {s.name: s for s in steps}
     for i, sensor in enumerate(pipeline.sensors):
         _check_sensor(i, sensor, pipeline, by_name, col)
     check_retry(pipeline.retry, None, "retry", col)
+    if pipeline.freshness is not None:
+        check_freshness(pipeline.freshness, None, "freshness", col)
     _check_hooks(pipeline, by_name, col)
     for name in pipeline.explanations:
         if name not in by_name:

@@ -1,8 +1,9 @@
-"""Retry, owners and tags: settings a step and the pipeline share, checked by Dagster's rules."""
+"""Retry, owners, tags and timezones: settings a step and the pipeline share, checked by Dagster's rules."""
 
 from __future__ import annotations
 
 import re
+import zoneinfo
 from typing import Any
 
 from odibi_dagster.config.models import RetryConfig, Step
@@ -15,6 +16,15 @@ def check_retry(retry: RetryConfig | None, step: Step | None, where: str, col: C
         for name in ("backoff", "jitter"):
             if getattr(retry, name) is not None:
                 col.add(step, f"{where}.{name}", f"{name} needs a delay: set delay_seconds above 0")
+
+
+def valid_timezone(name: str) -> bool:
+    """Whether ``name`` is an IANA timezone."""
+    try:
+        zoneinfo.ZoneInfo(name)
+    except Exception:  # ZoneInfoNotFoundError, ValueError, IsADirectoryError ('America'), OSError
+        return False
+    return True
 
 
 def _valid_owner(owner: Any) -> bool:

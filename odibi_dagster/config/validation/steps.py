@@ -8,6 +8,7 @@ from pathlib import Path
 
 from odibi_dagster.config.imports import FunctionImportError, binding_problem, resolve_callable
 from odibi_dagster.config.models import DATA_LAYERS, VALID_LAYERS, PipelineConfig, Step
+from odibi_dagster.config.validation.automation import check_step_automation
 from odibi_dagster.config.validation.collector import Collector
 from odibi_dagster.config.validation.policies import check_owners, check_retry, check_tags
 from odibi_dagster.config.validation.sql import check_sql, check_templates, walk_strings
@@ -108,3 +109,4 @@ def check_step_details(pipeline: PipelineConfig, steps: list[Step], col: Collect
                 check_owners(s.metadata[key], s, f"metadata.{key}", col)
         if "tags" in s.metadata:
             check_tags(s.metadata["tags"], s, "metadata.tags", col)
+        check_step_automation(s, col)

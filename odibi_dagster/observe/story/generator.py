@@ -246,7 +246,7 @@ def _environment() -> jinja2.Environment:
     return env
 
 
-_STATUS_RANK = {"success": 0, "running": 1, "failed": 2}
+_STATUS_RANK = {"cached": -1, "success": 0, "running": 1, "failed": 2}
 
 
 class StoryGenerator:

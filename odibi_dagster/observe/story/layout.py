@@ -13,7 +13,13 @@ from odibi_dagster.config.graph import StepGraph
 _NODE_W, _NODE_H, _COL_GAP, _ROW_GAP, _PAD = 172, 48, 56, 22, 20
 _LABEL_CHARS = 22
 
-STATUS_CLASSES = {"success": "success", "failed": "failed", "running": "running", "skipped": "skipped"}
+STATUS_CLASSES = {
+    "success": "success",
+    "failed": "failed",
+    "running": "running",
+    "skipped": "skipped",
+    "cached": "cached",  # reused by a --changed-only run: its inputs and code had not changed
+}
 
 _Gaps = dict[int, list[tuple[float, float]]]  # column -> free vertical intervals
 
