@@ -34,7 +34,13 @@ def _filesystem(path: str, storage_options: Mapping[str, Any] | None) -> tuple[A
         return None, path
     import fsspec  # only needed for remote paths (abfs://, s3://, memory://, ...)
 
-    fs, root = fsspec.core.url_to_fs(path, **dict(storage_options or {}))
+    from odibi_dagster.engines.paths import storage_options_for
+
+    # The environment's Azure settings, as the engines use them: without them adlfs reads the
+    # environment itself, and fsspec's instance cache (keyed by the arguments) would hand back a
+    # filesystem made for an earlier connection string.
+    options = dict(storage_options) if storage_options else storage_options_for(path)
+    fs, root = fsspec.core.url_to_fs(path, **options)
     return fs, root
 
 
