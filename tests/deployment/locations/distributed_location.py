@@ -31,6 +31,7 @@ spark = SparkEngine(
         "spark.executor.memory": "512m",
         "spark.cores.max": "1",
         "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",  # no progress bars in the Celery worker's log
         # Small data: one shuffle partition, and Delta's log replay in one task instead of 50.
         "spark.sql.shuffle.partitions": "1",
         "spark.databricks.delta.snapshotPartitions": "1",
