@@ -7,6 +7,7 @@ small and picklable: runs in other processes rebuild it from the code location.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -22,6 +23,8 @@ PANDAS_ENGINE_KEY = "odibi_pandas"
 SPARK_ENGINE_KEY = "odibi_spark"
 #: The one dataset store every pipeline's steps persist and read their datasets through.
 DATASET_STORE_KEY = "odibi_datasets"
+# Azure storage URLs (adlfs's and WASB's schemes): a Spark session needs hadoop-azure for them.
+_AZURE_URL = re.compile(r"^\s*(?:abfss?|az|wasbs?)://", re.IGNORECASE)
 
 
 @dataclass
@@ -59,6 +62,16 @@ class PipelinePlan:
     def step_graph(self) -> StepGraph:
         """The steps and the edges between them (datasets and connections)."""
         return StepGraph((s.name for s in self.pipeline.steps), self.graph_edges)
+
+    @cached_property
+    def uses_azure_storage(self) -> bool:
+        """Whether the pipeline reads or writes Azure storage: its work dir or data root, a step's
+        value or path param, or an external input's path is an ``abfs[s]://``/``wasb[s]://`` URL."""
+        texts = [self.work_dir, self.data_root, *(ext.path for ext in self.pipeline.external_inputs.values())]
+        for step in self.pipeline.steps:
+            texts += _strings(step.value)
+            texts += _strings(step.params)
+        return any(_AZURE_URL.match(text) for text in texts)
 
     def connection_key(self, connect_step: str) -> str:
         return self.pipeline.connection_key(connect_step)
@@ -152,6 +165,17 @@ class PipelinePlan:
             "nodes": [{"name": s.name, "layer": s.layer} for s in self.pipeline.steps],
             "edges": [list(e) for e in self.graph_edges],
         }
+
+
+def _strings(value: object) -> list[str]:
+    """Every string in ``value`` (params: at any depth)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list | tuple):
+        return [s for v in value for s in _strings(v)]
+    return []
 
 
 def mentions_secret_or_connection(value: object) -> bool:

@@ -1,7 +1,7 @@
 """Helpers shared by tests that start real servers on loopback: free ports, npm packages
 installed once into a cache folder (Azurite, playwright-core), ``dagster dev`` on a copy of
-the example code location, GraphQL requests to its webserver, PostgreSQL and Azurite; and the
-two-branch pipeline of the ``--changed-only`` tests."""
+the example code location, GraphQL requests to its webserver, PostgreSQL, Azurite and a
+standalone Spark cluster; and the two-branch pipeline of the ``--changed-only`` tests."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -316,6 +317,18 @@ AZURITE_DIR = Path(os.environ.get("ODIBI_AZURITE_DIR", Path.home() / ".cache" / 
 AZURITE_ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
 
+def new_container(connection_string: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh container on the blob store of ``connection_string``, set as the environment's
+    (so ``abfs://<container>`` paths reach it on both engines); no ``ODIBI_BASE_DIR``."""
+    from odibi_dagster.engines import paths
+
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", connection_string)
+    monkeypatch.delenv("ODIBI_BASE_DIR", raising=False)
+    name = f"c{uuid.uuid4().hex[:12]}"
+    paths.fs_for(f"abfs://{name}").mkdir(name)
+    return name
+
+
 @contextlib.contextmanager
 def azurite_server() -> Iterator[str]:
     """A blob-only Azurite in memory on a free loopback port, in its own process group; yields
@@ -354,3 +367,116 @@ def azurite_server() -> Iterator[str]:
         )
     finally:
         stop_group(proc)  # node may have children: stop the whole group
+
+
+def get_json(url: str, timeout: float = 5) -> Any:
+    """The JSON document at ``url`` (a server's status page)."""
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        return json.load(resp)
+
+
+class SparkCluster:
+    """A standalone Spark cluster on 127.0.0.1: one master and one worker started with
+    ``spark-class`` from the pyspark install, each in its own process group, logging under
+    ``root`` (``master.log``, ``worker.log``; executors' output under ``root/work``).
+
+    :meth:`start` returns at once (the worker retries until the master is up), so the cluster
+    comes up while other servers start; :meth:`wait_ready` waits for the registered worker.
+    """
+
+    HOST = "127.0.0.1"
+
+    def __init__(self, root: Path, *, cores: int = 1, memory: str = "1g", env: dict[str, str] | None = None) -> None:
+        import pyspark
+
+        self.root = root
+        self.cores, self.memory = cores, memory
+        self.spark_home = Path(pyspark.__file__).resolve().parent
+        self.port, self.ui_port, self.worker_ui_port = free_port(), free_port(), free_port()
+        self.env = {**os.environ, **(env or {})}
+        self.env.update(
+            SPARK_HOME=str(self.spark_home),
+            SPARK_LOCAL_IP=self.HOST,
+            SPARK_WORKER_DIR=str(root / "work"),
+            SPARK_LOG_DIR=str(root / "logs"),
+            PYSPARK_PYTHON=sys.executable,
+        )
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def url(self) -> str:
+        """The master URL (``spark://127.0.0.1:PORT``)."""
+        return f"spark://{self.HOST}:{self.port}"
+
+    @property
+    def master_json(self) -> str:
+        """The master's status page (applications, workers)."""
+        return f"http://{self.HOST}:{self.ui_port}/json/"
+
+    def _spawn(self, name: str, *args: str) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / f"{name}.log", "ab") as log:
+            self.procs.append(
+                subprocess.Popen(
+                    [str(self.spark_home / "bin" / "spark-class"), *args],
+                    env=self.env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # its own process group, stopped as a whole
+                )
+            )
+
+    def start(self) -> SparkCluster:
+        """Start the master and the worker (without waiting for either)."""
+        self._spawn(
+            "master",
+            *("org.apache.spark.deploy.master.Master", "--host", self.HOST),
+            *("--port", str(self.port), "--webui-port", str(self.ui_port)),
+        )
+        self._spawn(
+            "worker",
+            *("org.apache.spark.deploy.worker.Worker", self.url, "--host", self.HOST),
+            *("--cores", str(self.cores), "--memory", self.memory, "--webui-port", str(self.worker_ui_port)),
+        )
+        return self
+
+    def status(self) -> dict[str, Any]:
+        """The master's status (``workers``, ``activeapps``, ``completedapps`` ...)."""
+        return dict(get_json(self.master_json))
+
+    def wait_ready(self, timeout: float = 120) -> SparkCluster:
+        """Wait until the worker has registered with the master; fail the test naming the logs otherwise."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for proc in self.procs:
+                if proc.poll() is not None:
+                    pytest.fail(f"a Spark cluster process exited with {proc.returncode}: {self.log_tails()}")
+            with contextlib.suppress(OSError, ValueError):
+                if any(w["state"] == "ALIVE" for w in self.status()["workers"]):
+                    return self
+            if time.monotonic() > deadline:
+                pytest.fail(f"the Spark worker did not register within {timeout:.0f} s: {self.log_tails()}")
+            time.sleep(0.5)
+
+    def log_tails(self, chars: int = 2000) -> str:
+        return "\n".join(
+            f"--- {name}.log\n{(self.root / f'{name}.log').read_text(errors='replace')[-chars:]}"
+            for name in ("master", "worker")
+            if (self.root / f"{name}.log").exists()
+        )
+
+    def stop(self) -> None:
+        """Stop the worker, then the master (each process group)."""
+        for proc in reversed(self.procs):
+            stop_group(proc)
+        self.procs.clear()
+
+
+@contextlib.contextmanager
+def spark_cluster(root: Path, **kwargs: Any) -> Iterator[SparkCluster]:
+    """A started and registered :class:`SparkCluster`, stopped at the end."""
+    cluster = SparkCluster(root, **kwargs).start()
+    try:
+        yield cluster.wait_ready()
+    finally:
+        cluster.stop()

@@ -53,7 +53,8 @@ def local_path(path: str) -> str:
     return p
 
 
-def _parse_connection_string(conn_str: str) -> dict[str, str]:
+def parse_connection_string(conn_str: str) -> dict[str, str]:
+    """The ``Key=Value`` parts of an Azure Storage connection string."""
     parts: dict[str, str] = {}
     for item in conn_str.split(";"):
         if "=" in item:
@@ -95,7 +96,7 @@ def delta_storage_options(path: str, extra: dict[str, Any] | None = None) -> dic
     if protocol_of(path) in AZURE_PROTOCOLS:
         conn_str = os.environ.get("AZURE_STORAGE_CONNECTION_STRING")
         if conn_str:
-            parts = _parse_connection_string(conn_str)
+            parts = parse_connection_string(conn_str)
             if "AccountName" in parts:
                 opts["azure_storage_account_name"] = parts["AccountName"]
             if "AccountKey" in parts:

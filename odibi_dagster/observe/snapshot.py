@@ -36,7 +36,13 @@ def _filesystem(path: str, storage_options: Mapping[str, Any] | None) -> tuple[A
         return None, path
     import fsspec  # only needed for remote paths (abfs://, s3://, memory://, ...)
 
-    fs, root = fsspec.core.url_to_fs(path, **dict(storage_options or {}))
+    from odibi_dagster.engines.paths import storage_options_for
+
+    # The environment's Azure settings, as the engines use them: without them adlfs reads the
+    # environment itself, and fsspec's instance cache (keyed by the arguments) would hand back a
+    # filesystem made for an earlier connection string.
+    options = dict(storage_options) if storage_options else storage_options_for(path)
+    fs, root = fsspec.core.url_to_fs(path, **options)
     return fs, root
 
 
@@ -172,8 +178,11 @@ def _snapshot_delta(paths: Sequence[str], sample_rows: int, storage_options: Map
     import pyarrow as pa
     from deltalake import DeltaTable
 
+    from odibi_dagster.engines.paths import delta_storage_options
+
     tables = [
-        DeltaTable(path, storage_options=dict(storage_options) if storage_options else None)
+        # Remote tables (a Spark dataset on abfs://) take the environment's Azure settings, as the engines do.
+        DeltaTable(path, storage_options=dict(storage_options) if storage_options else delta_storage_options(path))
         for path in dict.fromkeys(paths)  # one Delta table may back several partitions
     ]
     schema = _unified_schema([pa.schema(t.schema().to_arrow()) for t in tables])

@@ -187,10 +187,16 @@ def definitions_from_plans(
         schedules += plan_schedules
         sensors += plan_sensors
         checks += plan_checks
-    if any(p.pipeline.step_engine(s) == "spark" for p in plans for s in p.pipeline.steps):
+    spark_plans = [p for p in plans if any(p.pipeline.step_engine(s) == "spark" for s in p.pipeline.steps)]
+    if spark_plans:
         from odibi_dagster.engines.spark import SparkEngine
 
-        res[SPARK_ENGINE_KEY] = _default_resource(SPARK_ENGINE_KEY, SparkEngine)
+        # hadoop-azure for every session of the location when one Spark pipeline uses Azure storage
+        # (a default object of its own: one with and one without the jars can both exist).
+        azure = True if any(p.uses_azure_storage for p in spark_plans) else None
+        res[SPARK_ENGINE_KEY] = _default_resource(
+            f"{SPARK_ENGINE_KEY}:azure" if azure else SPARK_ENGINE_KEY, lambda: SparkEngine(azure=azure)
+        )
     res.update(resources or {})
     return dg.Definitions(
         assets=assets,

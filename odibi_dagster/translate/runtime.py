@@ -30,7 +30,7 @@ from odibi_dagster.observe.metadata_keys import OdibiMetadataSet
 from odibi_dagster.observe.redact import Redactor, redact_url
 from odibi_dagster.observe.story.generator import StoryGenerator
 from odibi_dagster.observe.tracker import RunTracker
-from odibi_dagster.plan import PipelinePlan
+from odibi_dagster.plan import SPARK_ENGINE_KEY, PipelinePlan
 
 
 class StepRunConfig(dg.Config):
@@ -367,8 +367,15 @@ def sources_unchanged(inputs: dict[str, DatasetRef]) -> Iterator[None]:
 
 
 def engine_context(execution: StepExecution) -> Any:
-    """A fresh engine context of the step's engine resource (close it when done)."""
-    resource = getattr(execution.context.resources, execution.plan.engine_key(execution.step))
+    """A fresh engine context of the step's engine resource (close it when done).
+
+    A Spark step says whether its pipeline uses Azure storage: a session it starts then gets the
+    hadoop-azure jars (see ``SparkEngine.azure``).
+    """
+    key = execution.plan.engine_key(execution.step)
+    resource = getattr(execution.context.resources, key)
+    if key == SPARK_ENGINE_KEY:
+        return resource.context(azure=execution.plan.uses_azure_storage)
     return resource.context()
 
 

@@ -10,7 +10,10 @@
 * Redis as the Celery broker and two Celery workers, each started from its own folder with its
   own copy of that location and its own ``DAGSTER_HOME``, and Azurite as the blob store that
   holds the pipeline's ``base_dir``: datasets, tracker records and the story pass between the
-  workers only through it.
+  workers only through it;
+* a standalone Spark cluster (a master and a worker): the Celery location's Spark steps run
+  their drivers in the Celery worker that takes them and their executors on the cluster, with
+  Delta datasets on the blob store through hadoop-azure.
 
 Everything is driven through the webserver's GraphQL API, as the UI does. The servers start once
 for the module; the tests run in order and later ones build on what earlier ones materialized.
@@ -43,7 +46,7 @@ from deployment_support import (
     redis_server,
     write_dagster_yaml,
 )
-from support import azurite_server, free_port, postgres_server, wait_for
+from support import AZURITE_ACCOUNT_KEY, SparkCluster, azurite_server, free_port, postgres_server, wait_for
 
 pytestmark = [pytest.mark.deployment, pytest.mark.slow]
 
@@ -53,6 +56,7 @@ FILE_SENSOR = "daily_sales__watch_ingest_daily_sales"
 WORKERS = ("worker_a", "worker_b")
 DAYS = ["2024-01-01", "2024-01-02", "2024-01-03"]
 MEDALLION_STEPS = ("ingest_sales", "save_bronze", "clean_sales", "save_silver", "summarise_daily", "publish_gold")
+SPARK_STEPS = ("ingest_sales_spark", "revenue_by_store", "save_store_revenue")
 
 LAUNCH = """mutation($p: ExecutionParams!) { launchRun(executionParams: $p) { __typename
   ... on LaunchRunSuccess { run { runId } } ... on PythonError { message stack } ... on InvalidSubsetError { message }
@@ -66,7 +70,7 @@ BACKFILL = """mutation($p: LaunchBackfillParams!) { launchPartitionBackfill(back
   ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }"""
 BACKFILL_STATUS = """query($id: String!) { partitionBackfillOrError(backfillId: $id) {
   ... on PartitionBackfill { status runs { runId status tags { key value } } } } }"""
-GROUP = """query($g: AssetGroupSelector!) { assetNodes(group: $g) { assetKey { path } } }"""
+GROUP = """query($g: AssetGroupSelector!) { assetNodes(group: $g) { assetKey { path } isMaterializable } }"""
 NODES = """query($keys: [AssetKeyInput!]) { assetNodes(assetKeys: $keys) { assetKey { path }
   repository { location { name } } dependencyKeys { path } dependedByKeys { path } } }"""
 SENSOR_RUNS = """query($f: RunsFilter) { runsOrError(filter: $f) { ... on Runs {
@@ -97,6 +101,7 @@ def _distributed_copy(folder: Path) -> Path:
     (package / "pipelines").mkdir(parents=True)
     shutil.copy(LOCATIONS / "distributed_location.py", package / "__init__.py")
     shutil.copy(REPO / "definitions" / "pipelines" / "medallion_functions.py", package / "pipelines")
+    shutil.copy(LOCATIONS / "spark_sales.yaml", package / "pipelines")
     medallion = (REPO / "definitions" / "pipelines" / "sales_medallion.yaml").read_text()
     medallion = medallion.replace("../data/", "data/").replace("../output/", "output/")
     (package / "pipelines" / "sales_medallion.yaml").write_text(medallion)
@@ -124,6 +129,8 @@ def _start(dep: Deployment, blob: str, container: str, broker: str) -> None:
         "ODIBI_BASE_DIR": f"abfs://{container}/base",
         "ODIBI_CELERY_BROKER": f"{broker}/0",
         "ODIBI_CELERY_BACKEND": f"{broker}/1",
+        "ODIBI_SPARK_MASTER": dep.facts["spark"].url,
+        "ODIBI_SPARK_EVENTS": str(root / "distributed" / "server" / "spark-events"),
     }
     dep.code_server(EXAMPLES, ["-f", "definitions/definitions.py", "-d", "definitions"], examples.parent)
     dep.code_server(
@@ -162,8 +169,14 @@ def _start_workers(dep: Deployment, broker: str, remote: dict[str, str]) -> None
         folder = dep.root / "distributed" / worker
         code = _distributed_copy(folder)
         home = write_dagster_yaml(folder / "home", dep.facts["pg"]).parent
+        events = folder / "spark-events"  # where this worker's Spark drivers log their events
+        events.mkdir()
         config = folder / "celery.yaml"
-        config.write_text(f"execution:\n  config:\n    broker: {broker}/0\n    backend: {broker}/1\n")
+        # Acknowledged when done: a worker busy with a long (Spark) step holds no next step back.
+        config.write_text(
+            f"execution:\n  config:\n    broker: {broker}/0\n    backend: {broker}/1\n"
+            "    config_source: {task_acks_late: true}\n"
+        )
         dep.add(
             worker,
             [
@@ -171,7 +184,12 @@ def _start_workers(dep: Deployment, broker: str, remote: dict[str, str]) -> None
                 *("-n", worker, "-i", "odibi_distributed", "--", "-c", "1"),
             ],
             folder,
-            {**remote, "DAGSTER_HOME": str(home), "PYTHONPATH": f"{code}{os.pathsep}{REPO}"},
+            {
+                **remote,
+                "DAGSTER_HOME": str(home),
+                "PYTHONPATH": f"{code}{os.pathsep}{REPO}",
+                "ODIBI_SPARK_EVENTS": str(events),
+            },
         )
 
 
@@ -186,6 +204,9 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         pg = stack.enter_context(postgres_server(root / "pg", password))
         blob = stack.enter_context(azurite_server())
         broker = stack.enter_context(redis_server(root / "logs" / "redis.log"))
+        # The Spark cluster comes up while the other servers start (about 20 s on its own).
+        spark = SparkCluster(root / "spark", memory="1g", env={"PYTHONPATH": str(REPO)}).start()
+        stack.callback(spark.stop)
         patch = stack.enter_context(pytest.MonkeyPatch.context())
         patch.setenv("AZURE_STORAGE_CONNECTION_STRING", blob)  # this process reads the blob store too
         env = {k: v for k, v in os.environ.items() if k not in ("ODIBI_BASE_DIR", "DAGSTER_HOME", "PYTHONPATH")}
@@ -195,7 +216,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
             "PYTHONPATH": str(REPO),
             "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
         }
-        dep = Deployment(root, env, facts={"pg": pg, "container": f"c{uuid.uuid4().hex[:12]}"})
+        dep = Deployment(root, env, facts={"pg": pg, "container": f"c{uuid.uuid4().hex[:12]}", "spark": spark})
         stack.callback(dep.stop_all)
         write_dagster_yaml(dep.home, pg)
         # The storage schema once, before any server starts (what `dagster instance migrate` does):
@@ -288,13 +309,15 @@ def _wait_runs(dep: Deployment, *run_ids: str, timeout: float = 150) -> None:
 
 
 def _launch_backfill(dep: Deployment, days: list[str]) -> str:
-    """A backfill of ``days`` over every asset of ``daily_sales``, as the UI's Materialize dialog
-    launches it. The same days of every asset: with ``partitionNames`` Dagster would also ask for
+    """A backfill of ``days`` over every step asset of ``daily_sales``, as the UI's Materialize
+    dialog launches it (not its observable source asset: the dialog materializes, it does not
+    observe). The same days of every asset: with ``partitionNames`` Dagster would also ask for
     the trailing window's later days (up to six after the last), which read days it does not make."""
     group = dep.query(GROUP, {"g": {"groupName": "daily_sales", **_selector(EXAMPLES)}})["assetNodes"]
     by_asset = [
         {"assetKey": {"path": n["assetKey"]["path"]}, "partitions": {"range": {"start": days[0], "end": days[-1]}}}
         for n in group
+        if n["isMaterializable"]
     ]
     result = dep.query(BACKFILL, {"p": {"partitionsByAssets": by_asset, "fromFailure": False}})
     assert result["launchPartitionBackfill"]["__typename"] == "LaunchBackfillSuccess", result
@@ -344,6 +367,22 @@ def _wait_sensor_run(dep: Deployment, file_name: str, seen: set[str]) -> dict[st
     run = wait_for(new_run, 90, f"the file-watch sensor's run for {file_name}")
     _wait_runs(dep, run["runId"])
     return run
+
+
+def _celery_workers(dep: Deployment, run_id: str, pipeline: str, steps: tuple[str, ...]) -> dict[str, str]:
+    """The Celery worker each step of the run executed on (from the run's engine events); every
+    step succeeded on one of the deployment's workers."""
+    events = dep.query(RUN_EVENTS, {"id": run_id})["logsForRun"]["events"]
+    worker_of: dict[str, str] = {}
+    for event in events:
+        entries = {m["label"]: m.get("text") for m in event.get("metadataEntries") or []}
+        if "Celery worker" in entries:
+            worker_of[event["stepKey"]] = str(entries["Celery worker"]).split("@", 1)[0]
+    assert set(worker_of) == {f"{pipeline}__{s}" for s in steps}, worker_of
+    assert set(worker_of.values()) <= set(WORKERS), worker_of
+    succeeded = {e["stepKey"] for e in events if e["__typename"] == "ExecutionStepSuccessEvent"}
+    assert succeeded == set(worker_of)
+    return worker_of
 
 
 def _daily_revenue(frame: pd.DataFrame) -> dict[str, float]:
@@ -493,16 +532,9 @@ def test_a_celery_run_spreads_the_medallion_over_two_workers_that_share_no_disk(
     dep = deployment
     run_id = dep.facts["celery_run"]
     _wait_runs(dep, run_id, timeout=180)
-    events = dep.query(RUN_EVENTS, {"id": run_id})["logsForRun"]["events"]
-    worker_of: dict[str, str] = {}
-    for event in events:
-        entries = {m["label"]: m.get("text") for m in event.get("metadataEntries") or []}
-        if "Celery worker" in entries:
-            worker_of[event["stepKey"]] = str(entries["Celery worker"]).split("@", 1)[0]
-    assert set(worker_of) == {f"sales_medallion__{s}" for s in MEDALLION_STEPS}, worker_of
+    _launch_spark_run(dep)  # now: a worker busy with a Spark step takes no medallion step
+    worker_of = _celery_workers(dep, run_id, "sales_medallion", MEDALLION_STEPS)
     assert set(worker_of.values()) == set(WORKERS), worker_of
-    succeeded = {e["stepKey"] for e in events if e["__typename"] == "ExecutionStepSuccessEvent"}
-    assert succeeded == set(worker_of)
 
     base = f"abfs://{dep.facts['container']}/base"
     fs = paths.fs_for(base)
@@ -511,16 +543,93 @@ def test_a_celery_run_spreads_the_medallion_over_two_workers_that_share_no_disk(
     local = pd.read_csv(dep.facts["examples"] / "output" / "medallion" / "gold_daily_sales.csv")
     pd.testing.assert_frame_equal(gold, local)  # the same pipeline, run in one process
     assert fs.exists(f"{base}/datasets/distributed/sales_medallion/silver_sales/data.parquet")
-    run_dir = f"{base}/stories/sales_medallion/{run_id}"
+    _assert_story_on_blob_storage(dep, "sales_medallion", run_id, MEDALLION_STEPS)
+    print(f"steps by worker: {worker_of}")
+
+
+def _launch_spark_run(dep: Deployment) -> str:
+    """The Spark pipeline's run on the Celery location, launched once (when the cluster is up)."""
+    if "spark_run" not in dep.facts:
+        dep.facts["spark"].wait_ready()
+        dep.facts["spark_run"] = _launch(dep, DISTRIBUTED, "spark_sales")
+    return str(dep.facts["spark_run"])
+
+
+def _assert_story_on_blob_storage(dep: Deployment, pipeline: str, run_id: str, steps: tuple[str, ...]) -> None:
+    """The run's tracker and story on the blob store cover every step, whichever worker ran it,
+    and nothing was kept on the workers' or the server's disks."""
+    from odibi_dagster.engines import paths
+
+    run_dir = f"abfs://{dep.facts['container']}/base/stories/{pipeline}/{run_id}"
+    fs = paths.fs_for(run_dir)
     lineage = json.loads(fs.cat(f"{run_dir}/tracker.json"))
-    assert sorted(s["step_name"] for s in lineage["steps"]) == sorted(MEDALLION_STEPS)
-    assert lineage["summary"]["success_count"] == 6 and lineage["summary"]["running_count"] == 0
+    assert sorted(s["step_name"] for s in lineage["steps"]) == sorted(steps)
+    assert lineage["summary"]["success_count"] == len(steps) and lineage["summary"]["running_count"] == 0
     story = fs.cat(f"{run_dir}/story.html").decode()
-    assert all(f"{step}" in story for step in MEDALLION_STEPS)
-    # Nothing was kept on the workers' or the server's disks: all of it went to the blob store.
+    assert all(f"{step}" in story for step in steps)
     for folder in ("server", *WORKERS):
         assert not list((dep.root / "distributed" / folder).rglob(".odibi")), folder
-    print(f"steps by worker: {worker_of}")
+
+
+def test_spark_steps_run_on_celery_workers_and_the_spark_cluster_with_delta_on_blob_storage(
+    deployment: Deployment,
+) -> None:
+    from odibi_dagster.engines import paths
+
+    dep = deployment
+    run_id, spark = _launch_spark_run(dep), dep.facts["spark"]
+    _wait_runs(dep, run_id, timeout=480)
+    worker_of = _celery_workers(dep, run_id, "spark_sales", SPARK_STEPS)
+
+    base = f"abfs://{dep.facts['container']}/base"
+    fs = paths.fs_for(base)
+    with fs.open(f"{base}/output/spark/store_revenue.csv") as fh:
+        stored = pd.read_csv(fh).set_index("store")
+    sales = pd.read_csv(REPO / "definitions" / "data" / "raw" / "sales.csv")
+    sales = sales[sales["amount"] > 0]
+    assert stored["revenue"].to_dict() == pytest.approx(_daily_revenue(sales))
+    assert stored["sales"].to_dict() == sales.groupby("store").size().to_dict()
+    # The Spark steps' datasets are Delta tables on the blob store, read by the pandas store step.
+    for dataset in ("sales_spark", "store_revenue"):
+        log = f"{base}/datasets/distributed/spark_sales/{dataset}/data.delta/_delta_log"
+        assert fs.exists(f"{log}/00000000000000000000.json"), dataset
+    # Each Spark step was an application of the standalone cluster, its tasks run by the
+    # cluster's executors (their output is under the Spark worker's folder).
+    apps = {a["id"]: a for a in spark.status()["completedapps"] if a["name"] == "odibi-distributed"}
+    assert len(apps) == 2 and all(a["state"] == "FINISHED" for a in apps.values()), apps
+    assert {p.parent.parent.name for p in (spark.root / "work").glob("app-*/*/stderr")} == set(apps)
+    # Each application's driver ran in the Celery worker that ran its step: its event log is in
+    # that worker's own folder ($ODIBI_SPARK_EVENTS), one per Spark step the worker ran.
+    spark_steps = [worker_of[f"spark_sales__{s}"] for s in SPARK_STEPS[:2]]
+    for worker in WORKERS:
+        logs = {p.name.removeprefix("eventlog_v2_") for p in (dep.root / "distributed" / worker).glob("spark-events/*")}
+        assert logs <= set(apps) and len(logs) == spark_steps.count(worker), (worker, logs, worker_of)
+    _assert_story_on_blob_storage(dep, "spark_sales", run_id, SPARK_STEPS)
+    _assert_account_key_recorded_nowhere(dep, run_id)
+    print(f"spark steps by worker: {worker_of}")
+
+
+def _assert_account_key_recorded_nowhere(dep: Deployment, run_id: str) -> None:
+    """The account key (in every process's connection string) is in no log the deployment wrote:
+    the servers' and Celery workers' (with the Spark drivers' output), the Spark cluster's and
+    its executors', the drivers' event logs (which list the Hadoop configuration), Dagster's
+    event log in Postgres, the story and the tracker files."""
+    import psycopg
+
+    files = [p for p in dep.root.rglob("*") if p.is_file() and p.suffix in (".log", "") and "pg" not in p.parts]
+    files += list(dep.facts["spark"].root.rglob("*"))
+    texts = {str(p): p.read_text(errors="replace") for p in files if p.is_file()}
+    assert [n for n in texts if "spark-events" in n], "no Spark event log"
+    assert not [n for n, t in texts.items() if AZURITE_ACCOUNT_KEY in t]
+    with psycopg.connect(dep.facts["pg"]["url"]) as conn:
+        rows = conn.execute("SELECT event FROM event_logs WHERE run_id = %s", (run_id,)).fetchall()
+    assert rows and not [e for (e,) in rows if AZURITE_ACCOUNT_KEY in e]
+    from odibi_dagster.engines import paths
+
+    run_dir = f"abfs://{dep.facts['container']}/base/stories/spark_sales/{run_id}"
+    fs = paths.fs_for(run_dir)
+    run_files = fs.find(run_dir)
+    assert run_files and not [p for p in run_files if AZURITE_ACCOUNT_KEY in fs.cat(p).decode(errors="replace")]
 
 
 def test_the_backfill_is_marked_completed(deployment: Deployment) -> None:

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 import pytest
-from support import AZURITE_ACCOUNT_KEY, azurite_server
+from support import AZURITE_ACCOUNT_KEY, azurite_server, new_container
 
 from odibi_dagster import build_definitions
 from odibi_dagster.engines import paths
@@ -31,11 +30,7 @@ def azurite() -> Iterator[str]:
 @pytest.fixture
 def container(azurite: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """A fresh container; ``abfs://<container>`` paths reach Azurite through the environment."""
-    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azurite)
-    monkeypatch.delenv("ODIBI_BASE_DIR", raising=False)
-    name = f"c{uuid.uuid4().hex[:12]}"
-    paths.fs_for(f"abfs://{name}").mkdir(name)
-    return name
+    return new_container(azurite, monkeypatch)
 
 
 def _pipeline(tmp: Path, c: str, mode: str = "copy") -> Path:

@@ -5,119 +5,39 @@ and the test session's local one is already up)."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import textwrap
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pyspark
 import pytest
-from support import free_port
+from support import free_port, get_json, spark_cluster
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
-SPARK_HOME = Path(pyspark.__file__).resolve().parent
 HOST = "127.0.0.1"
-
-
-def _get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=5) as resp:
-        return json.load(resp)
-
-
-def _wait_for(predicate, timeout: float, what: str, procs: list[subprocess.Popen]) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        for p in procs:
-            if p.poll() is not None:
-                raise RuntimeError(f"{what}: a cluster process exited with {p.returncode}")
-        try:
-            value = predicate()
-            if value:
-                return value
-        except Exception as exc:  # not up yet
-            last = exc
-        time.sleep(0.5)
-    raise TimeoutError(f"{what} within {timeout}s (last error: {last})")
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=10)
-    except ProcessLookupError:
-        return
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
 
 
 @pytest.fixture
 def standalone_cluster(tmp_path: Path) -> Iterator[dict[str, Any]]:
-    port, ui_port, worker_ui_port = free_port(HOST), free_port(HOST), free_port(HOST)
-    env = dict(os.environ)
-    env.update(
-        SPARK_HOME=str(SPARK_HOME),
-        SPARK_LOCAL_IP=HOST,
-        SPARK_WORKER_DIR=str(tmp_path / "work"),
-        SPARK_LOG_DIR=str(tmp_path / "logs"),
-        PYSPARK_PYTHON=sys.executable,
-    )
-    spark_class = str(SPARK_HOME / "bin" / "spark-class")
-    procs: list[subprocess.Popen] = []
-    logs = []
-    try:
-        master_log = (tmp_path / "master.log").open("w")
-        logs.append(master_log)
-        procs.append(
-            subprocess.Popen(
-                [
-                    *(spark_class, "org.apache.spark.deploy.master.Master", "--host", HOST),
-                    *("--port", str(port), "--webui-port", str(ui_port)),
-                ],
-                env=env,
-                stdout=master_log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group, killed as a whole
-            )
-        )
-        master_json = f"http://{HOST}:{ui_port}/json/"
-        _wait_for(lambda: _get_json(master_json), 60, "master up", procs)
-        worker_log = (tmp_path / "worker.log").open("w")
-        logs.append(worker_log)
-        procs.append(
-            subprocess.Popen(
-                [
-                    *(spark_class, "org.apache.spark.deploy.worker.Worker", f"spark://{HOST}:{port}"),
-                    *("--cores", "1", "--memory", "1g", "--host", HOST, "--webui-port", str(worker_ui_port)),
-                ],
-                env=env,
-                stdout=worker_log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        )
-        _wait_for(
-            lambda: [w for w in _get_json(master_json)["workers"] if w["state"] == "ALIVE"],
-            60,
-            "worker registered",
-            procs,
-        )
-        yield {"url": f"spark://{HOST}:{port}", "master_json": master_json, "env": env, "logs": tmp_path}
-    finally:
-        for proc in reversed(procs):
-            _kill_group(proc)
-        for fh in logs:
-            fh.close()
+    with spark_cluster(tmp_path) as cluster:
+        yield {"url": cluster.url, "master_json": cluster.master_json, "env": cluster.env, "logs": tmp_path}
+
+
+def _wait_for(predicate, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except OSError:  # the master is busy
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{what} within {timeout}s")
 
 
 DRIVER_SCRIPT = textwrap.dedent(
@@ -176,13 +96,10 @@ def test_job_runs_on_a_standalone_cluster(spark, standalone_cluster: dict[str, A
     assert sum(n for _, n in result["rows"]) == expected_silver
     workers = [e for e in result["executors"] if e["id"] != "driver"]
     assert workers and sum(e["totalTasks"] for e in workers) > 0, result["executors"]
+
     # the master saw the application run and finish
-    apps = _wait_for(
-        lambda: [
-            a for a in _get_json(standalone_cluster["master_json"])["completedapps"] if a["id"] == result["app_id"]
-        ],
-        30,
-        "application completed",
-        [],
-    )
+    def completed() -> list[dict[str, Any]]:
+        return [a for a in get_json(standalone_cluster["master_json"])["completedapps"] if a["id"] == result["app_id"]]
+
+    apps = _wait_for(completed, 30, "application completed")
     assert apps[0]["state"] == "FINISHED"

@@ -8,8 +8,10 @@
 * :mod:`~odibi_dagster.engines.spark.io`: the readers and writers per format, in the one
   format registry (:mod:`~odibi_dagster.engines.spark.jdbc` for databases,
   :mod:`~odibi_dagster.engines.spark.hadoop` for atomic file moves);
-* :mod:`~odibi_dagster.engines.spark.jars`: Delta, Avro and JDBC jars from Maven Central
-  through a stable Ivy cache (``~/.cache/odibi_dagster/ivy`` or ``$ODIBI_SPARK_IVY``);
+* :mod:`~odibi_dagster.engines.spark.jars`: Delta, Avro, JDBC and hadoop-azure jars from Maven
+  Central through a stable Ivy cache (``~/.cache/odibi_dagster/ivy`` or ``$ODIBI_SPARK_IVY``);
+* :mod:`~odibi_dagster.engines.spark.azure`: Azure storage URLs as hadoop-azure reaches them,
+  and the environment's credentials set at run time (never in the logged Spark conf);
 * :mod:`~odibi_dagster.engines.spark.arrow_types`: Spark types as the pandas engine's
   Arrow type strings.
 """

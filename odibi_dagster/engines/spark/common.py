@@ -4,6 +4,7 @@ the Java chain and with secrets masked, row counts observed while writing."""
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -94,6 +95,11 @@ def failure(ctx: SparkEngineContext, exc: Exception, fmt: str, what: str) -> Exc
     msg = ctx.redact(str(exc))
     if fmt == "avro" and "avro" in msg.lower() and "data source" in msg.lower():
         return RuntimeError(f"cannot {what}: the spark-avro jar is not loaded; add 'avro' to SparkEngine.packages")
+    if re.search(r'No FileSystem for scheme "(abfss?|wasbs?)"', msg):
+        return RuntimeError(
+            f"cannot {what}: the session was started without the hadoop-azure jars; "
+            "configure the odibi_spark resource with SparkEngine(azure=True)"
+        )
     return RuntimeError(ctx.redact(f"cannot {what} as {fmt}: {error_summary(exc)}"))
 
 

@@ -1,6 +1,7 @@
 """Paths as the JVM sees them, and the Hadoop FileSystem moves that make Spark writes atomic.
 
-Hadoop's FileSystem API works for local paths and ``abfs://`` alike: a write goes to a
+Azure URLs become the form hadoop-azure reads (see :mod:`~odibi_dagster.engines.spark.azure`).
+Hadoop's FileSystem API works for local paths and ``abfss://`` alike: a write goes to a
 hidden sibling (the temp-name pattern of :mod:`odibi_dagster.engines.paths`, so what a
 killed write left can be told apart and removed) and is renamed into place.
 """
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from odibi_dagster.engines import paths
+from odibi_dagster.engines.spark.azure import hadoop_url
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -26,10 +28,18 @@ _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
 
 
 def qualify(path: str) -> str:
-    """Absolute local paths (the JVM may resolve relative ones against another cwd); URIs unchanged."""
+    """The path for the JVM: absolute local paths (it may resolve relative ones against another
+    cwd), Azure URLs in hadoop-azure's form, other URIs unchanged."""
+    if _URI.match(path) and not _WINDOWS_DRIVE.match(path):
+        return hadoop_url(path)
+    return os.path.abspath(os.path.expanduser(path))
+
+
+def uri_of(path: str) -> str:
+    """The path as the user wrote it, for metadata: local paths made absolute, URIs unchanged."""
     if _URI.match(path) and not _WINDOWS_DRIVE.match(path):
         return path
-    return os.path.abspath(os.path.expanduser(path))
+    return qualify(path)
 
 
 def local_path(path: str) -> Path | None:

@@ -111,7 +111,7 @@ def write_files(ctx: SparkEngineContext, sdf: DataFrame, target: str, fmt: str, 
     except Exception as exc:
         hadoop.remove_quietly(ctx.spark, tmp)  # a failed write leaves the target as it was, and no litter
         raise failure(ctx, exc, fmt, f"write {path}") from None
-    return WriteInfo(uri=path, format=fmt, rows=observed_rows(obs), extra={"mode": mode})
+    return WriteInfo(uri=hadoop.uri_of(target), format=fmt, rows=observed_rows(obs), extra={"mode": mode})
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -131,8 +131,8 @@ def _merge_delta(ctx: SparkEngineContext, sdf: DataFrame, path: str, keys: list[
     builder.whenMatchedUpdateAll().whenNotMatchedInsertAll().execute()
 
 
-def _delta_commit(ctx: SparkEngineContext, path: str, rows: int | None, mode: str) -> WriteInfo:
-    """The WriteInfo of the table's last commit: version, operation and its row metrics."""
+def _delta_commit(ctx: SparkEngineContext, path: str, uri: str, rows: int | None, mode: str) -> WriteInfo:
+    """The WriteInfo of the table's last commit (at ``path``): version, operation and its row metrics."""
     from delta.tables import DeltaTable
 
     last = DeltaTable.forPath(ctx.spark, path).history(1).select("version", "operation", "operationMetrics").first()
@@ -145,7 +145,7 @@ def _delta_commit(ctx: SparkEngineContext, path: str, rows: int | None, mode: st
                 extra[key] = _int_or_none(metrics[key])
     elif rows is None:
         rows = _int_or_none(metrics.get("numOutputRows"))
-    return WriteInfo(uri=path, format="delta", rows=rows, version=int(last["version"]), extra=extra)
+    return WriteInfo(uri=uri, format="delta", rows=rows, version=int(last["version"]), extra=extra)
 
 
 def read_delta(ctx: SparkEngineContext, source: str, **params: Any) -> DataFrame:
@@ -182,7 +182,7 @@ def write_delta(ctx: SparkEngineContext, sdf: DataFrame, target: str, **params: 
         raise
     except Exception as exc:
         raise failure(ctx, exc, "delta", f"write {path}") from None
-    return _delta_commit(ctx, path, rows, mode)
+    return _delta_commit(ctx, path, hadoop.uri_of(target), rows, mode)
 
 
 # --------------------------------------------------------------------------------------

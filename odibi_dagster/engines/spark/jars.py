@@ -1,4 +1,4 @@
-"""The jars a Spark session needs (Delta, Avro, JDBC drivers), resolved from Maven Central.
+"""The jars a Spark session needs (Delta, Avro, JDBC drivers, hadoop-azure), resolved from Maven Central.
 
 They go into ``spark.jars.packages``; Ivy keeps them in a stable cache
 (``~/.cache/odibi_dagster/ivy`` or ``$ODIBI_SPARK_IVY``), so only the first session of a
@@ -165,12 +165,18 @@ def merge_csv(*parts: str | Iterable[str] | None) -> str:
     return ",".join(seen)
 
 
-def resolve_packages(packages: Iterable[str], spark_conf: Mapping[str, str], delta: bool) -> list[str]:
-    """The Maven coordinates for ``spark.jars.packages``: Delta, ``packages`` with their
-    aliases expanded, then the conf's own ``spark.jars.packages``."""
+def resolve_packages(
+    packages: Iterable[str], spark_conf: Mapping[str, str], delta: bool, azure: bool = False
+) -> list[str]:
+    """The Maven coordinates for ``spark.jars.packages``: Delta, hadoop-azure (``azure``),
+    ``packages`` with their aliases expanded, then the conf's own ``spark.jars.packages``."""
     ivy = Path(spark_conf.get("spark.jars.ivy") or ivy_dir()).expanduser()
     repos = (*split_csv(spark_conf.get("spark.jars.repositories")), MAVEN_CENTRAL)
     coords: list[str] = [delta_package(ivy, repos)] if delta else []
+    if azure:
+        from odibi_dagster.engines.spark.azure import hadoop_azure_package
+
+        coords.append(hadoop_azure_package())
     for pkg in packages:
         name = pkg.strip()
         if name.lower() in _AVRO_NAMES:

@@ -18,6 +18,7 @@ import dagster as dg
 from pydantic import Field, PrivateAttr
 
 from odibi_dagster.engines.secrets import SecretSource
+from odibi_dagster.engines.spark import azure as spark_azure
 from odibi_dagster.engines.spark.common import error_summary
 from odibi_dagster.engines.spark.context import SparkEngineContext
 from odibi_dagster.engines.spark.jars import PROVIDED_BY_SPARK, ivy_dir, merge_csv, resolve_packages
@@ -65,18 +66,32 @@ class SparkEngine(dg.ConfigurableResource):
         default_factory=list,
         description="Extra Maven coordinates, or aliases: avro, sqlite, postgresql",
     )
+    azure: bool | None = Field(
+        default=None,
+        description="Azure storage paths (abfs/abfss/wasb/wasbs) through the hadoop-azure jars: "
+        "true always, false never, unset when a step of a pipeline that uses Azure paths starts the session",
+    )
 
     _session: Any = PrivateAttr(default=None)
     _owns_session: bool = PrivateAttr(default=False)
+    _azure_session: bool = PrivateAttr(default=False)  # the session has the hadoop-azure jars
 
     # -- configuration -------------------------------------------------------------------
 
-    def resolved_packages(self) -> list[str]:
-        """The Maven coordinates for ``spark.jars.packages``: Delta, aliases expanded, user's."""
-        return resolve_packages(self.packages, self.spark_conf, self.delta)
+    def resolved_packages(self, azure: bool | None = None) -> list[str]:
+        """The Maven coordinates for ``spark.jars.packages``: Delta, hadoop-azure, aliases expanded, user's."""
+        return resolve_packages(self.packages, self.spark_conf, self.delta, self._wants_azure(azure))
 
-    def session_conf(self) -> dict[str, str]:
-        """The full Spark conf the session is started with (user's ``spark_conf`` wins)."""
+    def _wants_azure(self, hint: bool | None) -> bool:
+        """Whether the session gets hadoop-azure: the ``azure`` field, else the starting step's hint."""
+        return bool(self.azure if self.azure is not None else hint)
+
+    def session_conf(self, azure: bool | None = None) -> dict[str, str]:
+        """The full Spark conf the session is started with (user's ``spark_conf`` wins).
+
+        ``azure``: whether the step starting the session uses Azure paths (when the ``azure``
+        field is unset). Credentials are never part of it: see :func:`spark_azure.configure`.
+        """
         conf: dict[str, str] = {
             "spark.master": self.master,
             "spark.app.name": self.app_name,
@@ -94,10 +109,14 @@ class SparkEngine(dg.ConfigurableResource):
         conf.update({k: str(v) for k, v in user.items()})
         if self.delta:
             conf["spark.sql.extensions"] = merge_csv(user.get("spark.sql.extensions"), _DELTA_EXTENSION)
-        packages = self.resolved_packages()
+        with_azure = self._wants_azure(azure)
+        if with_azure:
+            conf.update(spark_azure.session_settings(self.master, user))
+        packages = self.resolved_packages(azure)
         if packages:
             conf["spark.jars.packages"] = ",".join(packages)
-            conf["spark.jars.excludes"] = merge_csv(PROVIDED_BY_SPARK, user.get("spark.jars.excludes"))
+            provided = (*PROVIDED_BY_SPARK, *(spark_azure.PROVIDED_BY_SPARK_AZURE if with_azure else ()))
+            conf["spark.jars.excludes"] = merge_csv(provided, user.get("spark.jars.excludes"))
         return conf
 
     # -- session lifecycle ---------------------------------------------------------------
@@ -105,9 +124,12 @@ class SparkEngine(dg.ConfigurableResource):
     @property
     def spark_session(self) -> SparkSession:
         """The process's SparkSession, started on first use."""
+        return self._get_session()
+
+    def _get_session(self, azure: bool | None = None) -> SparkSession:
         session = self._session
         if session is None or session.sparkContext._jsc is None:
-            session = self._start_session()
+            session = self._start_session(azure)
         return session
 
     @property
@@ -115,7 +137,7 @@ class SparkEngine(dg.ConfigurableResource):
         """Whether this resource started the session (and so stops it)."""
         return self._owns_session
 
-    def _start_session(self) -> SparkSession:
+    def _start_session(self, azure: bool | None = None) -> SparkSession:
         global _owned_session, _atexit_registered
         from dagster_pyspark import LazyPySparkResource
         from pyspark import SparkContext
@@ -128,9 +150,10 @@ class SparkEngine(dg.ConfigurableResource):
                 # step's child session (see `context`).
                 session = SparkSession.builder.getOrCreate()
                 self._owns_session = False
+                self._azure_session = self._wants_azure(azure)  # as far as we can tell
                 self._adopt(session)
             else:
-                conf = self.session_conf()
+                conf = self.session_conf(azure)
                 try:
                     session = LazyPySparkResource(spark_config=conf).spark_session
                 except Exception as exc:
@@ -142,6 +165,7 @@ class SparkEngine(dg.ConfigurableResource):
                         f"{error_summary(exc)}"
                     ) from exc
                 self._owns_session = True
+                self._azure_session = self._wants_azure(azure)
                 _owned_session = session
                 if not _atexit_registered:
                     atexit.register(_stop_owned_session)
@@ -190,15 +214,20 @@ class SparkEngine(dg.ConfigurableResource):
                 session.stop()
         self._owns_session = False
 
-    def context(self, secrets: SecretSource | None = None) -> SparkEngineContext:
+    def context(self, secrets: SecretSource | None = None, *, azure: bool | None = None) -> SparkEngineContext:
         """A new SparkEngineContext (one per step execution) on its own child session.
 
         ``newSession()`` shares the SparkContext, jars and table cache but has its own temp
         views and SQL conf, so steps running at the same time in one process (in threads)
         cannot see or replace each other's ``bronze``/``silver`` views. Spark Connect
         sessions have no child sessions.
+
+        ``azure``: the step uses Azure storage paths. When this call starts the session (and
+        the ``azure`` field is unset) it gets the hadoop-azure jars; a session with them gets
+        the environment's Azure credentials (see :mod:`~odibi_dagster.engines.spark.azure`).
         """
-        session = self.spark_session
+        session = self._get_session(azure)
+        storage = spark_azure.configure(session) if self._azure_session or self._wants_azure(azure) else None
         try:
             child = session.newSession()
         except Exception:  # Spark Connect: keep the session as it is
@@ -208,4 +237,7 @@ class SparkEngine(dg.ConfigurableResource):
             # borrowed session (see `_adopt`) must be applied again.
             self._apply_runtime_conf(child)
             session = child
-        return SparkEngineContext(session, secrets=secrets)
+        ctx = SparkEngineContext(session, secrets=secrets)
+        if storage is not None:
+            ctx.secrets.redactor.add(*storage.secrets())  # Hadoop errors may quote a setting
+        return ctx
