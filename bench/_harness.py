@@ -90,16 +90,24 @@ def process_group(cmd: Sequence[str], log: Path, cwd: Path | None = None) -> Ite
     try:
         yield proc
     finally:
-        for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 10)):
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                break
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=wait)
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)  # children that outlived the leader
-                break
+        stop_process_group(proc)
+
+
+def stop_process_group(
+    proc: subprocess.Popen, signals: Sequence[tuple[int, float]] = ((signal.SIGTERM, 15), (signal.SIGKILL, 10))
+) -> None:
+    """Send each signal in turn to the process group, waiting up to its seconds for the leader to
+    exit; then kill what is left of the group (children that outlived the leader)."""
+    for sig, wait in signals:
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=wait)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            break
 
 
 def median(values: Sequence[float]) -> float:

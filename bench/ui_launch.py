@@ -37,6 +37,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from _harness import stop_process_group
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 LOCATION = "odibi_examples"
@@ -99,16 +101,8 @@ def dagster_dev(home: Path, log: Path) -> Iterator[str]:
             time.sleep(0.5)
         yield base
     finally:
-        for sig, wait in ((signal.SIGINT, 20), (signal.SIGTERM, 10), (signal.SIGKILL, 10)):
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                break
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=wait)
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)  # children that outlived the leader
-                break
+        # SIGINT first: dagster dev shuts its webserver and daemon down cleanly on it
+        stop_process_group(proc, ((signal.SIGINT, 20), (signal.SIGTERM, 10), (signal.SIGKILL, 10)))
 
 
 def wait_for_location(base: str, timeout: float = 180) -> list[dict[str, Any]]:

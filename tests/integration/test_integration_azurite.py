@@ -6,25 +6,17 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 import pytest
-from support import AZURITE_ACCOUNT_KEY, azurite_server, new_container
+from support import AZURITE_ACCOUNT_KEY, new_container
 
 from odibi_dagster import build_definitions
 from odibi_dagster.engines import paths
 
 ACCOUNT_KEY = AZURITE_ACCOUNT_KEY
-
-
-@pytest.fixture(scope="module")
-def azurite() -> Iterator[str]:
-    """A blob-only Azurite in memory on a free loopback port; yields its connection string."""
-    with azurite_server() as connection_string:
-        yield connection_string
 
 
 @pytest.fixture

@@ -13,14 +13,13 @@ Dagster or odibi record anything.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 import pytest
 from dagster._serdes import serialize_value
-from support import AZURITE_ACCOUNT_KEY, azurite_server, new_container
+from support import AZURITE_ACCOUNT_KEY, new_container
 
 from odibi_dagster import build_definitions
 from odibi_dagster.engines import paths
@@ -32,12 +31,6 @@ pytestmark = [pytest.mark.spark]
 ACCOUNT = "devstoreaccount1"
 SALES = "id,store,amount\n1,north,50\n2,south,150\n3,north,300\n4,east,101\n5,south,250\n"
 EXPECTED = {"east": 101.0, "north": 300.0, "south": 400.0}  # revenue of sales over 100
-
-
-@pytest.fixture(scope="module")
-def azurite() -> Iterator[str]:
-    with azurite_server() as connection_string:
-        yield connection_string
 
 
 @pytest.fixture
