@@ -69,7 +69,7 @@ RUN_EVENTS = """query($id: ID!) { logsForRun(runId: $id, limit: 5000) { __typena
 BACKFILL = """mutation($p: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $p) { __typename
   ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }"""
 BACKFILL_STATUS = """query($id: String!) { partitionBackfillOrError(backfillId: $id) {
-  ... on PartitionBackfill { status runs { runId status tags { key value } } } } }"""
+  ... on PartitionBackfill { status error { message } runs { runId status tags { key value } } } } }"""
 GROUP = """query($g: AssetGroupSelector!) { assetNodes(group: $g) { assetKey { path } isMaterializable } }"""
 NODES = """query($keys: [AssetKeyInput!]) { assetNodes(assetKeys: $keys) { assetKey { path }
   repository { location { name } } dependencyKeys { path } dependedByKeys { path } } }"""
@@ -156,7 +156,10 @@ def _start(dep: Deployment, blob: str, container: str, broker: str) -> None:
     dep.ports["webserver"] = port = free_port()
     web = [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port), "-w", str(workspace)]
     dep.add("webserver", web, root)
-    dep.add("daemon", [str(BIN / "dagster-daemon"), "run", "-w", str(workspace)], root)
+    # A code server restarting while a backfill is in flight makes the location unloadable for a
+    # moment; without this Dagster fails the backfill for good (README: Deploying).
+    daemon_env = {"DAGSTER_BACKFILL_RETRY_DEFINITION_CHANGED_ERROR": "1"}
+    dep.add("daemon", [str(BIN / "dagster-daemon"), "run", "-w", str(workspace)], root, daemon_env)
     wait_for(dep.workspace_loaded, 120, "the webserver to load the workspace")
     for worker in WORKERS:
         wait_for(lambda w=worker: " ready." in dep.servers[w].tail(200), 120, f"Celery {worker} to be ready")
