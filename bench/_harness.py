@@ -31,16 +31,19 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env | (extra or {})
 
 
-def run_child(script: str, args: Sequence[str], timeout: float = 3600) -> dict[str, Any]:
-    """Run ``python <script> --child <args>`` in a fresh process; its JSON line, plus the whole
-    process's wall time (``proc_s``) and peak RSS (``proc_peak_mb``, from ``wait4``)."""
+def run_child(
+    script: str, args: Sequence[str], timeout: float = 3600, env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Run ``python <script> --child <args>`` in a fresh process (``env`` added to its
+    environment); its JSON line, plus the whole process's wall time (``proc_s``) and peak RSS
+    (``proc_peak_mb``, from ``wait4``)."""
     started = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, script, "--child", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=child_env(),
+        env=child_env(env),
     )
     try:
         stdout, stderr = proc.communicate(timeout=timeout)

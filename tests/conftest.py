@@ -3,10 +3,20 @@ conftest's folder there), so every test module can import :mod:`support`."""
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterator
 
 import pytest
 from support import azurite_server
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One load cache per test session (``ODIBI_CACHE_DIR``, inherited by the servers tests
+    start), so the suite neither reads nor fills the user's: each SQL statement and YAML file is
+    parsed the first time the session meets it."""
+    if "ODIBI_CACHE_DIR" not in os.environ:
+        os.environ["ODIBI_CACHE_DIR"] = tempfile.mkdtemp(prefix="odibi-test-cache.")
 
 
 @pytest.fixture(scope="module")

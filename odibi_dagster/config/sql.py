@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
-import sqlglot
-from sqlglot import exp
+if TYPE_CHECKING:  # imported where used: a load whose SQL checks are cached never needs sqlglot
+    from sqlglot import exp
 
 DIALECTS = {"pandas": "duckdb", "spark": "spark"}
 
@@ -25,6 +26,8 @@ def dialect_for(engine: str) -> str:
 
 def parse_sql(sql: str, dialect: str) -> list[exp.Expression]:
     """Parse ``sql`` (raises ``sqlglot.errors.ParseError``)."""
+    import sqlglot
+
     statements = [s for s in sqlglot.parse(sql, read=dialect) if s is not None]
     if not statements:
         raise sqlglot.errors.ParseError("empty SQL statement")
@@ -32,6 +35,8 @@ def parse_sql(sql: str, dialect: str) -> list[exp.Expression]:
 
 
 def _is_file_reference(table: exp.Table, dialect: str | None) -> bool:
+    from sqlglot import exp
+
     ident = table.this
     if not isinstance(ident, exp.Identifier) or not ident.quoted:
         return False
@@ -45,6 +50,8 @@ def referenced_tables(statements: list[exp.Expression], dialect: str | None = No
 
     CTE names match case-insensitively, as DuckDB and Spark resolve them.
     """
+    from sqlglot import exp
+
     names: set[str] = set()
     for stmt in statements:
         ctes = {c.alias_or_name.lower() for c in stmt.find_all(exp.CTE)}

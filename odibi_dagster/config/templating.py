@@ -14,10 +14,11 @@ import os
 import re
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any, Literal
+from functools import cache
+from typing import TYPE_CHECKING, Any, Literal
 
-import jinja2
-from jinja2 import meta
+if TYPE_CHECKING:  # imported at first render: most steps have no template, and a load then needs no jinja2
+    import jinja2
 
 #: Variables a template may use. ``env`` is a namespace: ``{{ env.NAME }}``.
 KNOWN_VARIABLES = frozenset(
@@ -276,6 +277,8 @@ def _render_positioned(v: _Positioned, dialect: str) -> str:
 
 
 def _env(finalize: Any = None) -> jinja2.Environment:
+    import jinja2
+
     return jinja2.Environment(
         undefined=jinja2.StrictUndefined,
         autoescape=False,
@@ -284,7 +287,9 @@ def _env(finalize: Any = None) -> jinja2.Environment:
     )
 
 
-_TEXT_ENV = _env()
+@cache
+def _text_env() -> jinja2.Environment:
+    return _env()
 
 
 def has_template(text: str) -> bool:
@@ -293,14 +298,16 @@ def has_template(text: str) -> bool:
 
 def template_variables(text: str) -> set[str]:
     """Top-level variable names a template uses (raises ``jinja2.TemplateSyntaxError``)."""
-    return set(meta.find_undeclared_variables(_TEXT_ENV.parse(text)))
+    from jinja2 import meta
+
+    return set(meta.find_undeclared_variables(_text_env().parse(text)))
 
 
 def render_text(text: str, variables: Mapping[str, Any]) -> str:
     """Render a path or other text template; values go in as plain text."""
     if not has_template(text):
         return text
-    return _TEXT_ENV.from_string(text).render(**variables)
+    return _text_env().from_string(text).render(**variables)
 
 
 def render_sql(sql: str, variables: Mapping[str, Any], dialect: str = "duckdb") -> str:
@@ -322,9 +329,11 @@ def render_sql(sql: str, variables: Mapping[str, Any], dialect: str = "duckdb") 
     for position, name in _POSITION_FILTERS.items():
         env.filters[name] = lambda v, position=position: _Positioned(v, position)
     marked = _mark_positions(sql, dialect)
+    from jinja2 import TemplateSyntaxError
+
     try:
         template = env.from_string(marked)
-    except jinja2.TemplateSyntaxError:
+    except TemplateSyntaxError:
         if marked == sql:
             raise
         # The scan split an expression wrongly (a '}}' inside it, say). Rendering the original

@@ -18,9 +18,10 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import fsspec
+if TYPE_CHECKING:  # imported when a filesystem is first needed, not with the definitions
+    import fsspec
 
 AZURE_PROTOCOLS = frozenset({"abfs", "abfss", "az"})
 
@@ -120,6 +121,8 @@ def fs_for(path: str, **storage_options: Any) -> fsspec.AbstractFileSystem:
 
     fsspec methods accept the full URL, so callers pass ``path`` unchanged to them.
     """
+    import fsspec
+
     proto = protocol_of(path) or "file"
     opts = {**storage_options_for(path), **storage_options}
     if proto in ("file", "local"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
@@ -15,7 +15,6 @@ from odibi_dagster.engines.base import DatasetRef, Snapshot
 from odibi_dagster.engines.source_ref import REFERENCE_FORMATS, SourceManifest, encode_sample, fingerprint
 from odibi_dagster.engines.versions import content_version, source_version
 from odibi_dagster.io.dataset_store import DatasetLayout
-from odibi_dagster.observe.lineage import OutputColumn, lineage_record, sql_lineage, table_column_lineage
 from odibi_dagster.observe.metadata import dataset_metadata
 from odibi_dagster.observe.metadata_keys import OdibiMetadataSet
 from odibi_dagster.observe.redact import redact_url
@@ -30,6 +29,9 @@ from odibi_dagster.translate.runtime import (
     sources_unchanged,
 )
 from odibi_dagster.triggers.sensors.file_watch import dynamic_file_source
+
+if TYPE_CHECKING:  # the lineage code (and sqlglot's optimizer) loads when a step runs, not with the definitions
+    from odibi_dagster.observe.lineage import OutputColumn
 
 #: A step's frames by output name; ``None`` is the one frame behind every output.
 Frames = dict[str | None, Any]
@@ -64,6 +66,8 @@ def run_data_step(
         results, outcome["after"] = _described(execution, refs, inputs, before, columns, manifest, duration)
         if step.type == "sql" and sql_text:
             # The story's column lineage: None when the SQL could not be analysed.
+            from odibi_dagster.observe.lineage import lineage_record
+
             extra["column_lineage"] = lineage_record(columns, step.inputs) if columns is not None else None
     return results, before
 
@@ -74,6 +78,8 @@ def _sql_lineage(
     """The column lineage of a SQL step (the same SQL result backs every output of the step)."""
     if execution.step.type != "sql" or not sql_text:
         return None
+    from odibi_dagster.observe.lineage import sql_lineage
+
     input_columns = {name: snapshot_ref(r, 0).columns for name, r in inputs.items()}
     return sql_lineage(sql_text, input_columns, dialect=dialect_for(execution.engine))
 
@@ -174,6 +180,8 @@ def _described(
     story = execution.plan.pipeline.story
     lineage = None
     if columns is not None:
+        from odibi_dagster.observe.lineage import table_column_lineage
+
         lineage = table_column_lineage(columns, {name: dg.AssetKey(list(r.asset_key)) for name, r in inputs.items()})
     results: DataResults = {}
     after = None

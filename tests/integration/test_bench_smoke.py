@@ -56,6 +56,9 @@ def test_definitions_scale_bench_loads_both_sides_and_a_code_location() -> None:
         part = "location" if figure in ("location_s", "server_rss_mb", "snapshot_mb") else "load"
         pair = figures[f"30/{part}/{figure}"]
         assert pair["odibi"] > 0 and pair["hand"] > 0 and pair["ratio"] > 0, (figure, pair)
+        cold = figures[f"30/{part}/{figure}/cold"]  # the first load, with an empty SQL-check cache
+        assert cold["odibi_cold"] > 0 and cold["ratio"] > 0, (figure, cold)
+    assert "load: load s, cold cache" in out
 
 
 def test_many_steps_bench_runs_both_chains_and_reports_the_per_step_cost() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import yaml
@@ -32,6 +33,12 @@ PIPELINE_KEYS = {
     "story",
     "explanations",
 }
+
+
+# A top-level key of a YAML block mapping starts its line: one of PIPELINE_KEYS there settles
+# it without parsing the file, which was half the time discovery took (read_raw parses it again).
+# Anything else (flow style, a list of steps, a data file) is parsed.
+_YAML_TOP_KEY = re.compile(rf"^[\"']?(?:{'|'.join(sorted(PIPELINE_KEYS))})[\"']?[ \t]*:(?:[ \t]|$)", re.MULTILINE)
 
 
 def _is_config(child: Path) -> bool:
@@ -65,6 +72,8 @@ def discover(path: str | Path) -> list[Path]:
 def _looks_like_config(p: Path) -> bool:
     try:
         text = p.read_text(encoding="utf-8-sig")
+        if p.suffix.lower() in YAML_SUFFIXES and _YAML_TOP_KEY.search(text):
+            return True
         data = json.loads(text) if p.suffix.lower() in JSON_SUFFIXES else yaml.load(text, Loader=FastLoader)
     except Exception:
         return True  # a broken config is reported, not skipped

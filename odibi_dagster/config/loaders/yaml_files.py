@@ -3,11 +3,13 @@ would silently drop, and protection against recursive or exploding aliases."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from odibi_dagster.config import load_cache
 from odibi_dagster.config.errors import Problem
 from odibi_dagster.config.loaders.raw import RawPipeline, empty, failed, parsed
 
@@ -36,9 +38,18 @@ def construct_yaml(node: yaml.Node | None) -> Any:
         loader.dispose()
 
 
+_NOT_A_CONFIG = "YAML config must be a list of steps or a mapping"
+
+
 def read_yaml(p: Path) -> RawPipeline:
-    """Read one YAML config (a list of steps or a pipeline document)."""
+    """Read one YAML config (a list of steps or a pipeline document). A document read before,
+    unchanged, comes from the load cache (:mod:`~odibi_dagster.config.load_cache`)."""
     text = p.read_text(encoding="utf-8-sig")
+    key = load_cache.cache_key("yaml", text)
+    cached = _cached_document(key)
+    if cached is not None:
+        data, step_lines, key_lines = cached
+        return parsed(p, data, _NOT_A_CONFIG, lambda _: step_lines, key_lines)
     try:
         node = compose_yaml(text)
         alias_problem = _alias_problem(node)
@@ -54,12 +65,36 @@ def read_yaml(p: Path) -> RawPipeline:
         return failed(p, "invalid YAML: nested too deeply")
     if data is None:  # an empty file, or only comments
         return empty(p)
-    step_lines = _yaml_step_lines(node)
-    raw = parsed(
-        p, data, "YAML config must be a list of steps or a mapping", lambda _: step_lines, _yaml_key_lines(node)
-    )
-    raw.problems.extend(_yaml_duplicate_keys(node, str(p)))
+    step_lines, key_lines = _yaml_step_lines(node), _yaml_key_lines(node)
+    raw = parsed(p, data, _NOT_A_CONFIG, lambda _: step_lines, key_lines)
+    duplicates = _yaml_duplicate_keys(node, str(p))
+    raw.problems.extend(duplicates)
+    if not duplicates:
+        _remember_document(key, data, step_lines, key_lines)
     return raw
+
+
+def _cached_document(key: str) -> tuple[Any, dict[int, int], dict[str, int]] | None:
+    stored = load_cache.current().get(key)
+    if stored is None:
+        return None
+    try:
+        data, step_lines, key_lines = json.loads(stored)
+        return data, {int(k): v for k, v in step_lines.items()}, key_lines
+    except (ValueError, TypeError, AttributeError):
+        return None  # damaged: parse again
+
+
+def _remember_document(key: str, data: Any, step_lines: dict[int, int], key_lines: dict[str, int]) -> None:
+    """Keep a document whose value JSON carries unchanged (not one with dates, sets or
+    non-string keys, which YAML has and JSON has not: those are parsed each time)."""
+    try:
+        text = json.dumps([data, step_lines, key_lines])
+        if json.loads(text)[0] != data:
+            return
+    except (TypeError, ValueError):
+        return
+    load_cache.current().put(key, text)
 
 
 #: Nodes a YAML document may expand to once its aliases are followed: far above any real

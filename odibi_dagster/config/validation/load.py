@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from odibi_dagster.config.errors import ConfigValidationError, Problem
+from odibi_dagster.config.load_cache import load_cache
 from odibi_dagster.config.loaders import RawPipeline, discover, read_raw
 from odibi_dagster.config.models import PipelineConfig, Step
 from odibi_dagster.config.names import dagster_name
@@ -98,15 +99,16 @@ def load_pipelines(*paths: str | Path, project: str | None = None, enabled_only:
     """
     problems: list[Problem] = []
     pipelines: list[PipelineConfig] = []
-    for f in _config_files(paths, problems):
-        try:
-            for raw in read_raw(f, project=project, enabled_only=enabled_only):
-                pipeline, found = validate_raw(raw)
-                problems.extend(found)
-                if pipeline is not None:
-                    pipelines.append(pipeline)
-        except Exception as exc:  # a bug of ours must still be one line naming the file, not a traceback
-            problems.append(Problem(str(f), None, None, f"cannot validate: {type(exc).__name__}: {exc}"))
+    with load_cache():
+        for f in _config_files(paths, problems):
+            try:
+                for raw in read_raw(f, project=project, enabled_only=enabled_only):
+                    pipeline, found = validate_raw(raw)
+                    problems.extend(found)
+                    if pipeline is not None:
+                        pipelines.append(pipeline)
+            except Exception as exc:  # a bug of ours must still be one line naming the file, not a traceback
+                problems.append(Problem(str(f), None, None, f"cannot validate: {type(exc).__name__}: {exc}"))
     _check_pipeline_names(pipelines, problems)
     if problems:
         raise ConfigValidationError(problems)
@@ -146,7 +148,8 @@ def validate_pipeline(
         doc = config
         source = None
         default = "pipeline"
-    pipeline, problems = validate_raw(RawPipeline(file, doc, lines=lines, default_name=default))
+    with load_cache():
+        pipeline, problems = validate_raw(RawPipeline(file, doc, lines=lines, default_name=default))
     if problems:
         raise ConfigValidationError(problems)
     assert pipeline is not None

@@ -18,10 +18,10 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jinja2
-from markupsafe import Markup
+if TYPE_CHECKING:  # imported at the first render, not with the definitions every process loads
+    import jinja2
 
 from odibi_dagster.observe._util import atomic_write_text, safe_name
 from odibi_dagster.observe.story.columns import column_view
@@ -231,10 +231,18 @@ def _fmt_time(value: Any) -> str:
     return text
 
 
+def _script() -> Any:
+    from markupsafe import Markup  # jinja2's, loaded with it
+
+    return Markup(_SCRIPT)  # a constant of this module, no run data inside
+
+
 @functools.cache
 def _environment() -> jinja2.Environment:
     # One environment per process: it caches the compiled template, which is rendered
     # several times per run.
+    import jinja2
+
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(_TEMPLATES)),
         autoescape=True,  # every value from the run is data, never markup
@@ -385,7 +393,7 @@ class StoryGenerator:
             "graph": layout,
             "steps": views,
             "columns": columns,
-            "script": Markup(_SCRIPT),  # a constant of this module, no run data inside
+            "script": _script(),
             "script_hash": _SCRIPT_HASH,
         }
 
