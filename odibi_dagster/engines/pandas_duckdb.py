@@ -20,7 +20,7 @@ import duckdb
 
 from odibi_dagster.config.templating import quote_ident, sql_literal
 from odibi_dagster.engines import paths, source_ref
-from odibi_dagster.engines.base import DatasetFormat, DatasetRef, Snapshot, WriteInfo
+from odibi_dagster.engines.base import DatasetFormat, DatasetRef, Snapshot, WriteInfo, arrow_sample
 from odibi_dagster.engines.formats import csv, delta, duck, json, parquet, registry, sql
 from odibi_dagster.engines.pandas_resource import PandasDuckDBEngine
 from odibi_dagster.engines.secrets import SecretResolver, SecretSource
@@ -360,11 +360,16 @@ class PandasDuckDBContext:
         return int(rows[0][0]) if rows else 0
 
     def snapshot(self, df: Any, sample_rows: int = 5, *, row_count: int | None = None) -> Snapshot:
-        """Rows (``row_count`` when already known), Arrow-typed schema and a ``LIMIT`` sample of ``df``."""
+        """Rows (``row_count`` when already known), Arrow-typed schema and a ``LIMIT`` sample of ``df``.
+
+        Schema and sample come from one ``LIMIT`` query as Arrow (a CSV source is sniffed once,
+        not once for each), the sample as :class:`SampleRows`: describing a frame never
+        imports pandas."""
         rel = self.relation(df)
-        sample = rel.limit(int(sample_rows)).df() if sample_rows > 0 else None
+        head = rel.limit(max(int(sample_rows), 0)).to_arrow_table()
+        schema = tuple((f.name, str(f.type)) for f in head.schema)
         rows = self.row_count(rel) if row_count is None else int(row_count)
-        return Snapshot(row_count=rows, schema=self.schema(rel), sample=sample)
+        return Snapshot(row_count=rows, schema=schema, sample=arrow_sample(head) if sample_rows > 0 else None)
 
     def source_snapshot(self, df: Any, source: str, params: Mapping[str, Any], sample_rows: int = 5) -> Snapshot:
         """:meth:`snapshot` of ``df`` read from ``source``: a plain CSV file's rows are counted
