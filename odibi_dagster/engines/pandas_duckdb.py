@@ -133,6 +133,10 @@ def persist_frame(obj: Any, path: str) -> WriteInfo:
     return WriteInfo(uri=path, format="parquet", rows=rows)
 
 
+#: The per-connection cap on DuckDB's intermediates while an ingest copies a source
+#: (:meth:`PandasDuckDBContext.cap_copy_memory`); a setting of this connection only.
+COPY_OPERATOR_MEMORY = "256MB"
+
 # One in-memory DuckDB database per process and setting, shared by the step contexts of
 # that process: creating and closing a database costs ~27 ms, a connection to it (a cursor)
 # under 1 ms, which is most of a small step. Each context still gets its own connection,
@@ -321,6 +325,17 @@ class PandasDuckDBContext:
         if not paths.is_remote(path) and self._delta_scan_available():
             return self.conn.sql(f"SELECT * FROM delta_scan({sql_literal(paths.local_path(path))})")
         return self.conn.from_arrow(delta.open_delta_dataset(path))
+
+    def cap_copy_memory(self) -> None:
+        """Declare that this context's queries from now on only copy data (an ingest: read a
+        source, write it as a dataset): caps DuckDB's intermediates on this connection at
+        :data:`COPY_OPERATOR_MEMORY`.
+
+        A plain copy has no hash table or sort; what grows is the ordered Parquet writer's
+        buffer of chunks read ahead of the one being written, which DuckDB sizes from the
+        memory limit (80% of RAM by default): 750 MB more peak memory for a 20 M-row CSV, with
+        the same speed under this cap (see the README's scale section)."""
+        self.conn.execute(f"SET operator_memory_limit = {sql_literal(COPY_OPERATOR_MEMORY)}").fetchall()
 
     def persist(self, df: Any, path: str, format: DatasetFormat = "parquet") -> WriteInfo:
         """Persist a dataset between steps at ``path`` (Parquet file or Delta table), atomically."""
