@@ -9,6 +9,7 @@ frame is.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
@@ -335,7 +336,9 @@ class PandasDuckDBContext:
         buffer of chunks read ahead of the one being written, which DuckDB sizes from the
         memory limit (80% of RAM by default): 750 MB more peak memory for a 20 M-row CSV, with
         the same speed under this cap (see the README's scale section)."""
-        self.conn.execute(f"SET operator_memory_limit = {sql_literal(COPY_OPERATOR_MEMORY)}").fetchall()
+        # A DuckDB without the setting (before 2.0) keeps its defaults.
+        with contextlib.suppress(duckdb.CatalogException):
+            self.conn.execute(f"SET operator_memory_limit = {sql_literal(COPY_OPERATOR_MEMORY)}").fetchall()
 
     def persist(self, df: Any, path: str, format: DatasetFormat = "parquet") -> WriteInfo:
         """Persist a dataset between steps at ``path`` (Parquet file or Delta table), atomically."""
