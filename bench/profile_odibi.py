@@ -3,6 +3,7 @@
     python bench/profile_odibi.py definitions --steps 5000            # load of definitions_scale's project
     python bench/profile_odibi.py many_steps --steps 300              # many_steps' chain, run in process
     python bench/profile_odibi.py file_watch --files 10000            # one file-watch tick (dynamic)
+    python bench/profile_odibi.py medallion --mode reference          # medallion.py's odibi variant, 20 M rows
     python bench/profile_odibi.py imports                             # what importing odibi_dagster loads
 
 Wraps the functions listed in ``PHASES`` (``module:qualname``) with timers: wall and CPU time
@@ -93,6 +94,28 @@ PHASES = {
         "odibi_dagster.engines.pandas_duckdb:persist_frame",
         "odibi_dagster.observe.events:emit",
         "odibi_dagster.checks:run_check",
+    ],
+    "medallion": [
+        "odibi_dagster.translate.definitions:build_definitions",
+        "odibi_dagster.translate.data_steps:run_data_step",
+        "odibi_dagster.translate.sink_steps:run_sink_step",
+        "odibi_dagster.translate.data_steps:_frames",
+        "odibi_dagster.translate.data_steps:_reference_manifest",
+        "odibi_dagster.translate.data_steps:_persist",
+        "odibi_dagster.translate.data_steps:_described",
+        "odibi_dagster.translate.data_steps:_sql_lineage",
+        "odibi_dagster.translate.runtime:publish_story",
+        "odibi_dagster.observe.snapshot:snapshot_ref",
+        "odibi_dagster.engines.versions:content_version",
+        "odibi_dagster.engines.formats.csv:csv_row_count",
+        "odibi_dagster.engines.pandas_duckdb:PandasDuckDBContext.snapshot",
+        "odibi_dagster.engines.pandas_duckdb:PandasDuckDBContext.source_snapshot",
+        "odibi_dagster.engines.pandas_duckdb:PandasDuckDBContext.write",
+        "odibi_dagster.engines.pandas_duckdb:persist_frame",
+        "odibi_dagster.engines.source_ref:verified_manifest",
+        "odibi_dagster.engines.source_ref:encode_sample",
+        "odibi_dagster.observe.metadata:dataset_metadata",
+        "odibi_dagster.observe.tracker:RunTracker.end_step",
     ],
     "file_watch": [
         "odibi_dagster.triggers.sensors:scan_files",
@@ -215,6 +238,14 @@ def scenario_file_watch(args: argparse.Namespace) -> Callable[[], Any]:
     return lambda: [_evaluate(defs, sensor, instance, first.cursor) for _ in range(5)]
 
 
+def scenario_medallion(args: argparse.Namespace) -> Callable[[], Any]:
+    from medallion import make_csv, run_odibi
+
+    csv = make_csv(args.rows)
+    out = Path(tempfile.mkdtemp(prefix="profile_medallion_", dir=HERE / "data"))
+    return lambda: run_odibi(csv, out, args.mode)
+
+
 def imports_report() -> None:
     """Heavy packages importing odibi_dagster's definitions path loads, beyond dagster's own."""
     code = (
@@ -242,18 +273,23 @@ def imports_report() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("scenario", choices=("definitions", "many_steps", "file_watch", "imports"))
+    parser.add_argument("scenario", choices=("definitions", "many_steps", "file_watch", "medallion", "imports"))
     parser.add_argument("--steps", type=int, default=5000)
     parser.add_argument("--files", type=int, default=10_000)
+    parser.add_argument("--rows", type=int, default=20_000_000, help="medallion: rows of the CSV")
+    parser.add_argument("--mode", default="copy", choices=("copy", "reference"), help="medallion: ingest mode")
     parser.add_argument("--format", default="yaml", choices=("yaml", "json"))
     parser.add_argument("--cprofile", help="also write a cProfile dump of the scenario here")
     args = parser.parse_args()
     if args.scenario == "imports":
         imports_report()
         return
-    run = {"definitions": scenario_definitions, "many_steps": scenario_many_steps, "file_watch": scenario_file_watch}[
-        args.scenario
-    ](args)
+    run = {
+        "definitions": scenario_definitions,
+        "many_steps": scenario_many_steps,
+        "file_watch": scenario_file_watch,
+        "medallion": scenario_medallion,
+    }[args.scenario](args)
     import odibi_dagster.translate.assets
     import odibi_dagster.translate.definitions
     import odibi_dagster.translate.runtime  # noqa: F401
@@ -273,6 +309,7 @@ def main() -> None:
     timers.report(f"{args.scenario} ({args.steps if args.scenario != 'file_watch' else args.files})", total)
     status = proc_status()
     print(f"process: RSS {status['rss_mb']:.0f} MB, peak {status['peak_mb']:.0f} MB, CPU {status['cpu_s']:.2f} s")
+    print("pandas imported:", "pandas" in sys.modules)
 
 
 if __name__ == "__main__":

@@ -55,13 +55,30 @@ class SampleRows:
     rows: tuple[tuple[Any, ...], ...]
     #: The columns' Arrow type names (as in a snapshot's schema), same order as ``columns``.
     types: tuple[str, ...] = ()
+    #: The Arrow table the rows were read from, when there was one: a manifest stores it as it
+    #: is (building Arrow arrays from Python values makes pyarrow import pandas).
+    arrow: Any = field(default=None, compare=False, repr=False)
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def head(self, n: int) -> SampleRows:
         """The first ``n`` rows."""
-        return SampleRows(self.columns, self.rows[: max(int(n), 0)], self.types)
+        n = max(int(n), 0)
+        return SampleRows(
+            self.columns, self.rows[:n], self.types, self.arrow.slice(0, n) if self.arrow is not None else None
+        )
+
+
+def arrow_sample(table: Any) -> SampleRows:
+    """A few rows of an Arrow table as :class:`SampleRows` (Python values, Arrow type names)."""
+    columns = [column.to_pylist() for column in table.columns]
+    return SampleRows(
+        tuple(table.column_names),
+        tuple(zip(*columns, strict=True)),
+        tuple(str(f.type) for f in table.schema),
+        table,
+    )
 
 
 @dataclass(frozen=True)

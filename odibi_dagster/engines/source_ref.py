@@ -20,13 +20,14 @@ import base64
 import glob as globlib
 import json
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from odibi_dagster.engines import paths
-from odibi_dagster.engines.base import Snapshot
+from odibi_dagster.engines.base import SampleRows, Snapshot, arrow_sample
 from odibi_dagster.engines.formats.table import REFERENCE_FORMATS
 
 __all__ = [
@@ -70,13 +71,14 @@ class SourceManifest:
     step: str = ""
 
     def snapshot(self, sample_rows: int) -> Snapshot:
-        """The tracker snapshot recorded at ingest (no read of the source)."""
+        """The tracker snapshot recorded at ingest (no read of the source; the sample as
+        :class:`SampleRows`, without pandas)."""
         sample = None
         if sample_rows > 0 and self.sample_ipc:
             import pyarrow as pa
 
             with pa.ipc.open_stream(base64.b64decode(self.sample_ipc)) as reader:
-                sample = reader.read_all().slice(0, sample_rows).to_pandas()
+                sample = arrow_sample(reader.read_all().slice(0, sample_rows))
         return Snapshot(row_count=self.row_count, schema=tuple((c, t) for c, t in self.schema), sample=sample)
 
 
@@ -114,16 +116,53 @@ def fingerprint(source: str) -> list[list[Any]]:
 
 
 def encode_sample(sample: Any) -> str | None:
-    """A pandas sample as base64 Arrow IPC (types kept exactly, unlike JSON)."""
+    """A sample (:class:`SampleRows`, an Arrow table or a pandas frame) as base64 Arrow IPC
+    (types kept exactly, unlike JSON)."""
     if sample is None:
         return None
     import pyarrow as pa
 
-    table = pa.Table.from_pandas(sample, preserve_index=False)
+    if isinstance(sample, SampleRows):
+        table = sample.arrow if sample.arrow is not None else _sample_table(sample)
+    elif isinstance(sample, pa.Table):
+        table = sample
+    else:
+        table = pa.Table.from_pandas(sample, preserve_index=False)
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
     return base64.b64encode(sink.getvalue().to_pybytes()).decode("ascii")
+
+
+_DECIMAL = re.compile(r"decimal(?:128|256)\((\d+), (-?\d+)\)")
+
+
+def _arrow_type(name: str) -> Any:
+    """The Arrow type a type name (``str(pyarrow.DataType)``) stands for; None when it cannot be
+    read back from its name (nested, zoned...): the values' own type is inferred then."""
+    import pyarrow as pa
+
+    if match := _DECIMAL.fullmatch(name):
+        return pa.decimal128(int(match[1]), int(match[2]))
+    try:
+        return pa.type_for_alias(name)
+    except ValueError:
+        return None
+
+
+def _sample_table(sample: SampleRows) -> Any:
+    """:class:`SampleRows` back as the Arrow table they were read from (types from their names)."""
+    import pyarrow as pa
+
+    arrays = []
+    for i in range(len(sample.columns)):
+        values = [row[i] for row in sample.rows]
+        kind = _arrow_type(sample.types[i]) if i < len(sample.types) else None
+        try:
+            arrays.append(pa.array(values, type=kind))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            arrays.append(pa.array([None if v is None else str(v) for v in values], type=pa.string()))
+    return pa.Table.from_arrays(arrays, names=list(sample.columns))
 
 
 def write_manifest(path: str, manifest: SourceManifest) -> None:

@@ -122,6 +122,9 @@ def _ingest(
     extra["source"] = execution.redactor.redact_text(redact_url(resolved))
     frame = ctx.read(resolved, **params)
     manifest = _reference_manifest(execution, ctx, resolved, params, frame) if plan.ingests_by_reference(step) else None
+    cap_copy_memory = getattr(ctx, "cap_copy_memory", None)  # an engine whose copy buffers grow with RAM
+    if manifest is None and cap_copy_memory is not None:
+        cap_copy_memory()
     return {None: frame}, manifest
 
 

@@ -56,3 +56,27 @@ def test_globs_folders_and_compressed_files_are_left_to_duckdb(tmp_path: Path) -
         assert csv_row_count(ctx.conn, str(tmp_path / "*.csv"), {}) is None
         assert csv_row_count(ctx.conn, str(tmp_path), {}) is None
         assert csv_row_count(ctx.conn, str(tmp_path / "a.csv.gz"), {}) is None
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 4, 7, 1 << 20])
+def test_the_parallel_line_scan_sees_blank_lines_across_chunks_and_slices(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    from odibi_dagster.engines.formats import csv as csv_format
+
+    monkeypatch.setattr(csv_format, "_CHUNK", chunk)
+    monkeypatch.setattr(csv_format.os, "cpu_count", lambda: 3)  # three slices, whatever the machine
+    cases = {
+        "a,b\n1,x\n2,y\n": 3,
+        "a,b\n1,x\n2,y": 3,
+        "a\n1\n22\n333\n4444\n": 5,
+        "\na\n1\n": None,  # a leading blank line
+        "a\n1\n\n": None,
+        "a\n\n1\n": None,
+        "a,b\n1,x\n2,y\n\n3,z\n": None,
+        "a\n1\n2\n3\n4\n5\n6\n7\n8\n\n": None,
+    }
+    for text, expected in cases.items():
+        path = tmp_path / "data.csv"
+        path.write_bytes(text.encode())
+        assert csv_format._record_lines(str(path)) == expected, (text, chunk)

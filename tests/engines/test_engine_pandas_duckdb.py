@@ -778,3 +778,18 @@ def test_a_format_of_the_table_the_engine_lacks_names_the_ones_it_has(ctx, peopl
     with pytest.raises(ValueError, match="format 'table' is not supported by the pandas engine"):
         ctx.write(people, "tbl", source_type="table")
     assert ctx.source_format("q", {"source_type": "jdbc"}) == "sql"
+
+
+def test_cap_copy_memory_bounds_only_its_own_connection(tmp_path):
+    from odibi_dagster.engines.pandas_duckdb import PandasDuckDBContext
+
+    setting = "SELECT current_setting('operator_memory_limit')"
+    with PandasDuckDBContext() as copying, PandasDuckDBContext() as other:
+        copying.cap_copy_memory()
+        assert copying.conn.sql(setting).fetchall()[0][0] is not None
+        assert other.conn.sql(setting).fetchall()[0][0] is None  # the shared database is untouched
+        src = tmp_path / "in.csv"
+        src.write_text("id,name\n1,a\n2,NA\n")
+        info = copying.persist(copying.read(str(src)), str(tmp_path / "out.parquet"))
+        assert info.rows == 2
+        assert copying.conn.sql(f"SELECT * FROM '{tmp_path / 'out.parquet'}'").fetchall() == [(1, "a"), (2, None)]

@@ -58,8 +58,32 @@ def test_manifest_round_trips_with_an_exact_sample(tmp_path: Path) -> None:
     assert back.params == {"sep": ","} and back.row_count == 2 and back.step == "read"
     snap = back.snapshot(1)
     assert snap.row_count == 2 and snap.schema == (("id", "int64"), ("when", "timestamp[ns]"))
-    assert len(snap.sample) == 1 and str(snap.sample["when"].dtype).startswith("datetime64")
+    # The sample comes back without pandas, its types as they were (pandas' datetime64 column).
+    assert len(snap.sample) == 1 and snap.sample.types[0] == "int64"
+    assert snap.sample.types[1].startswith("timestamp[")
+    assert snap.sample.columns == ("id", "when") and snap.sample.rows[0][0] == 1
+    assert str(snap.sample.rows[0][1]).startswith("2024-01-01")
     assert back.snapshot(0).sample is None
+
+
+def test_a_sample_read_without_pandas_round_trips_with_its_types(tmp_path: Path) -> None:
+    import datetime as dt
+    from decimal import Decimal
+
+    from odibi_dagster.engines.base import SampleRows
+
+    sample = SampleRows(
+        ("id", "day", "price", "name", "tags"),
+        ((1, dt.date(2024, 1, 2), Decimal("1.50"), "a", ["x"]), (None, None, None, None, None)),
+        ("int32", "date32[day]", "decimal128(10, 2)", "string", "list<item: string>"),
+    )
+    src = tmp_path / "in.csv"
+    src.write_text("id\n1\n")
+    manifest = _manifest(str(src))
+    manifest.sample_ipc = encode_sample(sample)
+    path = str(tmp_path / "data.source.json")
+    write_manifest(path, manifest)
+    assert read_manifest(path).snapshot(5).sample == sample
 
 
 def test_a_changed_or_missing_source_is_refused_with_the_file_and_step(tmp_path: Path) -> None:

