@@ -6,8 +6,9 @@ imported on first use, so ``odibi-dagster`` starts (and handles Ctrl-C) before D
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from odibi_dagster._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from odibi_dagster.components.pipeline import OdibiPipelineComponent
@@ -55,17 +56,7 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'odibi_dagster' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
 
 
 __all__ = [

@@ -5,10 +5,12 @@ and each run's worker again. Parsing is most of that: about 1 ms per SQL stateme
 sqlglot (0.7 s per 1,000 steps, and the import of sqlglot itself), and 4 ms per YAML file
 with the walks that find each step's line. Both outcomes depend on nothing but the text
 parsed and the library versions, so they are stored in a small SQLite file under the user's
-cache folder, keyed by a hash of those, much as dagster-dbt parses a project once into its
-manifest. Two kinds are kept: ``sql`` (the tables a rendered statement reads, or its parse
-error: :func:`~odibi_dagster.config.validation.sql.sql_outcome`) and ``yaml`` (a document's
-value and lines: :func:`~odibi_dagster.config.loaders.yaml_files.read_yaml`).
+cache folder, keyed by a hash of those (and of the code that reads a parse), much as
+dagster-dbt parses a project once into its manifest. Two kinds are kept:
+
+* ``sql``: the tables a rendered statement reads, or its parse error
+  (:func:`~odibi_dagster.config.validation.sql.sql_outcome`);
+* ``yaml``: a document's value and lines (:func:`~odibi_dagster.config.loaders.yaml_files.read_yaml`).
 
 The cache is best effort: a folder that cannot be written, a locked or damaged file, and
 ``ODIBI_CACHE_DIR=off`` all mean parsing every time, never a failed load.
@@ -39,16 +41,25 @@ def cache_dir() -> Path | None:
     return Path(base) / "odibi_dagster"
 
 
+# The modules whose code makes the outcomes: their text is part of every key, so an edit to
+# them (a checkout of odibi_dagster between releases) is never answered from an older outcome.
+_PRODUCERS = ("sql.py", "validation/sql.py", "loaders/yaml_files.py")
+
+
 @cache
 def _versions() -> str:
-    """The versions an outcome depends on: the parsers' and this package's."""
+    """What every outcome depends on besides its text: the parsers' versions and the code that
+    turns a parse into an outcome."""
     found = []
-    for dist in ("sqlglot", "PyYAML", "odibi_dagster"):
+    for dist in ("sqlglot", "PyYAML"):
         try:
             found.append(metadata.version(dist))
         except metadata.PackageNotFoundError:
             found.append("?")
-    return "|".join(found)
+    code = hashlib.blake2b(digest_size=16)
+    for name in _PRODUCERS:
+        code.update((Path(__file__).parent / name).read_bytes())
+    return "|".join([*found, code.hexdigest()])
 
 
 def cache_key(kind: str, *parts: str) -> str:

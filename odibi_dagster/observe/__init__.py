@@ -5,44 +5,37 @@ Pure library code; ``translate/`` wires it into Dagster assets. Run files live u
 ``story.html``, ``metrics.json`` and ``metrics.prom``.
 """
 
-import importlib
-from typing import Any
+from odibi_dagster._lazy import lazy_exports
 
 # Name -> its module, imported at first use: importing ``observe.metadata_keys`` (as every
 # definitions load does) must not import the SQL lineage, story and metrics code with it.
 _EXPORTS = {
-    "sql_column_lineage": "lineage",
-    "sql_output_columns": "lineage",
-    "column_schema": "metadata",
-    "dataset_metadata": "metadata",
-    "sample_markdown": "metadata",
-    "OdibiMetadataSet": "metadata_keys",
-    "metrics_from_lineage": "metrics",
-    "to_prometheus": "metrics",
-    "write_metrics": "metrics",
-    "Redactor": "redact",
-    "redact_url": "redact",
-    "schema_diff": "snapshot",
-    "snapshot_frame_pandas": "snapshot",
-    "snapshot_ref": "snapshot",
-    "snapshot_table_arrow": "snapshot",
-    "StoryGenerator": "story",
-    "latest_story": "story",
-    "story_path": "story",
-    "RunTracker": "tracker",
-    "run_dir": "tracker",
-    "snapshot_to_dict": "tracker",
-    "summarize": "tracker",
+    "sql_column_lineage": ".lineage",
+    "sql_output_columns": ".lineage",
+    "column_schema": ".metadata",
+    "dataset_metadata": ".metadata",
+    "sample_markdown": ".metadata",
+    "OdibiMetadataSet": ".metadata_keys",
+    "metrics_from_lineage": ".metrics",
+    "to_prometheus": ".metrics",
+    "write_metrics": ".metrics",
+    "Redactor": ".redact",
+    "redact_url": ".redact",
+    "schema_diff": ".snapshot",
+    "snapshot_frame_pandas": ".snapshot",
+    "snapshot_ref": ".snapshot",
+    "snapshot_table_arrow": ".snapshot",
+    "StoryGenerator": ".story",
+    "latest_story": ".story",
+    "story_path": ".story",
+    "RunTracker": ".tracker",
+    "run_dir": ".tracker",
+    "snapshot_to_dict": ".tracker",
+    "summarize": ".tracker",
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'odibi_dagster.observe' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
 
 
 __all__ = [

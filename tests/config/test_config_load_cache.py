@@ -69,20 +69,15 @@ def test_a_cached_parse_error_and_a_cached_unknown_table_are_reported_as_before(
             load_pipelines(tmp_path / "p")
         return [str(p) for p in err.value.problems]
 
-    _write(tmp_path / "p", "SELEC id FRM data")
-    bad_syntax = problems()
-    assert any("SQL does not parse (duckdb dialect)" in p for p in bad_syntax), bad_syntax
-    load_cache.reset()
-    _no_parsing(monkeypatch)
-    assert problems() == bad_syntax
-    monkeypatch.undo()
-    monkeypatch.setenv(load_cache.CACHE_DIR_ENV, str(cache_dir))
-    _write(tmp_path / "p", "SELECT id FROM elsewhere")
-    unknown = problems()
-    assert any("SQL names table 'elsewhere'" in p for p in unknown), unknown
-    load_cache.reset()
-    _no_parsing(monkeypatch)
-    assert problems() == unknown
+    for sql, expected in (("SELEC id FRM data", "SQL does not parse (duckdb dialect)"),
+                          ("SELECT id FROM elsewhere", "SQL names table 'elsewhere'")):  # fmt: skip
+        _write(tmp_path / "p", sql)
+        fresh = problems()
+        assert any(expected in p for p in fresh), fresh
+        load_cache.reset()
+        with monkeypatch.context() as patched:
+            _no_parsing(patched)
+            assert problems() == fresh
 
 
 def test_an_edited_file_is_parsed_again(cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
